@@ -1,0 +1,61 @@
+//! `leadscore check`: every error and warning of every rule set, not only the first.
+
+use crate::CheckFormat;
+use leadscore_core::rules::read_sources;
+use leadscore_rules::compile;
+use leadscore_rules::diagnostic::{render, to_json, Severity};
+use std::path::PathBuf;
+
+/// Runs `check`; returns the exit status.
+pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
+    let mut errors = 0usize;
+    let mut warnings = 0usize;
+    let mut json = Vec::new();
+    let mut text = String::new();
+    let mut files_checked = 0usize;
+    for path in paths {
+        let files = match read_sources(std::slice::from_ref(path)) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        files_checked += files.len();
+        let compiled = compile(&files);
+        for d in &compiled.diagnostics {
+            match d.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            match format {
+                CheckFormat::Text => {
+                    text.push_str(&render(d, &files));
+                    text.push('\n');
+                }
+                CheckFormat::Json => json.push(to_json(d, &files)),
+            }
+        }
+    }
+    match format {
+        CheckFormat::Text => {
+            print!("{text}");
+            let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+            println!(
+                "checked {}: {}, {}",
+                plural(files_checked, "file"),
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            );
+        }
+        CheckFormat::Json => {
+            let doc = serde_json::json!({
+                "diagnostics": json,
+                "errors": errors,
+                "warnings": warnings,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+    }
+    u8::from(errors > 0)
+}

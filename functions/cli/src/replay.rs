@@ -1,0 +1,205 @@
+//! `leadscore replay`: events through the rules on the embedded engine; the JSON contract of
+//! SPEC §4 or a table for people.
+
+use crate::ReplayFormat;
+use leadscore_core::engine::Engine;
+use leadscore_core::output::{lead_object, replay_document};
+use leadscore_core::rules::load;
+use leadscore_core::segment::{parse_body, Call, CallError, TimePolicy};
+use leadscore_rules::time::parse_rfc3339;
+use rayon::prelude::*;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+type Line = Result<Vec<Result<Call, CallError>>, CallError>;
+
+/// Parses the lines of an events file in parallel; blank lines give `None`.
+pub fn parse_lines(text: &str) -> Vec<(usize, Line)> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    lines
+        .par_iter()
+        .with_min_len(1024)
+        .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
+        .collect()
+}
+
+/// Runs `replay`; returns the exit status.
+pub fn run(
+    rules: &Path,
+    events: &Path,
+    format: ReplayFormat,
+    strict: bool,
+    as_of: Option<&str>,
+) -> u8 {
+    let (program, compiled, files) = match load(&[rules.to_path_buf()]) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    for w in &compiled.diagnostics {
+        eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
+    }
+    let as_of = match as_of.map(|t| (t, parse_rfc3339(t))) {
+        Some((t, None)) => {
+            eprintln!("error: `--as-of {t}` is not an RFC 3339 time (e.g. 2026-02-01T00:00:00Z)");
+            return 2;
+        }
+        Some((_, Some(t))) => Some(t),
+        None => None,
+    };
+    let text = match std::fs::read_to_string(events) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", events.display());
+            return 2;
+        }
+    };
+    let name = events.display().to_string();
+    let mut engine = Engine::new(&program);
+    let mut rejected = 0u64;
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    for (line, parsed) in parse_lines(&text) {
+        match parsed {
+            Err(e) => {
+                rejected += 1;
+                let _ = writeln!(err, "{name}:{line}: {e}");
+            }
+            Ok(calls) => {
+                for call in calls {
+                    match call {
+                        Ok(call) => {
+                            engine.process(Arc::new(call));
+                        }
+                        Err(e) => {
+                            rejected += 1;
+                            let _ = writeln!(err, "{name}:{line}: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(at) = as_of {
+        engine.tick_all(at);
+    }
+    let doc = replay_document(&engine, rejected);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = match format {
+        ReplayFormat::Json => serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        ReplayFormat::Table => write_table(&mut out, &engine, rejected),
+    };
+    if let Err(e) = written.and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+            return 2;
+        }
+    }
+    if strict && rejected > 0 {
+        return 2;
+    }
+    0
+}
+
+fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {
+    let program = engine.program();
+    let doc = serde_json::to_value(replay_document(engine, rejected)).unwrap_or(Value::Null);
+    writeln!(out, "rule set `{}`", program.name)?;
+    writeln!(out)?;
+    let header = [
+        "lead",
+        "score",
+        "fit",
+        "engagement",
+        "stage",
+        "conversions",
+        "source",
+        "events",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_string()).collect()];
+    let mut ids: Vec<&String> = engine.leads().map(|(id, _)| id).collect();
+    ids.sort();
+    for id in ids {
+        let Some(rec) = engine.lead(id) else { continue };
+        let lead =
+            serde_json::to_value(lead_object(program, id, &rec.state)).unwrap_or(Value::Null);
+        let s = |k: &str| match &lead[k] {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let convs = lead["conversions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["name"].as_str().map(|n| format!("{n}×{}", c["count"])))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            id.clone(),
+            s("score"),
+            s("fit"),
+            s("engagement"),
+            s("stage"),
+            convs,
+            s("source"),
+            s("events"),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                let pad = widths[c] - v.chars().count();
+                if (1..=3).contains(&c) {
+                    format!("{}{v}", " ".repeat(pad))
+                } else {
+                    format!("{v}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            writeln!(out, "{}", rule.join("  "))?;
+        }
+    }
+    let notes = doc["notifications"].as_array().map_or(0, Vec::len);
+    let summary = &doc["summary"];
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} leads, {} converted ({}%), {} notifications, {} rejected",
+        summary["leads"], summary["converted"], summary["conversion_rate"], notes, rejected
+    )?;
+    if let Some(reached) = summary["reached"].as_object() {
+        if !reached.is_empty() {
+            let parts: Vec<String> = program
+                .stages
+                .iter()
+                .filter_map(|s| reached.get(&s.name).map(|n| format!("{} {n}", s.name)))
+                .collect();
+            writeln!(out, "reached: {}", parts.join(", "))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Loading a rule set from files: a `.rules` file, or a folder of them read in name order.
+
+use leadscore_rules::diagnostic::{render, SourceFile};
+use leadscore_rules::{compile, Compiled, Program};
+use std::path::{Path, PathBuf};
+
+/// Why a rule set could not be loaded.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    /// A file or folder could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    #[diagnostic(code(leadscore::io))]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A folder holds no `.rules` file.
+    #[error("`{0}` holds no `.rules` file")]
+    #[diagnostic(code(leadscore::empty), help("rule files end in `.rules`"))]
+    Empty(String),
+    /// The rules have errors; the rendered diagnostics.
+    #[error("{count} error(s) in the rules\n{rendered}")]
+    #[diagnostic(code(leadscore::rules))]
+    Invalid {
+        /// How many errors.
+        count: usize,
+        /// Every diagnostic, rendered.
+        rendered: String,
+    },
+}
+
+/// Reads the source files of a rule set: the paths as given; a folder contributes its
+/// `*.rules` files in name order.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let io = |source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rules") && p.is_file())
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(LoadError::Empty(path.display().to_string()));
+            }
+            for p in entries {
+                files.push(read_one(&p)?);
+            }
+        } else {
+            files.push(read_one(path)?);
+        }
+    }
+    Ok(files)
+}
+
+fn read_one(path: &Path) -> Result<SourceFile, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(SourceFile {
+        name: path.display().to_string(),
+        text,
+    })
+}
+
+/// Reads and compiles a rule set; errors come back rendered.
+pub fn load(paths: &[PathBuf]) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
+    let files = read_sources(paths)?;
+    let mut compiled = compile(&files);
+    match compiled.program.take() {
+        Some(program) => Ok((program, compiled, files)),
+        None => {
+            let errors: Vec<_> = compiled
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .collect();
+            let rendered = errors.iter().map(|d| render(d, &files)).collect::<String>();
+            Err(LoadError::Invalid {
+                count: errors.len(),
+                rendered,
+            })
+        }
+    }
+}

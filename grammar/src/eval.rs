@@ -1,0 +1,710 @@
+//! `program → evaluation`: the pure step function `(state, event, program) → (state', effects)`.
+//!
+//! No clocks, no I/O: replaying the same events in the same order gives the same state.
+
+use crate::event::{CallKind, Event};
+use crate::program::{AggKind, Expr, NotifyWhen, Pred, Program, SUM_KEEP};
+use crate::syntax::CmpOp;
+use crate::time::Micros;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The first time a conversion happened, and its running count and value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversionState {
+    /// When the first match was processed (its own event time).
+    pub at: Micros,
+    /// How many matches.
+    pub count: u64,
+    /// The summed value.
+    pub value: f64,
+}
+
+/// Everything kept about one lead. Its size is bounded by the rules, never by the number of
+/// events (see the language reference, "How much history is kept").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LeadState {
+    /// Profile traits (identify), with the company (group) under `company`.
+    pub profile: Map<String, Value>,
+    /// Current fit.
+    pub fit: f64,
+    /// Current engagement (as of `clock`).
+    pub engagement: f64,
+    /// The lead's clock: the latest time it was evaluated at (`None` for a new lead).
+    pub clock: Option<Micros>,
+    /// Earliest event time.
+    pub first_seen: Micros,
+    /// Latest event time.
+    pub last_seen: Micros,
+    /// `context.campaign.source` of the first call that arrived.
+    pub source: Option<String>,
+    /// Accepted calls.
+    pub events: u64,
+    /// When each stage was reached, by stage index.
+    pub reached: Vec<Option<Micros>>,
+    /// Each conversion's first time, count and value, by conversion index.
+    pub conversions: Vec<Option<ConversionState>>,
+    /// Score rules (by index) whose `once` award was given.
+    pub once_fired: Vec<u32>,
+    /// Award times per `limit` slot, oldest first.
+    pub limits: Vec<Vec<Micros>>,
+    /// (time, value) entries per aggregate slot, oldest first.
+    pub aggregates: Vec<Vec<(Micros, f64)>>,
+}
+
+impl LeadState {
+    /// A new lead: an empty profile and the fit of an empty profile.
+    pub fn new(program: &Program) -> Self {
+        let mut state = LeadState {
+            reached: vec![None; program.stages.len()],
+            conversions: vec![None; program.conversions.len()],
+            limits: vec![Vec::new(); program.limit_slots],
+            aggregates: vec![Vec::new(); program.aggregates.len()],
+            ..LeadState::default()
+        };
+        state.fit = compute_fit(program, &state.profile);
+        state
+    }
+
+    /// Fit + engagement.
+    pub fn score(&self) -> f64 {
+        self.fit + self.engagement
+    }
+
+    /// The last-declared stage reached, if any.
+    pub fn stage<'p>(&self, program: &'p Program) -> Option<&'p str> {
+        program
+            .stages
+            .iter()
+            .zip(&self.reached)
+            .rev()
+            .find(|(_, r)| r.is_some())
+            .map(|(s, _)| s.name.as_str())
+    }
+
+    /// Makes the vectors fit the program (after a rule change adds stages or slots).
+    pub fn fit_to(&mut self, program: &Program) {
+        self.reached.resize(program.stages.len(), None);
+        self.conversions.resize(program.conversions.len(), None);
+        self.limits.resize(program.limit_slots, Vec::new());
+        self.aggregates.resize(program.aggregates.len(), Vec::new());
+    }
+}
+
+/// A change one step made that others may be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transition {
+    /// A stage (index) was reached at this time.
+    StageReached {
+        /// Stage index.
+        stage: usize,
+        /// When.
+        at: Micros,
+    },
+    /// A conversion (index) happened for the first time.
+    Converted {
+        /// Conversion index.
+        conversion: usize,
+        /// When.
+        at: Micros,
+    },
+}
+
+impl Transition {
+    /// When it happened.
+    pub fn at(&self) -> Micros {
+        match self {
+            Transition::StageReached { at, .. } | Transition::Converted { at, .. } => *at,
+        }
+    }
+}
+
+/// Why a step did what it did, for `explain` and for the latest rule hits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TraceEntry {
+    /// Decay took engagement from one value to another.
+    Decayed {
+        /// Before.
+        from: f64,
+        /// After.
+        to: f64,
+    },
+    /// Fit was recomputed.
+    Fit {
+        /// Before.
+        from: f64,
+        /// After.
+        to: f64,
+    },
+    /// A score rule gave points.
+    Scored {
+        /// Rule index.
+        rule: usize,
+        /// Points given after clamping.
+        points: f64,
+    },
+    /// A score rule matched but its award was refused.
+    Refused {
+        /// Rule index.
+        rule: usize,
+        /// `once` or `limit`.
+        reason: String,
+    },
+    /// The cap or the floor clamped engagement.
+    Clamped {
+        /// Before.
+        from: f64,
+        /// After.
+        to: f64,
+    },
+}
+
+/// Collects trace entries when asked to.
+pub trait Tracer {
+    /// Records one entry.
+    fn record(&mut self, entry: TraceEntry);
+}
+
+/// A tracer that records nothing (the fast path).
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    #[inline]
+    fn record(&mut self, _entry: TraceEntry) {}
+}
+
+impl Tracer for Vec<TraceEntry> {
+    fn record(&mut self, entry: TraceEntry) {
+        self.push(entry);
+    }
+}
+
+/// Computes fit from a profile.
+pub fn compute_fit(program: &Program, profile: &Map<String, Value>) -> f64 {
+    let ctx = Ctx {
+        profile,
+        fit: 0.0,
+        engagement: 0.0,
+        event: None,
+        reached: &[],
+        aggregates: &[],
+        program,
+        now: 0,
+    };
+    program
+        .fits
+        .iter()
+        .filter(|f| ctx.holds(&f.when))
+        .map(|f| f.points)
+        .sum()
+}
+
+fn clamp(program: &Program, engagement: f64) -> f64 {
+    let mut e = engagement;
+    if let Some(cap) = program.cap {
+        e = e.min(cap);
+    }
+    if let Some(floor) = program.floor {
+        e = e.max(floor);
+    }
+    e
+}
+
+fn clamp_traced(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
+    let clamped = clamp(program, state.engagement);
+    if clamped != state.engagement {
+        tracer.record(TraceEntry::Clamped {
+            from: state.engagement,
+            to: clamped,
+        });
+        state.engagement = clamped;
+    }
+}
+
+/// Advances the lead's clock to `at` (never backwards), decaying engagement.
+fn advance(program: &Program, state: &mut LeadState, at: Micros, tracer: &mut impl Tracer) {
+    let Some(clock) = state.clock else {
+        state.clock = Some(at);
+        return;
+    };
+    if at <= clock {
+        return;
+    }
+    if let Some(half_life) = program.half_life {
+        #[allow(clippy::cast_precision_loss)]
+        let halves = (at - clock) as f64 / half_life as f64;
+        let before = state.engagement;
+        state.engagement *= (-halves).exp2();
+        if before != state.engagement {
+            tracer.record(TraceEntry::Decayed {
+                from: before,
+                to: state.engagement,
+            });
+        }
+    }
+    state.clock = Some(at);
+}
+
+/// Applies one accepted call to a lead (SPEC §3), appending the transitions it caused.
+pub fn apply(program: &Program, state: &mut LeadState, event: &Event, out: &mut Vec<Transition>) {
+    apply_traced(program, state, event, out, &mut NoTrace);
+}
+
+/// [`apply`], recording why each thing happened.
+pub fn apply_traced(
+    program: &Program,
+    state: &mut LeadState,
+    event: &Event,
+    out: &mut Vec<Transition>,
+    tracer: &mut impl Tracer,
+) {
+    let t = event.time;
+    // 1. decay to the event's time (never backwards); times seen
+    if state.clock.is_none() {
+        state.first_seen = t;
+        state.last_seen = t;
+        state.source = event.source.clone();
+    } else {
+        state.first_seen = state.first_seen.min(t);
+        state.last_seen = state.last_seen.max(t);
+    }
+    advance(program, state, t, tracer);
+    clamp_traced(program, state, tracer);
+    state.events += 1;
+
+    // 2. identify / group: merge traits, recompute fit
+    match event.kind {
+        CallKind::Identify => {
+            merge_traits(&mut state.profile, &event.properties);
+            refit(program, state, tracer);
+        }
+        CallKind::Group => {
+            let company = state
+                .profile
+                .entry("company".to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !company.is_object() {
+                *company = Value::Object(Map::new());
+            }
+            if let Value::Object(map) = company {
+                merge_traits(map, &event.properties);
+            }
+            refit(program, state, tracer);
+        }
+        _ => {}
+    }
+
+    let slots = program.slots(event);
+    if let Some(slots) = slots {
+        // 3. score rules in file order
+        for &i in &slots.scores {
+            let rule = &program.scores[i];
+            if let Some(filter) = &rule.filter {
+                if !ctx(program, state, Some(event), t).holds(filter) {
+                    continue;
+                }
+            }
+            if rule.once {
+                #[allow(clippy::cast_possible_truncation)]
+                let id = i as u32;
+                if state.once_fired.contains(&id) {
+                    tracer.record(TraceEntry::Refused {
+                        rule: i,
+                        reason: "once: already given".into(),
+                    });
+                    continue;
+                }
+                state.once_fired.push(id);
+            }
+            if let Some((n, per, slot)) = rule.limit {
+                let awards = &mut state.limits[slot];
+                let in_window = awards.iter().filter(|&&a| a > t - per && a <= t).count();
+                if in_window >= n {
+                    tracer.record(TraceEntry::Refused {
+                        rule: i,
+                        reason: format!(
+                            "limit: {in_window} awards already in the last {}",
+                            crate::format_duration(per)
+                        ),
+                    });
+                    continue;
+                }
+                insert_sorted(awards, t);
+                let clock = state.clock.unwrap_or(t);
+                let horizon = clock.saturating_sub(per.saturating_mul(2));
+                awards.retain(|&a| a > horizon);
+                let keep = n.saturating_mul(2);
+                if awards.len() > keep {
+                    awards.drain(..awards.len() - keep);
+                }
+            }
+            let before = state.engagement;
+            state.engagement = clamp(program, state.engagement + rule.points);
+            tracer.record(TraceEntry::Scored {
+                rule: i,
+                points: state.engagement - before,
+            });
+        }
+        // aggregates: remember the matching event
+        for &a in &slots.aggregates {
+            let agg = &program.aggregates[a];
+            if let Some(filter) = &agg.filter {
+                if !ctx(program, state, Some(event), t).holds(filter) {
+                    continue;
+                }
+            }
+            let value = match &agg.kind {
+                AggKind::Count { .. } => 1.0,
+                AggKind::Sum { property } => match lookup(&event.properties, property) {
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                    _ => continue,
+                },
+            };
+            let entries = &mut state.aggregates[a];
+            let pos = entries.partition_point(|&(at, _)| at <= t);
+            entries.insert(pos, (t, value));
+            let clock = state.clock.unwrap_or(t);
+            let horizon = clock.saturating_sub(agg.within.saturating_mul(2));
+            if entries.first().is_some_and(|&(at, _)| at <= horizon) {
+                entries.retain(|&(at, _)| at > horizon);
+            }
+            match agg.kind {
+                AggKind::Count { keep } => {
+                    if entries.len() > keep {
+                        entries.drain(..entries.len() - keep);
+                    }
+                }
+                AggKind::Sum { .. } => {
+                    while entries.len() > SUM_KEEP {
+                        merge_closest(entries);
+                    }
+                }
+            }
+        }
+    }
+
+    // 4. stages
+    evaluate_stages(program, state, Some(event), t, out);
+
+    // 5. conversions
+    if let Some(slots) = slots {
+        for &c in &slots.conversions {
+            let conv = &program.conversions[c];
+            if let Some(filter) = &conv.filter {
+                if !ctx(program, state, Some(event), t).holds(filter) {
+                    continue;
+                }
+            }
+            let value = conv
+                .value
+                .as_ref()
+                .and_then(|p| lookup(&event.properties, p))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            match &mut state.conversions[c] {
+                Some(cs) => {
+                    cs.count += 1;
+                    cs.value += value;
+                }
+                slot @ None => {
+                    *slot = Some(ConversionState {
+                        at: t,
+                        count: 1,
+                        value,
+                    });
+                    out.push(Transition::Converted {
+                        conversion: c,
+                        at: t,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A tick at time `at` with no event (SPEC §6 `decay`): decay to `at`, then the stages.
+pub fn tick(program: &Program, state: &mut LeadState, at: Micros, out: &mut Vec<Transition>) {
+    if state.clock.is_none() {
+        return;
+    }
+    advance(program, state, at, &mut NoTrace);
+    state.engagement = clamp(program, state.engagement);
+    let now = state.clock.unwrap_or(at);
+    evaluate_stages(program, state, None, now, out);
+}
+
+fn evaluate_stages(
+    program: &Program,
+    state: &mut LeadState,
+    event: Option<&Event>,
+    t: Micros,
+    out: &mut Vec<Transition>,
+) {
+    for (i, stage) in program.stages.iter().enumerate() {
+        if state.reached[i].is_some() {
+            continue;
+        }
+        if ctx(program, state, event, t).holds(&stage.when) {
+            state.reached[i] = Some(t);
+            out.push(Transition::StageReached { stage: i, at: t });
+        }
+    }
+}
+
+fn refit(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
+    let fit = compute_fit(program, &state.profile);
+    if fit != state.fit {
+        tracer.record(TraceEntry::Fit {
+            from: state.fit,
+            to: fit,
+        });
+        state.fit = fit;
+    }
+}
+
+/// Merges traits into a profile: a trait set to `null` is removed.
+pub fn merge_traits(profile: &mut Map<String, Value>, traits: &Map<String, Value>) {
+    for (k, v) in traits {
+        if v.is_null() {
+            profile.remove(k);
+        } else {
+            profile.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn insert_sorted(v: &mut Vec<Micros>, t: Micros) {
+    let pos = v.partition_point(|&a| a <= t);
+    v.insert(pos, t);
+}
+
+/// Merges the two entries closest in time; the merged entry carries the later time.
+fn merge_closest(entries: &mut Vec<(Micros, f64)>) {
+    let Some(best) =
+        (0..entries.len().saturating_sub(1)).min_by_key(|&i| entries[i + 1].0 - entries[i].0)
+    else {
+        return;
+    };
+    let (_, v) = entries.remove(best);
+    entries[best].1 += v;
+}
+
+/// The notifications a step's transitions produce: (notify line index, transition), stages in
+/// declaration order then conversions, each in the order of the `notify` lines.
+pub fn notifications(program: &Program, transitions: &[Transition]) -> Vec<(usize, Transition)> {
+    let mut out = Vec::new();
+    let stages = transitions
+        .iter()
+        .filter(|t| matches!(t, Transition::StageReached { .. }));
+    let convs = transitions
+        .iter()
+        .filter(|t| matches!(t, Transition::Converted { .. }));
+    for t in stages.chain(convs) {
+        for (n, rule) in program.notifies.iter().enumerate() {
+            let wants = match (&rule.when, t) {
+                (NotifyWhen::Reached(s), Transition::StageReached { stage, .. }) => s == stage,
+                (NotifyWhen::Converted(None), Transition::Converted { .. }) => true,
+                (NotifyWhen::Converted(Some(c)), Transition::Converted { conversion, .. }) => {
+                    c == conversion
+                }
+                _ => false,
+            };
+            if wants {
+                out.push((n, *t));
+            }
+        }
+    }
+    out
+}
+
+fn ctx<'a>(
+    program: &'a Program,
+    state: &'a LeadState,
+    event: Option<&'a Event>,
+    now: Micros,
+) -> Ctx<'a> {
+    Ctx {
+        profile: &state.profile,
+        fit: state.fit,
+        engagement: state.engagement,
+        event,
+        reached: &state.reached,
+        aggregates: &state.aggregates,
+        program,
+        now,
+    }
+}
+
+/// Looks up a dotted path in a JSON object; `null` counts as missing.
+#[inline]
+pub fn lookup<'a>(map: &'a Map<String, Value>, path: &[Box<str>]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut v = map.get(&**first)?;
+    for seg in rest {
+        v = v.as_object()?.get(&**seg)?;
+    }
+    (!v.is_null()).then_some(v)
+}
+
+/// A value during evaluation.
+#[derive(Debug, Clone, Copy)]
+pub enum V<'a> {
+    /// Missing or null.
+    Missing,
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(&'a str),
+    /// A boolean.
+    Bool(bool),
+    /// A list.
+    List(&'a [Value]),
+    /// An object.
+    Obj(&'a Map<String, Value>),
+}
+
+impl<'a> V<'a> {
+    fn of(v: Option<&'a Value>) -> Self {
+        match v {
+            None | Some(Value::Null) => V::Missing,
+            Some(Value::Number(n)) => n.as_f64().map_or(V::Missing, V::Num),
+            Some(Value::String(s)) => V::Str(s),
+            Some(Value::Bool(b)) => V::Bool(*b),
+            Some(Value::Array(a)) => V::List(a),
+            Some(Value::Object(o)) => V::Obj(o),
+        }
+    }
+}
+
+/// Folds constant comparisons at compile time.
+pub(crate) struct ConstCtx;
+
+impl ConstCtx {
+    pub(crate) fn value<'a>(&self, v: &'a Value) -> V<'a> {
+        V::of(Some(v))
+    }
+}
+
+fn json_eq(a: &V<'_>, b: &Value) -> bool {
+    eq(a, &V::of(Some(b)))
+}
+
+fn eq(a: &V<'_>, b: &V<'_>) -> bool {
+    match (a, b) {
+        (V::Num(x), V::Num(y)) => x == y,
+        (V::Str(x), V::Str(y)) => x == y,
+        (V::Bool(x), V::Bool(y)) => x == y,
+        (V::List(x), V::List(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| json_eq(&V::of(Some(p)), q))
+        }
+        (V::Obj(x), V::Obj(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Compares two values with an operator: false on missing values and across types.
+pub fn compare_values(op: CmpOp, a: &V<'_>, b: &V<'_>) -> bool {
+    match op {
+        CmpOp::Eq => eq(a, b),
+        CmpOp::Ne => !eq(a, b),
+        CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
+            let ord = match (a, b) {
+                (V::Num(x), V::Num(y)) => x.partial_cmp(y),
+                (V::Str(x), V::Str(y)) => Some(x.cmp(y)),
+                _ => None,
+            };
+            let Some(ord) = ord else { return false };
+            match op {
+                CmpOp::Lt => ord.is_lt(),
+                CmpOp::Le => ord.is_le(),
+                CmpOp::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            }
+        }
+        CmpOp::Contains => match (a, b) {
+            (V::Str(x), V::Str(y)) => x.contains(y),
+            (V::List(items), needle) if !matches!(needle, V::Missing) => {
+                items.iter().any(|i| eq(&V::of(Some(i)), needle))
+            }
+            _ => false,
+        },
+        CmpOp::StartsWith => matches!((a, b), (V::Str(x), V::Str(y)) if x.starts_with(y)),
+        CmpOp::EndsWith => matches!((a, b), (V::Str(x), V::Str(y)) if x.ends_with(y)),
+        CmpOp::Matches => false,
+    }
+}
+
+/// The values a condition reads.
+pub struct Ctx<'a> {
+    profile: &'a Map<String, Value>,
+    fit: f64,
+    engagement: f64,
+    event: Option<&'a Event>,
+    reached: &'a [Option<Micros>],
+    aggregates: &'a [Vec<(Micros, f64)>],
+    program: &'a Program,
+    now: Micros,
+}
+
+impl<'a> Ctx<'a> {
+    fn value(&self, e: &'a Expr) -> V<'a> {
+        match e {
+            Expr::Const(v) => V::of(Some(v)),
+            Expr::Prop(path) => V::of(self.event.and_then(|ev| lookup(&ev.properties, path))),
+            Expr::Trait(path) => V::of(lookup(self.profile, path)),
+            Expr::Score => V::Num(self.fit + self.engagement),
+            Expr::Fit => V::Num(self.fit),
+            Expr::Engagement => V::Num(self.engagement),
+            Expr::Agg(i) => V::Num(self.aggregate(*i)),
+        }
+    }
+
+    fn aggregate(&self, i: usize) -> f64 {
+        let Some(agg) = self.program.aggregates.get(i) else {
+            return 0.0;
+        };
+        let Some(entries) = self.aggregates.get(i) else {
+            return 0.0;
+        };
+        let from = self.now.saturating_sub(agg.within);
+        entries
+            .iter()
+            .filter(|(at, _)| *at > from && *at <= self.now)
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Whether a condition holds.
+    pub fn holds(&self, p: &'a Pred) -> bool {
+        match p {
+            Pred::Const(b) => *b,
+            Pred::And(ps) => ps.iter().all(|p| self.holds(p)),
+            Pred::Or(ps) => ps.iter().any(|p| self.holds(p)),
+            Pred::Not(p) => !self.holds(p),
+            Pred::Cmp(op, a, b) => compare_values(*op, &self.value(a), &self.value(b)),
+            Pred::Matches(a, re) => matches!(self.value(a), V::Str(s) if re.is_match(s)),
+            Pred::Between(x, lo, hi) => {
+                let x = self.value(x);
+                compare_values(CmpOp::Ge, &x, &self.value(lo))
+                    && compare_values(CmpOp::Le, &x, &self.value(hi))
+            }
+            Pred::In(x, list) => match self.value(list) {
+                V::List(items) => {
+                    let x = self.value(x);
+                    !matches!(x, V::Missing) && items.iter().any(|i| eq(&x, &V::of(Some(i))))
+                }
+                _ => false,
+            },
+            Pred::Exists(x) => !matches!(self.value(x), V::Missing),
+            Pred::Truthy(x) => matches!(self.value(x), V::Bool(true)),
+            Pred::Event(m, filter) => match self.event {
+                Some(ev) if m.matches(ev) => filter.as_ref().is_none_or(|f| self.holds(f)),
+                _ => false,
+            },
+            Pred::Reached(i) => self.reached.get(*i).is_some_and(Option::is_some),
+        }
+    }
+}
