@@ -490,7 +490,9 @@ fn merge_closest(entries: &mut Vec<(Micros, f64)>) {
 }
 
 /// The notifications a step's transitions produce: (notify line index, transition), stages in
-/// declaration order then conversions, each in the order of the `notify` lines.
+/// declaration order then conversions, each in the order of the `notify` lines. A target gets
+/// exactly one notification per transition, even when several of its lines ask for it (the
+/// index is that of its first such line).
 pub fn notifications(program: &Program, transitions: &[Transition]) -> Vec<(usize, Transition)> {
     let mut out = Vec::new();
     let stages = transitions
@@ -500,6 +502,7 @@ pub fn notifications(program: &Program, transitions: &[Transition]) -> Vec<(usiz
         .iter()
         .filter(|t| matches!(t, Transition::Converted { .. }));
     for t in stages.chain(convs) {
+        let mut asked: Vec<&str> = Vec::new();
         for (n, rule) in program.notifies.iter().enumerate() {
             let wants = match (&rule.when, t) {
                 (NotifyWhen::Reached(s), Transition::StageReached { stage, .. }) => s == stage,
@@ -509,7 +512,8 @@ pub fn notifications(program: &Program, transitions: &[Transition]) -> Vec<(usiz
                 }
                 _ => false,
             };
-            if wants {
+            if wants && !asked.contains(&rule.target.as_str()) {
+                asked.push(rule.target.as_str());
                 out.push((n, *t));
             }
         }

@@ -303,6 +303,7 @@ pub fn compile(files: &[SourceFile]) -> Compiled {
         diags: &mut diags,
         program: Program::default(),
         agg_keep: Vec::new(),
+        files,
     };
     c.compile(&items, files);
     let Compiler { program, .. } = c;
@@ -352,6 +353,8 @@ struct Compiler<'d> {
     program: Program,
     /// Per aggregate: the largest literal it is compared against, or None when unknown.
     agg_keep: Vec<Option<usize>>,
+    /// The source files, to point at earlier declarations.
+    files: &'d [SourceFile],
 }
 
 fn fnv1a(files: &[SourceFile]) -> String {
@@ -711,13 +714,23 @@ impl Compiler<'_> {
         }
     }
 
-    fn duplicate(&mut self, what: &str, name: &str, span: Span, _first: Span) {
+    fn duplicate(&mut self, what: &str, name: &str, span: Span, first: Span) {
+        let help = match self.files.get(first.file) {
+            Some(f) => {
+                let at = crate::diagnostic::line_col(&f.text, first.start);
+                format!(
+                    "the first one is at {}:{}:{}; give each one its own name",
+                    f.name, at.line, at.column
+                )
+            }
+            None => "give each one its own name".to_string(),
+        };
         self.err(
             Code::Duplicate,
             format!("the {what} `{name}` is declared twice"),
             span,
         )
-        .help = Some("give each one its own name".into());
+        .help = Some(help);
     }
 
     fn stage_ref(&mut self, name: &str, span: Span, stages: &[String]) -> Option<usize> {
@@ -743,6 +756,17 @@ impl Compiler<'_> {
     }
 
     fn never_fires(&mut self, pred: &Pred, what: &str, name: &str, span: Span) {
+        // An error inside the rule already says what is wrong with it (and turned the broken
+        // part into `false`): no warning on top of it.
+        let has_error = self.diags.iter().any(|d| {
+            d.is_error()
+                && d.span.file == span.file
+                && d.span.start >= span.start
+                && d.span.end <= span.end
+        });
+        if has_error {
+            return;
+        }
         if matches!(pred, Pred::Const(false)) {
             self.warn(
                 Code::NeverFires,
@@ -908,7 +932,10 @@ impl Compiler<'_> {
                 }
                 let r = self.expr(right, scope);
                 match (l, r) {
-                    (Some(l), Some(r)) => Pred::In(l, r),
+                    (Some(l), Some(r)) => {
+                        self.record_count_bound(&l, &r);
+                        Pred::In(l, r)
+                    }
                     _ => Pred::Const(false),
                 }
             }
@@ -935,7 +962,12 @@ impl Compiler<'_> {
                 let lo = self.expr(low, scope);
                 let hi = self.expr(high, scope);
                 match (l, lo, hi) {
-                    (Some(l), Some(lo), Some(hi)) => Pred::Between(l, lo, hi),
+                    (Some(l), Some(lo), Some(hi)) => {
+                        self.record_count_bound(&l, &lo);
+                        self.record_count_bound(&l, &hi);
+                        self.record_count_bound(&lo, &hi);
+                        Pred::Between(l, lo, hi)
+                    }
                     _ => Pred::Const(false),
                 }
             }
@@ -992,23 +1024,27 @@ impl Compiler<'_> {
         }
     }
 
+    /// Records what a `count(...)` is compared with, so that it keeps enough history: one
+    /// more than the largest literal number it is compared against, and
+    /// `COUNT_KEEP_DEFAULT` when it is compared with anything else (a trait, a score,
+    /// another aggregate).
     fn record_count_bound(&mut self, l: &Expr, r: &Expr) {
-        let (slot, n) = match (l, r) {
-            (Expr::Agg(i), Expr::Const(Value::Number(n)))
-            | (Expr::Const(Value::Number(n)), Expr::Agg(i)) => (*i, n.as_f64()),
-            _ => return,
-        };
-        let Some(n) = n else { return };
-        if let Some(Some(k)) = self.agg_keep.get_mut(slot) {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let need = if n < 0.0 {
-                1
-            } else {
-                (n.floor() as usize)
-                    .saturating_add(1)
-                    .min(COUNT_KEEP_DEFAULT * 100)
+        for (agg, other) in [(l, r), (r, l)] {
+            let Expr::Agg(slot) = agg else { continue };
+            let need = match other {
+                Expr::Const(Value::Number(n)) => n.as_f64().map(count_keep_for),
+                Expr::Const(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_f64().map(count_keep_for))
+                    .try_fold(1, |acc, n| n.map(|n| n.max(acc))),
+                _ => None,
             };
-            *k = (*k).max(need);
+            if let Some(keep) = self.agg_keep.get_mut(*slot) {
+                *keep = match (*keep, need) {
+                    (Some(k), Some(n)) => Some(k.max(n)),
+                    _ => None,
+                };
+            }
         }
     }
 
@@ -1229,6 +1265,18 @@ impl Compiler<'_> {
         )
         .help = Some(help);
         None
+    }
+}
+
+/// How many event times a count compared against the number `n` keeps: `n + 1`.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn count_keep_for(n: f64) -> usize {
+    if n < 0.0 {
+        1
+    } else {
+        (n.floor() as usize)
+            .saturating_add(1)
+            .min(COUNT_KEEP_DEFAULT * 100)
     }
 }
 

@@ -193,6 +193,7 @@ pub enum Test {
 
 /// A condition.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // syntax trees are built once per rule set
 pub enum Cond {
     /// All must hold.
     And(Vec<Cond>),
@@ -399,8 +400,16 @@ fn pest_error(file: usize, base: usize, text: &str, err: &pest::error::Error<Rul
     let pos = match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((a, _)) => a,
+    }
+    .min(text.len());
+    // When only blanks and comments follow, the item ended too early: point just after its
+    // last word, not at the start of the next line (which belongs to the next item).
+    let pos = if is_trivia(&text[pos..]) {
+        content_end(&text[..pos])
+    } else {
+        pos
     };
-    let rest = &text[pos.min(text.len())..];
+    let rest = &text[pos..];
     let found = found_token(rest);
     let end = pos
         + found
@@ -427,11 +436,28 @@ fn pest_error(file: usize, base: usize, text: &str, err: &pest::error::Error<Rul
     } else {
         format!("expected {}, found {found_text}", join_or(&expected))
     };
-    let mut diag = Diagnostic::error(
-        Code::Syntax,
-        message,
-        Span::new(file, base + pos, base + end),
-    );
+    let span = Span::new(file, base + pos, base + end);
+    if found.starts_with(|c: char| c.is_ascii_digit())
+        && expected.len() == 1
+        && describe(Rule::duration) == Some(expected[0].as_str())
+    {
+        return Diagnostic::error(
+            Code::BadLiteral,
+            format!("invalid duration `{found}`"),
+            span,
+        )
+        .with_help(
+            "durations are a whole number and a unit: s, m (minutes), h, d, w; for a month write `30d`",
+        );
+    }
+    if found.starts_with(|c: char| c.is_ascii_digit())
+        && expected.len() == 1
+        && [describe(Rule::number), describe(Rule::points)].contains(&Some(expected[0].as_str()))
+    {
+        return Diagnostic::error(Code::BadLiteral, format!("invalid number `{found}`"), span)
+            .with_help("numbers are written like `40`, `-2.5` or `0.75`");
+    }
+    let mut diag = Diagnostic::error(Code::Syntax, message, span);
     if pos == 0 {
         let word = found.to_string();
         let keywords = [
@@ -458,6 +484,28 @@ fn pest_error(file: usize, base: usize, text: &str, err: &pest::error::Error<Rul
         diag = diag.with_help("to compare, write `==`");
     }
     diag
+}
+
+/// Whether a text holds only blanks and comments.
+fn is_trivia(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    })
+}
+
+/// The end of the last line of `text` that is not blank or a comment line, without its
+/// trailing blanks.
+fn content_end(text: &str) -> usize {
+    let mut text = text.trim_end();
+    loop {
+        let line_start = text.rfind('\n').map_or(0, |i| i + 1);
+        if line_start > 0 && text[line_start..].trim_start().starts_with('#') {
+            text = text[..line_start].trim_end();
+        } else {
+            return text.len();
+        }
+    }
 }
 
 fn found_token(rest: &str) -> &str {

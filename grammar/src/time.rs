@@ -31,6 +31,7 @@ pub fn format_rfc3339(at: Micros) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,10 @@
 mod check;
 mod replay;
 
+/// mimalloc: replay allocates and frees millions of small JSON values.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,22 +11,18 @@ use rayon::prelude::*;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 type Line = Result<Vec<Result<Call, CallError>>, CallError>;
 
-/// Parses the lines of an events file in parallel; blank lines give `None`.
-pub fn parse_lines(text: &str) -> Vec<(usize, Line)> {
-    let lines: Vec<(usize, &str)> = text
-        .lines()
+/// Lines parsed per chunk: parsing of one chunk overlaps applying the previous one.
+const CHUNK: usize = 8192;
+
+/// The non-blank lines of an events file with their numbers (from 1).
+fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
+    text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| (i + 1, l))
-        .collect();
-    lines
-        .par_iter()
-        .with_min_len(1024)
-        .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
         .collect()
 }
 
@@ -64,30 +60,72 @@ pub fn run(
         }
     };
     let name = events.display().to_string();
-    let mut engine = Engine::new(&program);
+    let lines_by_number: Vec<&str> = text.lines().collect();
+    let loader = move |line: u32, index: u32| -> Option<Call> {
+        let text = lines_by_number.get((line as usize).checked_sub(1)?)?;
+        let calls = parse_body(text, &TimePolicy::Required).ok()?;
+        calls.into_iter().nth(index as usize)?.ok()
+    };
+    let mut engine = Engine::with_loader(&program, Box::new(loader));
+    engine.reserve(text.len() / 128, text.len() / 2048);
     let mut rejected = 0u64;
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
-    for (line, parsed) in parse_lines(&text) {
-        match parsed {
-            Err(e) => {
-                rejected += 1;
-                let _ = writeln!(err, "{name}:{line}: {e}");
+    let timing = std::env::var_os("LEADSCORE_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let lines = numbered_lines(&text);
+    // Parse chunks on the thread pool while this thread applies the previous chunk.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Line)>>(2);
+        scope.spawn(move || {
+            for chunk in lines.chunks(CHUNK) {
+                let parsed: Vec<(usize, Line)> = chunk
+                    .par_iter()
+                    .with_min_len(256)
+                    .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
+                    .collect();
+                if tx.send(parsed).is_err() {
+                    break;
+                }
             }
-            Ok(calls) => {
-                for call in calls {
-                    match call {
-                        Ok(call) => {
-                            engine.process(Arc::new(call));
-                        }
-                        Err(e) => {
-                            rejected += 1;
-                            let _ = writeln!(err, "{name}:{line}: {e}");
+        });
+        let mut busy = std::time::Duration::ZERO;
+        for parsed in rx {
+            let t = std::time::Instant::now();
+            let parsed_chunk = parsed;
+            for (line, parsed) in &parsed_chunk {
+                let line = *line;
+                match parsed {
+                    Err(e) => {
+                        rejected += 1;
+                        let _ = writeln!(err, "{name}:{line}: {e}");
+                    }
+                    Ok(calls) => {
+                        for (index, call) in calls.iter().enumerate() {
+                            match call {
+                                Ok(call) => {
+                                    #[allow(clippy::cast_possible_truncation)]
+                                    engine.process_line(call, line as u32, index as u32);
+                                }
+                                Err(e) => {
+                                    rejected += 1;
+                                    let _ = writeln!(err, "{name}:{line}: {e}");
+                                }
+                            }
                         }
                     }
                 }
             }
+            busy += t.elapsed();
+            // free the chunk's calls on the pool, not on this thread
+            rayon::spawn(move || drop(parsed_chunk));
         }
+        if timing {
+            eprintln!("timing: applying {busy:?}");
+        }
+    });
+    if timing {
+        eprintln!("timing: parse and apply {:?}", t0.elapsed());
     }
     if let Some(at) = as_of {
         engine.tick_all(at);
@@ -107,6 +145,13 @@ pub fn run(
             return 2;
         }
     }
+    if timing {
+        eprintln!("timing: total {:?}", t0.elapsed());
+    }
+    // The process ends here: freeing a million calls one by one would take longer than the
+    // replay itself, and the operating system reclaims the memory at once.
+    std::mem::forget(engine);
+    std::mem::forget(doc);
     if strict && rejected > 0 {
         return 2;
     }

@@ -25,13 +25,30 @@ pub struct Notification {
     pub seq: u64,
 }
 
+/// A call kept in a lead's history: the call itself, or where to read it again.
+#[derive(Debug, Clone)]
+pub enum Kept {
+    /// The call, in memory.
+    Call(Arc<Call>),
+    /// Call `index` of line `line` of the input, read again through the engine's loader.
+    Line {
+        /// Line number.
+        line: u32,
+        /// Index of the call in the line (0 for a lone call, its place in a batch).
+        index: u32,
+    },
+}
+
+/// Reads a kept call again: `(line, index) → call`.
+pub type Loader<'a> = Box<dyn Fn(u32, u32) -> Option<Call> + 'a>;
+
 /// One lead as the embedded store keeps it.
 #[derive(Debug, Clone)]
 pub struct LeadRecord {
     /// The bounded state.
     pub state: LeadState,
     /// Accepted calls with their arrival order, kept for merges and `explain`.
-    pub history: Vec<(u64, Arc<Call>)>,
+    pub history: Vec<(u64, Kept)>,
     /// Arrival order of the lead's first call (decides the source on merge).
     pub first_arrival: u64,
 }
@@ -58,10 +75,10 @@ pub struct Engine<'p> {
     program: &'p Program,
     leads: AHashMap<String, LeadRecord>,
     aliases: AHashMap<String, String>,
-    seen: AHashSet<String>,
+    seen: AHashSet<Box<str>>,
     notifications: Vec<Notification>,
     arrivals: u64,
-    keep_history: bool,
+    loader: Option<Loader<'p>>,
 }
 
 impl<'p> Engine<'p> {
@@ -74,8 +91,22 @@ impl<'p> Engine<'p> {
             seen: AHashSet::new(),
             notifications: Vec::new(),
             arrivals: 0,
-            keep_history: true,
+            loader: None,
         }
+    }
+
+    /// Makes room for about this many calls and leads (avoids rehashing a large replay).
+    pub fn reserve(&mut self, calls: usize, leads: usize) {
+        self.seen.reserve(calls);
+        self.leads.reserve(leads);
+    }
+
+    /// An engine whose history holds line references, read again with `loader` when two
+    /// leads merge. `replay` uses it so a large file's calls are not all kept in memory.
+    pub fn with_loader(program: &'p Program, loader: Loader<'p>) -> Self {
+        let mut engine = Engine::new(program);
+        engine.loader = Some(loader);
+        engine
     }
 
     /// The program.
@@ -103,13 +134,28 @@ impl<'p> Engine<'p> {
         self.aliases.get(id).map_or(id, String::as_str)
     }
 
-    /// Processes one accepted call.
+    /// Processes one accepted call, keeping it in memory in the lead's history.
     pub fn process(&mut self, call: Arc<Call>) -> Outcome {
-        let key = self.resolve(call.lead_id()).to_string();
-        if self.seen.contains(&call.message_id) {
-            return Outcome::Duplicate { lead: key };
+        let kept = Kept::Call(Arc::clone(&call));
+        self.process_kept(&call, kept)
+    }
+
+    /// Processes call `index` of input line `line`; the history keeps only the reference
+    /// (see [`Engine::with_loader`]).
+    pub fn process_line(&mut self, call: &Call, line: u32, index: u32) -> Outcome {
+        self.process_kept(call, Kept::Line { line, index })
+    }
+
+    fn process_kept(&mut self, call: &Call, kept: Kept) -> Outcome {
+        let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
+            Some(known) => std::borrow::Cow::Owned(known.clone()),
+            None => std::borrow::Cow::Borrowed(call.lead_id()),
+        };
+        if !self.seen.insert(call.message_id.as_str().into()) {
+            return Outcome::Duplicate {
+                lead: key.into_owned(),
+            };
         }
-        self.seen.insert(call.message_id.clone());
         self.arrivals += 1;
         let seq = self.arrivals;
         let mut transitions = Vec::new();
@@ -121,27 +167,29 @@ impl<'p> Engine<'p> {
             _ => None,
         };
         if let Some(other) = other {
-            if other != key && !self.aliases.contains_key(other) && self.aliases.get(&key).is_none()
-            {
+            if other != key && !self.aliases.contains_key(other) {
                 self.merge(other, &key, &mut transitions);
             }
         }
 
         let program = self.program;
-        let record = self.leads.entry(key.clone()).or_insert_with(|| LeadRecord {
-            state: LeadState::new(program),
-            history: Vec::new(),
-            first_arrival: seq,
-        });
-        let start = transitions.len();
-        eval::apply(program, &mut record.state, &call.event, &mut transitions);
-        if self.keep_history {
-            record.history.push((seq, call));
+        if !self.leads.contains_key(key.as_ref()) {
+            let record = LeadRecord {
+                state: LeadState::new(program),
+                history: Vec::new(),
+                first_arrival: seq,
+            };
+            self.leads.insert(key.to_string(), record);
         }
-        let _ = start;
-        self.announce(&key, &transitions);
+        if let Some(record) = self.leads.get_mut(key.as_ref()) {
+            eval::apply(program, &mut record.state, &call.event, &mut transitions);
+            record.history.push((seq, kept));
+        }
+        if !transitions.is_empty() {
+            self.announce(&key, &transitions);
+        }
         Outcome::Applied {
-            lead: key,
+            lead: key.into_owned(),
             transitions,
         }
     }
@@ -167,13 +215,17 @@ impl<'p> Engine<'p> {
             history.extend(prev.history.iter().cloned());
             first_arrival = first_arrival.min(prev.first_arrival);
         }
-        history.sort_by_key(|(seq, call)| (call.event.time, *seq));
+        let mut calls: Vec<(u64, Arc<Call>)> = history
+            .iter()
+            .filter_map(|(seq, kept)| self.fetch(kept).map(|c| (*seq, c)))
+            .collect();
+        calls.sort_by_key(|(seq, call)| (call.event.time, *seq));
         let mut state = LeadState::new(program);
         let mut replayed = Vec::new();
-        for (_, call) in &history {
+        for (_, call) in &calls {
             eval::apply(program, &mut state, &call.event, &mut replayed);
         }
-        state.source = history
+        state.source = calls
             .iter()
             .min_by_key(|(seq, _)| *seq)
             .and_then(|(_, call)| call.event.source.clone());
@@ -184,9 +236,13 @@ impl<'p> Engine<'p> {
                     state.reached[i] = Some(*at);
                 }
             }
+            // conversions already made stay made: the first time is kept; count and value
+            // come from the combined history when it makes the conversion too
             for (i, old) in prev.state.conversions.iter().enumerate() {
-                if let (Some(old), Some(new)) = (old, state.conversions[i].as_mut()) {
-                    new.at = old.at;
+                match (old, state.conversions[i].as_mut()) {
+                    (Some(old), Some(new)) => new.at = old.at,
+                    (Some(old), None) => state.conversions[i] = Some(old.clone()),
+                    _ => {}
                 }
             }
         }
@@ -206,6 +262,17 @@ impl<'p> Engine<'p> {
                 first_arrival,
             },
         );
+    }
+
+    fn fetch(&self, kept: &Kept) -> Option<Arc<Call>> {
+        match kept {
+            Kept::Call(call) => Some(Arc::clone(call)),
+            Kept::Line { line, index } => self
+                .loader
+                .as_ref()
+                .and_then(|load| load(*line, *index))
+                .map(Arc::new),
+        }
     }
 
     fn announce(&mut self, lead: &str, transitions: &[Transition]) {

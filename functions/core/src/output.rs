@@ -6,7 +6,7 @@ use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::time::{format_rfc3339, SECOND};
 use leadscore_rules::Program;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Rounds a score to at most 2 digits after the point; whole numbers print without `.0`.
 pub fn score_value(x: f64) -> Value {
@@ -19,9 +19,38 @@ pub fn score_value(x: f64) -> Value {
     Value::from(r)
 }
 
-/// An ordered JSON object (keys in insertion order, unlike `serde_json::Map`).
+/// An ordered JSON object (keys in insertion order, unlike `serde_json::Map`, which sorts).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Ordered(pub Vec<(String, Value)>);
+pub struct Ordered(pub Vec<(String, Node)>);
+
+/// A JSON value whose objects keep their key order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// A plain value (scalars, or objects whose order does not matter).
+    V(Value),
+    /// An ordered object.
+    O(Ordered),
+    /// A list.
+    L(Vec<Node>),
+}
+
+impl From<Value> for Node {
+    fn from(v: Value) -> Self {
+        Node::V(v)
+    }
+}
+
+impl From<Ordered> for Node {
+    fn from(o: Ordered) -> Self {
+        Node::O(o)
+    }
+}
+
+impl Ordered {
+    fn push(&mut self, key: &str, value: impl Into<Node>) {
+        self.0.push((key.to_string(), value.into()));
+    }
+}
 
 impl Serialize for Ordered {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -33,14 +62,22 @@ impl Serialize for Ordered {
     }
 }
 
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::V(v) => v.serialize(s),
+            Node::O(o) => o.serialize(s),
+            Node::L(l) => l.serialize(s),
+        }
+    }
+}
+
 /// A lead as the contract prints it.
 pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
     let mut reached = Ordered::default();
     for (stage, at) in program.stages.iter().zip(&state.reached) {
         if let Some(at) = at {
-            reached
-                .0
-                .push((stage.name.clone(), Value::String(format_rfc3339(*at))));
+            reached.push(&stage.name, Value::String(format_rfc3339(*at)));
         }
     }
     let mut convs: Vec<(usize, &leadscore_rules::eval::ConversionState)> = state
@@ -50,53 +87,22 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
         .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
         .collect();
     convs.sort_by_key(|(i, c)| (c.at, *i));
-    let conversions: Vec<Ordered> = convs
+    let conversions: Vec<Node> = convs
         .into_iter()
         .map(|(i, c)| {
             let rule = &program.conversions[i];
             let mut o = Ordered::default();
-            o.0.push(("name".into(), Value::String(rule.name.clone())));
-            o.0.push(("at".into(), Value::String(format_rfc3339(c.at))));
-            o.0.push(("count".into(), Value::from(c.count)));
+            o.push("name", Value::String(rule.name.clone()));
+            o.push("at", Value::String(format_rfc3339(c.at)));
+            o.push("count", Value::from(c.count));
             if rule.value.is_some() {
-                o.0.push((
-                    "value".into(),
-                    Value::from((c.value * 100.0).round() / 100.0),
-                ));
+                o.push("value", Value::from((c.value * 100.0).round() / 100.0));
             }
             let secs = (c.at - state.first_seen).div_euclid(SECOND);
-            o.0.push(("seconds_to_convert".into(), Value::from(secs)));
-            o
+            o.push("seconds_to_convert", Value::from(secs));
+            Node::O(o)
         })
         .collect();
-    let mut o = Ordered::default();
-    let push = |o: &mut Ordered, k: &str, v: Value| o.0.push((k.to_string(), v));
-    push(&mut o, "id", Value::String(id.to_string()));
-    push(&mut o, "score", score_value(state.score()));
-    push(&mut o, "fit", score_value(state.fit));
-    push(&mut o, "engagement", score_value(state.engagement));
-    push(
-        &mut o,
-        "stage",
-        state
-            .stage(program)
-            .map_or(Value::Null, |s| Value::String(s.into())),
-    );
-    push(
-        &mut o,
-        "reached",
-        serde_json::to_value(&reached).unwrap_or(Value::Null),
-    );
-    push(
-        &mut o,
-        "conversions",
-        serde_json::to_value(&conversions).unwrap_or(Value::Null),
-    );
-    push(
-        &mut o,
-        "source",
-        state.source.clone().map_or(Value::Null, Value::String),
-    );
     let seen = |t| {
         if state.events == 0 {
             Value::Null
@@ -104,24 +110,49 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
             Value::String(format_rfc3339(t))
         }
     };
-    push(&mut o, "first_seen", seen(state.first_seen));
-    push(&mut o, "last_seen", seen(state.last_seen));
-    push(&mut o, "events", Value::from(state.events));
+    let mut o = Ordered::default();
+    o.push("id", Value::String(id.to_string()));
+    o.push("score", score_value(state.score()));
+    o.push("fit", score_value(state.fit));
+    o.push("engagement", score_value(state.engagement));
+    o.push(
+        "stage",
+        state
+            .stage(program)
+            .map_or(Value::Null, |s| Value::String(s.into())),
+    );
+    o.push("reached", reached);
+    o.push("conversions", Node::L(conversions));
+    o.push(
+        "source",
+        state.source.clone().map_or(Value::Null, Value::String),
+    );
+    o.push("first_seen", seen(state.first_seen));
+    o.push("last_seen", seen(state.last_seen));
+    o.push("events", Value::from(state.events));
     o
 }
 
 /// A notification as the contract prints it.
-pub fn notification_object(program: &Program, n: &Notification) -> Value {
-    match n.transition {
-        Transition::StageReached { stage, at } => json!({
-            "target": n.target, "kind": "stage_reached", "lead": n.lead,
-            "stage": program.stages[stage].name, "at": format_rfc3339(at),
-        }),
-        Transition::Converted { conversion, at } => json!({
-            "target": n.target, "kind": "converted", "lead": n.lead,
-            "conversion": program.conversions[conversion].name, "at": format_rfc3339(at),
-        }),
-    }
+pub fn notification_object(program: &Program, n: &Notification) -> Node {
+    let mut o = Ordered::default();
+    o.push("target", Value::String(n.target.clone()));
+    let (kind, key, name, at) = match n.transition {
+        Transition::StageReached { stage, at } => {
+            ("stage_reached", "stage", &program.stages[stage].name, at)
+        }
+        Transition::Converted { conversion, at } => (
+            "converted",
+            "conversion",
+            &program.conversions[conversion].name,
+            at,
+        ),
+    };
+    o.push("kind", Value::String(kind.into()));
+    o.push("lead", Value::String(n.lead.clone()));
+    o.push(key, Value::String(name.clone()));
+    o.push("at", Value::String(format_rfc3339(at)));
+    Node::O(o)
 }
 
 /// The whole `replay --format json` document.
@@ -149,7 +180,7 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
     let mut reached = Ordered::default();
     for (stage, n) in program.stages.iter().zip(&reached_counts) {
         if *n > 0 {
-            reached.0.push((stage.name.clone(), Value::from(*n)));
+            reached.push(&stage.name, Value::from(*n));
         }
     }
     let total = leads.len() as u64;
@@ -160,36 +191,23 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
         converted as f64 / total as f64 * 100.0
     };
     let mut summary = Ordered::default();
-    summary.0.push(("leads".into(), Value::from(total)));
-    summary.0.push((
-        "reached".into(),
-        serde_json::to_value(&reached).unwrap_or(Value::Null),
-    ));
-    summary.0.push(("converted".into(), Value::from(converted)));
-    summary
-        .0
-        .push(("conversion_rate".into(), score_value(rate)));
-    summary.0.push(("rejected".into(), Value::from(rejected)));
+    summary.push("leads", Value::from(total));
+    summary.push("reached", reached);
+    summary.push("converted", Value::from(converted));
+    summary.push("conversion_rate", score_value(rate));
+    summary.push("rejected", Value::from(rejected));
     let mut doc = Ordered::default();
-    doc.0
-        .push(("ruleset".into(), Value::String(program.name.clone())));
-    let leads_json: Vec<Value> = leads
+    doc.push("ruleset", Value::String(program.name.clone()));
+    let leads_json: Vec<Node> = leads
         .iter()
-        .map(|(id, s)| serde_json::to_value(lead_object(program, id, s)).unwrap_or(Value::Null))
+        .map(|(id, s)| Node::O(lead_object(program, id, s)))
         .collect();
-    doc.0.push(("leads".into(), Value::Array(leads_json)));
-    doc.0.push((
-        "notifications".into(),
-        Value::Array(
-            notes
-                .iter()
-                .map(|n| notification_object(program, n))
-                .collect(),
-        ),
-    ));
-    doc.0.push((
-        "summary".into(),
-        serde_json::to_value(&summary).unwrap_or(Value::Null),
-    ));
+    doc.push("leads", Node::L(leads_json));
+    let notes: Vec<Node> = notes
+        .iter()
+        .map(|n| notification_object(program, n))
+        .collect();
+    doc.push("notifications", Node::L(notes));
+    doc.push("summary", summary);
     doc
 }

@@ -68,9 +68,10 @@ pub enum TimePolicy {
 }
 
 /// A field error: the JSON path (e.g. `batch[3].timestamp`, `properties`, `userId`) and a
-/// lowercase message without trailing period.
+/// lowercase message without trailing period. Displayed as `path: message`, or the message
+/// alone for the body as a whole (empty path).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}{}{message}", if path.is_empty() { "" } else { ": " })]
 pub struct CallError {
     /// The JSON path of the offending field; `""` for the body as a whole.
     pub path: String,
@@ -248,7 +249,76 @@ pub fn parse_body(
 ) -> Result<Vec<Result<Call, CallError>>, CallError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|err| CallError::new(String::new(), format!("invalid JSON: {err}")))?;
-    normalize_body(&value, time)
+    normalize_body_owned(value, time)
+}
+
+/// [`normalize_body`] on an owned value: the same results, without copying the calls'
+/// properties and traits.
+pub fn normalize_body_owned(
+    mut value: Value,
+    time: &TimePolicy,
+) -> Result<Vec<Result<Call, CallError>>, CallError> {
+    let batch = match &mut value {
+        Value::Object(body) => match body.get_mut("batch") {
+            Some(batch @ Value::Array(_)) if batch.as_array().is_some_and(|a| !a.is_empty()) => {
+                Some(batch.take())
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match batch {
+        Some(Value::Array(calls)) => Ok(calls
+            .into_iter()
+            .enumerate()
+            .map(|(index, call)| normalize_call_owned(call, &format!("batch[{index}]"), time))
+            .collect()),
+        _ => {
+            if matches!(&value, Value::Object(body) if body.contains_key("batch")) {
+                return normalize_body(&value, time);
+            }
+            if !value.is_object() {
+                return normalize_body(&value, time);
+            }
+            Ok(vec![normalize_call_owned(value, "", time)])
+        }
+    }
+}
+
+/// [`normalize_call`] on an owned value: the same result, moving `properties` and `traits`
+/// out of the call instead of copying them.
+pub fn normalize_call_owned(
+    mut value: Value,
+    prefix: &str,
+    time: &TimePolicy,
+) -> Result<Call, CallError> {
+    let Value::Object(call) = &mut value else {
+        return normalize_call(&value, prefix, time);
+    };
+    // The idempotency hash covers the call as received: only move when it is not needed.
+    if present(call, "messageId").is_none() {
+        return normalize_call(&value, prefix, time);
+    }
+    let mut take = |key: &str| match call.get_mut(key) {
+        Some(Value::Object(map)) => Some(std::mem::take(map)),
+        _ => None,
+    };
+    let properties = take("properties");
+    let traits = take("traits");
+    let mut out = normalize_call(&value, prefix, time)?;
+    let moved = match out.event.kind {
+        CallKind::Track | CallKind::Page | CallKind::Screen => properties,
+        CallKind::Identify | CallKind::Group => traits,
+        CallKind::Alias => None,
+    };
+    if let Some(mut map) = moved {
+        // page/screen: the call's `name` was added to the (emptied) properties
+        for (k, v) in std::mem::take(&mut out.event.properties) {
+            map.entry(k).or_insert(v);
+        }
+        out.event.properties = map;
+    }
+    Ok(out)
 }
 
 /// `prefix.field`, or `field` alone when the prefix is empty.
@@ -666,7 +736,7 @@ mod tests {
     fn top_level_must_be_an_object() {
         assert_eq!(
             err(json!([1])),
-            ": a call must be a JSON object, found an array"
+            "a call must be a JSON object, found an array"
         );
         let e = normalize_call(&json!("x"), "batch[2]", &TimePolicy::Required).unwrap_err();
         assert_eq!(e.path, "batch[2]");
