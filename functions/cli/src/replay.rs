@@ -60,10 +60,14 @@ pub fn run(
         }
     };
     let name = events.display().to_string();
-    let lines_by_number: Vec<&str> = text.lines().collect();
+    let lines = numbered_lines(&text);
+    let lines = &lines;
+    // a merge reads the merged leads' calls again from their lines
     let loader = move |line: u32, index: u32| -> Option<Call> {
-        let text = lines_by_number.get((line as usize).checked_sub(1)?)?;
-        let calls = parse_body(text, &TimePolicy::Required).ok()?;
+        let at = lines
+            .binary_search_by_key(&(line as usize), |(n, _)| *n)
+            .ok()?;
+        let calls = parse_body(lines[at].1, &TimePolicy::Required).ok()?;
         calls.into_iter().nth(index as usize)?.ok()
     };
     let mut engine = Engine::with_loader(&program, Box::new(loader));
@@ -73,7 +77,6 @@ pub fn run(
     let mut err = stderr.lock();
     let timing = std::env::var_os("LEADSCORE_TIMING").is_some();
     let t0 = std::time::Instant::now();
-    let lines = numbered_lines(&text);
     // Parse chunks on the thread pool while this thread applies the previous chunk.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Line)>>(2);

@@ -137,28 +137,32 @@ impl<'p> Engine<'p> {
     /// Processes one accepted call, keeping it in memory in the lead's history.
     pub fn process(&mut self, call: Arc<Call>) -> Outcome {
         let kept = Kept::Call(Arc::clone(&call));
-        self.process_kept(&call, kept)
+        let mut transitions = Vec::new();
+        let applied = self.process_kept(&call, kept, &mut transitions);
+        let lead = self.resolve(call.lead_id()).to_string();
+        if applied {
+            Outcome::Applied { lead, transitions }
+        } else {
+            Outcome::Duplicate { lead }
+        }
     }
 
     /// Processes call `index` of input line `line`; the history keeps only the reference
-    /// (see [`Engine::with_loader`]).
-    pub fn process_line(&mut self, call: &Call, line: u32, index: u32) -> Outcome {
-        self.process_kept(call, Kept::Line { line, index })
+    /// (see [`Engine::with_loader`]). Returns false for a duplicate.
+    pub fn process_line(&mut self, call: &Call, line: u32, index: u32) -> bool {
+        self.process_kept(call, Kept::Line { line, index }, &mut Vec::new())
     }
 
-    fn process_kept(&mut self, call: &Call, kept: Kept) -> Outcome {
+    fn process_kept(&mut self, call: &Call, kept: Kept, transitions: &mut Vec<Transition>) -> bool {
         let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
             Some(known) => std::borrow::Cow::Owned(known.clone()),
             None => std::borrow::Cow::Borrowed(call.lead_id()),
         };
         if !self.seen.insert(call.message_id.as_str().into()) {
-            return Outcome::Duplicate {
-                lead: key.into_owned(),
-            };
+            return false;
         }
         self.arrivals += 1;
         let seq = self.arrivals;
-        let mut transitions = Vec::new();
 
         // Identity merge: alias(previousId -> userId), or a call carrying both ids.
         let other = match call.event.kind {
@@ -168,7 +172,7 @@ impl<'p> Engine<'p> {
         };
         if let Some(other) = other {
             if other != key && !self.aliases.contains_key(other) {
-                self.merge(other, &key, &mut transitions);
+                self.merge(other, &key, transitions);
             }
         }
 
@@ -182,16 +186,13 @@ impl<'p> Engine<'p> {
             self.leads.insert(key.to_string(), record);
         }
         if let Some(record) = self.leads.get_mut(key.as_ref()) {
-            eval::apply(program, &mut record.state, &call.event, &mut transitions);
+            eval::apply(program, &mut record.state, &call.event, transitions);
             record.history.push((seq, kept));
         }
         if !transitions.is_empty() {
-            self.announce(&key, &transitions);
+            self.announce(&key, transitions);
         }
-        Outcome::Applied {
-            lead: key.into_owned(),
-            transitions,
-        }
+        true
     }
 
     /// Folds lead `from` into lead `into` by re-evaluating their combined history in time

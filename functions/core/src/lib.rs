@@ -3,6 +3,7 @@
 //! `leadscore-rules`.
 
 pub mod engine;
+mod fast;
 pub mod output;
 pub mod rules;
 pub mod segment;
