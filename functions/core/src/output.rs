@@ -155,19 +155,33 @@ pub fn notification_object(program: &Program, n: &Notification) -> Node {
     Node::O(o)
 }
 
-/// The whole `replay --format json` document.
-pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
-    let program = engine.program();
+/// The leads of an engine, sorted by id (the contract's order).
+pub fn sorted_leads<'e>(engine: &'e Engine<'_>) -> Vec<(&'e String, &'e LeadState)> {
     let mut leads: Vec<(&String, &LeadState)> =
         engine.leads().map(|(id, r)| (id, &r.state)).collect();
-    leads.sort_by(|a, b| a.0.cmp(b.0));
+    leads.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    leads
+}
+
+/// The notifications, sorted by time, then lead, then the order one step produced them.
+pub fn sorted_notifications<'e>(engine: &'e Engine<'_>) -> Vec<&'e Notification> {
     let mut notes: Vec<&Notification> = engine.notifications().iter().collect();
     notes.sort_by(|a, b| {
         (a.transition.at(), &a.lead, a.seq).cmp(&(b.transition.at(), &b.lead, b.seq))
     });
+    notes
+}
+
+/// The `summary` object: leads, leads per stage reached, converted leads, conversion rate
+/// (converted ÷ leads × 100) and rejected calls.
+pub fn summary_object(
+    program: &Program,
+    leads: &[(&String, &LeadState)],
+    rejected: u64,
+) -> Ordered {
     let mut reached_counts = vec![0u64; program.stages.len()];
     let mut converted = 0u64;
-    for (_, s) in &leads {
+    for (_, s) in leads {
         for (i, r) in s.reached.iter().enumerate() {
             if r.is_some() {
                 reached_counts[i] += 1;
@@ -196,6 +210,14 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
     summary.push("converted", Value::from(converted));
     summary.push("conversion_rate", score_value(rate));
     summary.push("rejected", Value::from(rejected));
+    summary
+}
+
+/// The whole `replay --format json` document.
+pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
+    let program = engine.program();
+    let leads = sorted_leads(engine);
+    let notes = sorted_notifications(engine);
     let mut doc = Ordered::default();
     doc.push("ruleset", Value::String(program.name.clone()));
     let leads_json: Vec<Node> = leads
@@ -208,6 +230,6 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
         .map(|n| notification_object(program, n))
         .collect();
     doc.push("notifications", Node::L(notes));
-    doc.push("summary", summary);
+    doc.push("summary", summary_object(program, &leads, rejected));
     doc
 }
