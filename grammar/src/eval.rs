@@ -712,3 +712,28 @@ impl<'a> Ctx<'a> {
         }
     }
 }
+
+impl<'a> Ctx<'a> {
+    /// The values a condition reads for this lead at time `now`, while `event` is processed
+    /// (`None` in a tick). For `explain` and rule tests; the step function builds its own.
+    pub fn for_state(
+        program: &'a Program,
+        state: &'a LeadState,
+        event: Option<&'a Event>,
+        now: Micros,
+    ) -> Self {
+        ctx(program, state, event, now)
+    }
+
+    /// The value of an expression as JSON; `None` when it is missing (or `null`).
+    pub fn value_json(&self, e: &'a Expr) -> Option<Value> {
+        match self.value(e) {
+            V::Missing => None,
+            V::Num(n) => serde_json::Number::from_f64(n).map(Value::Number),
+            V::Str(s) => Some(Value::String(s.to_string())),
+            V::Bool(b) => Some(Value::Bool(b)),
+            V::List(items) => Some(Value::Array(items.to_vec())),
+            V::Obj(map) => Some(Value::Object(map.clone())),
+        }
+    }
+}

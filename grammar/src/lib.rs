@@ -7,6 +7,8 @@
 pub mod diagnostic;
 pub mod eval;
 pub mod event;
+pub mod explain;
+pub mod format;
 pub mod program;
 pub mod syntax;
 pub mod time;

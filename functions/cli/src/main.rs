@@ -3,7 +3,15 @@
 //! Exit status: 0 success, 1 a finding (a failed check or test), 2 a usage or input error.
 
 mod check;
+mod compare;
+mod events;
+mod explain;
+mod fmt;
+mod import;
 mod replay;
+mod report;
+mod serve;
+mod test;
 
 /// mimalloc: replay allocates and frees millions of small JSON values.
 #[global_allocator]
@@ -32,6 +40,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
+    /// Rewrite rules files in the canonical layout; comments are never lost or moved.
+    Fmt {
+        /// `.rules` files, or folders (searched recursively for `.rules` files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: list the files that are not formatted (exit status 1 if any).
+        #[arg(long)]
+        check: bool,
+    },
     /// Run events through the rules on the embedded store and print every lead's final state.
     Replay {
         /// The rule set: a `.rules` file or a folder of them.
@@ -49,6 +66,91 @@ enum Command {
         /// After the last line, tick every lead at this time (RFC 3339): decay, then stages.
         #[arg(long, value_name = "TIME")]
         as_of: Option<String>,
+    },
+    /// Run the rule tests kept beside the rules (`NAME.test` files; default: `rules/`).
+    Test {
+        /// Rule sets or test files: a folder (searched with its subfolders), a `.rules` file
+        /// (tested by the `.test` file of the same name) or a `.test` file.
+        rules: Vec<PathBuf>,
+    },
+    /// Show which rule gave which points when, and why each stage was or was not reached.
+    Explain {
+        /// The rule set: a `.rules` file or a folder of them.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events, one Segment call or batch per line (JSON Lines).
+        #[arg(long)]
+        events: PathBuf,
+        /// The lead's id (`userId` or `anonymousId`; a merged id shows the lead it joined).
+        #[arg(long)]
+        lead: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
+        format: explain::ExplainFormat,
+    },
+    /// Turn a lead export into Segment calls (JSON Lines) for `replay`, `report` and `compare`.
+    Import {
+        #[command(subcommand)]
+        format: import::ImportCommand,
+    },
+    /// Conversion rates overall, by source, by stage and by a trait; time to convert; leads per
+    /// week; cost; lead quality.
+    Report {
+        /// The rule set: a `.rules` file or a folder of them.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events, one Segment call or batch per line (JSON Lines).
+        #[arg(long)]
+        events: PathBuf,
+        /// Also group by this profile trait (`plan`, `company.industry`), with z-tests against
+        /// the first group.
+        #[arg(long, value_name = "TRAIT")]
+        by: Option<String>,
+        /// Spend per source: a CSV with the columns `source` and `spend`.
+        #[arg(long, value_name = "FILE.csv")]
+        spend: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = report::ReportFormat::Table)]
+        format: report::ReportFormat,
+        /// Write the report to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// After the last line, tick every lead at this time (RFC 3339): decay, then stages.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+    },
+    /// Run the same events under two rule sets: which one qualifies the leads that convert.
+    Compare {
+        /// The two rule sets: `--rules A --rules B`.
+        #[arg(long, required = true, num_args = 1)]
+        rules: Vec<PathBuf>,
+        /// Events, one Segment call or batch per line (JSON Lines).
+        #[arg(long)]
+        events: PathBuf,
+        /// A lead is qualified when it reached this stage (default: any stage).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = compare::CompareFormat::Table)]
+        format: compare::CompareFormat,
+        /// After the last line, tick every lead at this time (RFC 3339): decay, then stages.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+    },
+    /// Serve the webhook API (`POST /events`, `GET`/`DELETE /leads/{id}`) on 127.0.0.1, on the
+    /// embedded store kept in a journal. Reads `LEADSCORE_WEBHOOK_SECRET`,
+    /// `LEADSCORE_API_TOKEN` and `LEADSCORE_ALLOW_UNSIGNED=1`.
+    Serve {
+        /// The port; `0` picks a free one (printed at start).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The journal of accepted calls, replayed at start (default:
+        /// `.leadscore-data/journal.jsonl`).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// The rule set: a `.rules` file or a folder of them (default: `LEADSCORE_RULES`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -74,6 +176,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check { rules, format } => check::run(&rules, format),
+        Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Replay {
             rules,
             events,
@@ -81,6 +184,39 @@ fn main() -> ExitCode {
             strict,
             as_of,
         } => replay::run(&rules, &events, format, strict, as_of.as_deref()),
+        Command::Test { rules } => test::run(&rules),
+        Command::Explain {
+            rules,
+            events,
+            lead,
+            format,
+        } => explain::run(&rules, &events, &lead, format),
+        Command::Import { format } => import::dispatch(&format),
+        Command::Report {
+            rules,
+            events,
+            by,
+            spend,
+            format,
+            out,
+            as_of,
+        } => report::run(&report::ReportArgs {
+            rules: &rules,
+            events: &events,
+            by: by.as_deref(),
+            spend: spend.as_deref(),
+            format,
+            out: out.as_deref(),
+            as_of: as_of.as_deref(),
+        }),
+        Command::Compare {
+            rules,
+            events,
+            stage,
+            format,
+            as_of,
+        } => compare::run(&rules, &events, stage.as_deref(), format, as_of.as_deref()),
+        Command::Serve { port, data, rules } => serve::run(port, data.as_deref(), rules.as_deref()),
     };
     ExitCode::from(code)
 }

@@ -3,7 +3,10 @@
 
 use crate::ReplayFormat;
 use leadscore_core::engine::Engine;
-use leadscore_core::output::{lead_object, replay_document};
+use leadscore_core::output::{
+    lead_object, notification_object, replay_document, sorted_leads, sorted_notifications,
+    summary_object,
+};
 use leadscore_core::rules::load;
 use leadscore_core::segment::{parse_body, Call, CallError, TimePolicy};
 use leadscore_rules::time::parse_rfc3339;
@@ -133,13 +136,10 @@ pub fn run(
     if let Some(at) = as_of {
         engine.tick_all(at);
     }
-    let doc = replay_document(&engine, rejected);
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let written = match format {
-        ReplayFormat::Json => serde_json::to_writer_pretty(&mut out, &doc)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out)),
+        ReplayFormat::Json => write_json(&mut out, &engine, rejected),
         ReplayFormat::Table => write_table(&mut out, &engine, rejected),
     };
     if let Err(e) = written.and_then(|()| out.flush()) {
@@ -154,11 +154,61 @@ pub fn run(
     // The process ends here: freeing a million calls one by one would take longer than the
     // replay itself, and the operating system reclaims the memory at once.
     std::mem::forget(engine);
-    std::mem::forget(doc);
     if strict && rejected > 0 {
         return 2;
     }
     0
+}
+
+/// Writes the JSON document exactly as `serde_json::to_writer_pretty` would, rendering the
+/// lead objects on all cores.
+fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {
+    let program = engine.program();
+    let leads = sorted_leads(engine);
+    let rendered: Vec<String> = leads
+        .par_iter()
+        .with_min_len(512)
+        .map(|(id, state)| indented(&lead_object(program, id, state), 4))
+        .collect();
+    let notes: Vec<String> = sorted_notifications(engine)
+        .par_iter()
+        .with_min_len(512)
+        .map(|n| indented(&notification_object(program, n), 4))
+        .collect();
+    let summary = indented(&summary_object(program, &leads, rejected), 2);
+    let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
+    writeln!(out, "{{\n  \"ruleset\": {name},")?;
+    write_list(out, "leads", &rendered)?;
+    writeln!(out, ",")?;
+    write_list(out, "notifications", &notes)?;
+    writeln!(out, ",\n  \"summary\": {}\n}}", summary.trim_start())
+}
+
+fn write_list(out: &mut impl Write, key: &str, items: &[String]) -> std::io::Result<()> {
+    if items.is_empty() {
+        return write!(out, "  \"{key}\": []");
+    }
+    writeln!(out, "  \"{key}\": [")?;
+    for (i, item) in items.iter().enumerate() {
+        out.write_all(item.as_bytes())?;
+        out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
+    }
+    write!(out, "  ]")
+}
+
+/// Pretty JSON of a value, every line indented by `by` spaces.
+fn indented(value: &impl serde::Serialize, by: usize) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let pad = " ".repeat(by);
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&pad);
+        out.push_str(line);
+    }
+    out
 }
 
 fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {

@@ -302,3 +302,28 @@ impl<'p> Engine<'p> {
         }
     }
 }
+
+impl Engine<'_> {
+    /// Whether a call with this `messageId` was applied (a new call with it would be a
+    /// duplicate).
+    pub fn is_seen(&self, message_id: &str) -> bool {
+        self.seen.contains(message_id)
+    }
+
+    /// Erases a lead (merged ids followed): its state, its history, the ids merged into it,
+    /// the idempotency records of its calls and its notifications (SPEC §6, the right to be
+    /// forgotten). Returns the erased record, or `None` when there is no such lead.
+    pub fn forget(&mut self, id: &str) -> Option<LeadRecord> {
+        let known = self.resolve(id).to_owned();
+        let record = self.leads.remove(&known)?;
+        for (_, kept) in &record.history {
+            if let Some(call) = self.fetch(kept) {
+                self.seen.remove(call.message_id.as_str());
+            }
+        }
+        self.aliases
+            .retain(|from, into| *into != known && *from != known);
+        self.notifications.retain(|n| n.lead != known);
+        Some(record)
+    }
+}

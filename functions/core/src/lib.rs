@@ -2,8 +2,12 @@
 //! replay contract. Stateful parts live here; the rules language stays pure in
 //! `leadscore-rules`.
 
+pub mod api;
 pub mod engine;
+pub mod explain;
 mod fast;
 pub mod output;
+pub mod report;
 pub mod rules;
+pub mod ruletest;
 pub mod segment;

@@ -1,0 +1,357 @@
+//! `leadscore serve`: the webhook API of SPEC §6 on 127.0.0.1, over the embedded engine.
+//!
+//! Persistence is an append-only journal (JSON Lines) of the accepted calls, one call per
+//! line, each as received with `messageId` and (when it had no time) `receivedAt` filled in:
+//! the file is a valid events file for `leadscore replay`. At start the journal is replayed
+//! through the rules; each `POST /events` appends its new calls and `fsync`s before it is
+//! answered, so an answered call survives a crash. A failed write is cut off again and
+//! answered `503` (nothing half-written). A torn last line (a crash mid-write) is dropped at
+//! start. `DELETE /leads/{id}` rewrites the journal without the lead's calls (written to a
+//! temporary file, synced, renamed over the journal), so an erased lead is gone from disk too.
+//!
+//! Requests are handled one at a time on the main thread; Ctrl-C (SIGINT) or SIGTERM stops
+//! the server between two requests, with the journal consistent.
+
+use leadscore_core::api::{Accepted, Api, ApiConfig, ApiRequest, LeadStore, Processed, StoreError};
+use leadscore_core::engine::{Engine, Kept};
+use leadscore_core::rules::load;
+use leadscore_core::segment::{normalize_call, TimePolicy};
+use leadscore_rules::eval::LeadState;
+use leadscore_rules::time::Micros;
+use leadscore_rules::Program;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The default journal.
+pub const DEFAULT_DATA: &str = ".leadscore-data/journal.jsonl";
+
+/// The embedded engine with its journal.
+struct Journaled<'p> {
+    engine: Engine<'p>,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+fn io_error(path: &Path, err: &std::io::Error) -> StoreError {
+    StoreError(format!("journal `{}`: {err}", path.display()))
+}
+
+impl<'p> Journaled<'p> {
+    /// Opens (or creates) the journal and replays it; returns the store and the number of
+    /// calls replayed.
+    fn open(program: &'p Program, path: &Path) -> Result<(Self, usize), String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let mut engine = Engine::new(program);
+        let mut good = 0usize; // bytes of valid lines
+        let mut replayed = 0usize;
+        for (number, line) in text.split_inclusive('\n').enumerate() {
+            if line.trim().is_empty() {
+                if line.ends_with('\n') {
+                    good += line.len();
+                }
+                continue;
+            }
+            let call = serde_json::from_str::<Value>(line)
+                .map_err(|e| format!("invalid JSON: {e}"))
+                .and_then(|v| {
+                    normalize_call(&v, "", &TimePolicy::Required).map_err(|e| e.to_string())
+                });
+            match call {
+                Ok(call) => {
+                    engine.process(Arc::new(call));
+                    replayed += 1;
+                    good += line.len();
+                }
+                // a torn last line: the write of a request that was never answered
+                Err(_) if !line.ends_with('\n') => {
+                    eprintln!(
+                        "warning: dropping the incomplete last line {} of the journal `{}`",
+                        number + 1,
+                        path.display()
+                    );
+                }
+                Err(message) => {
+                    return Err(format!(
+                        "journal `{}` line {}: {message}",
+                        path.display(),
+                        number + 1
+                    ))
+                }
+            }
+        }
+        let mut repair = |file: &mut File| -> std::io::Result<u64> {
+            file.set_len(good as u64)?;
+            // a valid last line without its newline (edited by hand) gets one
+            if good > 0 && !text[..good].ends_with('\n') {
+                file.write_all(b"\n")?;
+                good += 1;
+            }
+            file.sync_all()?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(good as u64)
+        };
+        let len =
+            repair(&mut file).map_err(|e| format!("cannot repair `{}`: {e}", path.display()))?;
+        Ok((
+            Journaled {
+                engine,
+                path: path.to_path_buf(),
+                file,
+                len,
+            },
+            replayed,
+        ))
+    }
+
+    /// Writes the journal again without the lines whose `messageId` is in `drop`: a
+    /// temporary file, synced, renamed over the journal, the folder synced.
+    fn rewrite_without(&mut self, drop: &HashSet<String>) -> Result<(), StoreError> {
+        let err = |e: std::io::Error| io_error(&self.path, &e);
+        let text = std::fs::read_to_string(&self.path).map_err(err)?;
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let id = serde_json::from_str::<Value>(line).ok().and_then(|v| {
+                v.get("messageId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            if !id.is_some_and(|id| drop.contains(&id)) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        let mut tmp_name = self.path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let write = || -> std::io::Result<File> {
+            let mut out = File::create(&tmp)?;
+            out.write_all(kept.as_bytes())?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().read(true).append(true).open(&self.path)
+        };
+        let file = write().map_err(err)?;
+        self.file = file;
+        self.len = kept.len() as u64;
+        Ok(())
+    }
+}
+
+impl LeadStore for Journaled<'_> {
+    fn program(&self) -> &Program {
+        self.engine.program()
+    }
+
+    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+        let mut fresh: HashSet<&str> = HashSet::new();
+        let mut lines = Vec::new();
+        for accepted in &calls {
+            let id = accepted.call.message_id.as_str();
+            if !self.engine.is_seen(id) && fresh.insert(id) {
+                serde_json::to_writer(&mut lines, &accepted.record)
+                    .map_err(|e| StoreError(e.to_string()))?;
+                lines.push(b'\n');
+            }
+        }
+        if !lines.is_empty() {
+            let written = self
+                .file
+                .write_all(&lines)
+                .and_then(|()| self.file.sync_data());
+            if let Err(e) = written {
+                // cut the partial write off again; the request is answered 503
+                let _ = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| self.file.sync_data());
+                return Err(io_error(&self.path, &e));
+            }
+            self.len += lines.len() as u64;
+        }
+        LeadStore::apply(&mut self.engine, calls)
+    }
+
+    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        LeadStore::lead(&self.engine, id)
+    }
+
+    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        let Some(record) = self.engine.lead(id) else {
+            return Ok(None);
+        };
+        let ids: HashSet<String> = record
+            .history
+            .iter()
+            .filter_map(|(_, kept)| match kept {
+                Kept::Call(call) => Some(call.message_id.clone()),
+                Kept::Line { .. } => None,
+            })
+            .collect();
+        self.rewrite_without(&ids)?;
+        LeadStore::forget(&mut self.engine, id)
+    }
+}
+
+fn now_micros() -> Micros {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
+    })
+}
+
+/// Turns a tiny_http request into an [`ApiRequest`]; reads at most `max_body + 1` bytes so
+/// that an oversized body is answered `413` without being held in memory.
+fn to_api_request(req: &mut tiny_http::Request, max_body: usize) -> std::io::Result<ApiRequest> {
+    let headers = req
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    let limit = u64::try_from(max_body)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    req.as_reader().take(limit).read_to_end(&mut body)?;
+    Ok(ApiRequest {
+        method: req.method().as_str().to_owned(),
+        path: req.url().to_owned(),
+        headers,
+        body,
+    })
+}
+
+/// Runs `serve`; returns the exit status.
+pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
+    let config = match ApiConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let rules = match rules
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("LEADSCORE_RULES").map(PathBuf::from))
+    {
+        Some(rules) => rules,
+        None => {
+            eprintln!("error: no rules: pass `--rules` or set `LEADSCORE_RULES`");
+            return 2;
+        }
+    };
+    let (program, compiled, files) = match load(&[rules]) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    for w in &compiled.diagnostics {
+        eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
+    }
+    let data = data.map_or_else(|| PathBuf::from(DEFAULT_DATA), Path::to_path_buf);
+    let (store, replayed) = match Journaled::open(&program, &data) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let server = match tiny_http::Server::http(("127.0.0.1", port)) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
+            return 2;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+        eprintln!("error: cannot handle Ctrl-C: {e}");
+        return 2;
+    }
+    let port = server
+        .server_addr()
+        .to_ip()
+        .map_or(port, |addr| addr.port());
+    let max_body = config.max_body;
+    let signatures = if config.signatures_required() {
+        "required (Segment `X-Signature` or Standard Webhooks)"
+    } else {
+        "not required (`LEADSCORE_ALLOW_UNSIGNED=1`, local use only)"
+    };
+    let leads = if config.api_token.is_some() {
+        "GET/DELETE /leads/{id} with `Authorization: Bearer $LEADSCORE_API_TOKEN`"
+    } else {
+        "GET/DELETE /leads/{id} off (no `LEADSCORE_API_TOKEN`)"
+    };
+    println!("leadscore serve: ruleset `{}`", program.name);
+    println!("journal: {} ({replayed} call(s) replayed)", data.display());
+    println!("signatures: {signatures}");
+    println!("leads: {leads}");
+    println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");
+    let _ = std::io::stdout().flush();
+
+    let mut api = Api::new(config, store);
+    while !stop.load(Ordering::SeqCst) {
+        let mut request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(request)) => request,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        };
+        let response = match to_api_request(&mut request, max_body) {
+            Ok(req) => {
+                let response = api.handle(&req, now_micros());
+                eprintln!("{} {} {}", req.method, req.path, response.status);
+                response
+            }
+            Err(e) => {
+                eprintln!("warning: cannot read a request: {e}");
+                continue;
+            }
+        };
+        let mut reply = tiny_http::Response::from_data(response.body)
+            .with_status_code(tiny_http::StatusCode(response.status));
+        for (name, value) in &response.headers {
+            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                reply.add_header(header);
+            }
+        }
+        if let Err(e) = request.respond(reply) {
+            eprintln!("warning: cannot answer a request: {e}");
+        }
+    }
+    println!("stopped");
+    0
+}

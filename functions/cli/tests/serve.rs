@@ -1,0 +1,395 @@
+//! `leadscore serve` end to end: the real binary on a free port, real Segment payloads over
+//! TCP, a restart that must keep the state, and a clean stop on SIGINT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "tok-123";
+
+fn rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/b2b-saas")
+}
+
+fn events() -> Vec<String> {
+    std::fs::read_to_string(rules().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `leadscore serve --port 0` with these variables; waits for the printed URL.
+    fn start(dir: &Path, vars: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadscore"));
+        cmd.args(["serve", "--port", "0", "--rules"])
+            .arg(rules())
+            .arg("--data")
+            .arg(dir.join("data/journal.jsonl"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
+        for var in [
+            "LEADSCORE_WEBHOOK_SECRET",
+            "LEADSCORE_API_TOKEN",
+            "LEADSCORE_ALLOW_UNSIGNED",
+            "LEADSCORE_RULES",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = String::new();
+        let port = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!(
+                    "serve ended before listening:\n{seen}\nstderr: {}",
+                    std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default()
+                );
+            };
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                break digits.parse().unwrap();
+            }
+        };
+        assert!(seen.contains("signatures: "), "{seen}");
+        // keep reading stdout so the server never blocks on it
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        // the server may answer (413) before it has read the whole body
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"));
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn post(&self, body: &str) -> (u16, Value) {
+        self.request(
+            "POST",
+            "/events",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
+    fn get_lead(&self, id: &str) -> (u16, Value) {
+        let auth = format!("Bearer {TOKEN}");
+        self.request(
+            "GET",
+            &format!("/leads/{id}"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+    }
+
+    /// Sends SIGINT and waits for the exit status.
+    fn interrupt(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve did not stop on SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_scores_events_and_keeps_them_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("LEADSCORE_ALLOW_UNSIGNED", "1"),
+        ("LEADSCORE_API_TOKEN", TOKEN),
+    ];
+    let events = events();
+    let server = Server::start(dir.path(), &vars);
+
+    // the first half one call at a time, the rest as one batch
+    let half = events.len() / 2;
+    let mut duplicates = 0;
+    for line in &events[..half] {
+        let (status, body) = server.post(line);
+        assert_eq!(status, 200, "{line}: {body}");
+        if body["results"][0]["duplicate"] == json!(true) {
+            duplicates += 1;
+        }
+    }
+    let batch = format!("{{\"batch\": [{}]}}", events[half..].join(","));
+    let (status, body) = server.post(&batch);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"].as_array().unwrap().len(),
+        events.len() - half
+    );
+
+    // the sample has a redelivered messageId (msg-0005)
+    assert!(duplicates + body["duplicates"].as_u64().unwrap() >= 1);
+
+    let (status, ann) = server.get_lead("usr_ann");
+    assert_eq!(status, 200, "{ann}");
+    assert_eq!(ann["id"], json!("usr_ann"));
+    assert_eq!(ann["source"], json!("newsletter"));
+
+    // the same lead as `replay --format json` gives
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["replay", "--format", "json", "--rules"])
+        .arg(rules())
+        .arg("--events")
+        .arg(rules().join("events.jsonl"))
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let replayed = doc["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == json!("usr_ann"))
+        .unwrap();
+    assert_eq!(&ann, replayed);
+
+    // a duplicate messageId changes nothing
+    let (status, body) = server.post(&events[0]);
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["duplicate"], json!(true));
+    assert_eq!(server.get_lead("usr_ann").1, ann);
+
+    // a call without time: accepted at receipt
+    let (status, body) =
+        server.post(r#"{"type":"track","event":"Webinar Registered","userId":"fresh"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["score"], json!(20));
+
+    // 413, 415, 400, 404, 405
+    let big = format!(
+        r#"{{"event":"X","userId":"big","properties":{{"pad":"{}"}}}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let (status, body) = server.post(&big);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], json!("payload_too_large"));
+    let (status, body) = server.request(
+        "POST",
+        "/events",
+        &[("Content-Type", "text/plain")],
+        events[0].as_bytes(),
+    );
+    assert_eq!(status, 415);
+    assert_eq!(body["error"]["code"], json!("unsupported_media_type"));
+    let (status, body) =
+        server.post(r#"{"type":"track","userId":"u","timestamp":"2026-01-01T00:00:00Z"}"#);
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["path"], json!("event"));
+    assert_eq!(server.request("GET", "/nowhere", &[], b"").0, 404);
+    assert_eq!(server.request("GET", "/events", &[], b"").0, 405);
+    let (status, _) = server.request(
+        "GET",
+        "/leads/usr_ann",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
+    assert_eq!(status, 401);
+    assert_eq!(server.get_lead("big").0, 404);
+
+    let all_before: Vec<(String, Value)> = ["usr_ann", "fresh"]
+        .iter()
+        .map(|id| (id.to_string(), server.get_lead(id).1))
+        .collect();
+    assert_eq!(server.interrupt(), 0);
+
+    // restart: the journal brings every lead back
+    let server = Server::start(dir.path(), &vars);
+    for (id, before) in &all_before {
+        let (status, after) = server.get_lead(id);
+        assert_eq!(status, 200);
+        assert_eq!(&after, before, "{id}");
+    }
+    let (_, body) = server.post(&events[0]);
+    assert_eq!(body["results"][0]["duplicate"], json!(true));
+
+    // erase a lead: gone now, after a restart, and from the journal
+    let auth = format!("Bearer {TOKEN}");
+    let (status, body) =
+        server.request("DELETE", "/leads/usr_ann", &[("Authorization", &auth)], b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.get_lead("usr_ann").0, 404);
+    assert_eq!(server.interrupt(), 0);
+    let journal = std::fs::read_to_string(dir.path().join("data/journal.jsonl")).unwrap();
+    assert!(!journal.contains("usr_ann"));
+    assert!(journal.contains("fresh"));
+
+    let server = Server::start(dir.path(), &vars);
+    assert_eq!(server.get_lead("usr_ann").0, 404);
+    assert_eq!(server.get_lead("fresh").1, all_before[1].1);
+    // its messageIds are free again
+    let (_, body) = server.post(&events[0]);
+    assert_eq!(body["results"][0]["duplicate"], Value::Null);
+    assert_eq!(server.interrupt(), 0);
+}
+
+#[test]
+fn serve_with_a_secret_refuses_forged_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LEADSCORE_WEBHOOK_SECRET", "s3cret")]);
+    // python3 -c "import hmac,hashlib; print(hmac.new(b's3cret', BODY, hashlib.sha1).hexdigest())"
+    let body = r#"{"type":"track","event":"Signed Up","userId":"u1"}"#;
+    let signed = |sig: &'static str| [("Content-Type", "application/json"), ("X-Signature", sig)];
+    let (status, reply) = server.request(
+        "POST",
+        "/events",
+        &signed("c36f3ec91e0efcc6f4be57e6a49d803f51e7eb51"),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["results"][0]["lead"], json!("u1"));
+    let (status, reply) = server.request(
+        "POST",
+        "/events",
+        &signed("0000000000000000000000000000000000000000"),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(reply["error"]["code"], json!("unauthorized"));
+    assert_eq!(server.post(body).0, 401);
+    // a Standard Webhooks signature from another key
+    let (status, _) = server.request(
+        "POST",
+        "/events",
+        &[
+            ("Content-Type", "application/json"),
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "1614265330"),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 401);
+    // no token configured: the lead routes do not exist
+    assert_eq!(server.get_lead("u1").0, 404);
+    assert_eq!(server.interrupt(), 0);
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["serve", "--port", "0", "--rules"])
+        .arg(rules())
+        .env_remove("LEADSCORE_WEBHOOK_SECRET")
+        .env_remove("LEADSCORE_ALLOW_UNSIGNED")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LEADSCORE_WEBHOOK_SECRET"), "{stderr}");
+}
+
+#[test]
+fn serve_drops_a_torn_last_line_and_refuses_a_corrupt_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let journal = data.join("journal.jsonl");
+    let first = &events()[0];
+    std::fs::write(&journal, format!("{first}\n{{\"type\":\"tra")).unwrap();
+    let vars = [
+        ("LEADSCORE_ALLOW_UNSIGNED", "1"),
+        ("LEADSCORE_API_TOKEN", TOKEN),
+    ];
+    let server = Server::start(dir.path(), &vars);
+    assert_eq!(server.get_lead("usr_ann").1["events"], json!(1));
+    assert_eq!(server.interrupt(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        format!("{first}\n")
+    );
+
+    // a valid last line without its newline (edited by hand) is kept
+    std::fs::write(&journal, first.as_str()).unwrap();
+    let server = Server::start(dir.path(), &vars);
+    assert_eq!(server.get_lead("usr_ann").1["events"], json!(1));
+    assert_eq!(server.interrupt(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        format!("{first}\n")
+    );
+
+    std::fs::write(&journal, format!("not json\n{first}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["serve", "--port", "0", "--rules"])
+        .arg(rules())
+        .arg("--data")
+        .arg(&journal)
+        .env("LEADSCORE_ALLOW_UNSIGNED", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1"), "{stderr}");
+}

@@ -1,0 +1,1233 @@
+//! The webhook API of SPEC §6, independent of any HTTP server: an [`ApiRequest`] in, an
+//! [`ApiResponse`] out. `leadscore serve` drives it over the embedded engine; a Lambda
+//! function can drive it over DynamoDB through the same [`LeadStore`] trait.
+//!
+//! Routes:
+//! - `POST /events`: one Segment call or a `{"batch": [...]}`. Checks, in order: the body
+//!   size (`413`), the `Content-Type` (`415`), the signature (`401`), the JSON and each call
+//!   (`400` when the body is not JSON or no call in it is valid), then applies the valid calls
+//!   and answers `200` with one result per call.
+//! - `GET /leads/{id}` and `DELETE /leads/{id}`: need `Authorization: Bearer <token>`; they
+//!   answer `404` when no token is configured.
+//!
+//! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
+//! offending field, or `null`.
+
+use crate::engine::{Engine, LeadRecord, Outcome};
+use crate::output::{lead_object, score_value};
+use crate::segment::{normalize_body, Call, CallError, TimePolicy};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use leadscore_rules::eval::{LeadState, Transition};
+use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
+use leadscore_rules::Program;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// The default body limit: 1 MB.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// How far a Standard Webhooks timestamp may lie from the time of receipt, either way.
+pub const SIGNATURE_TOLERANCE: Micros = 300 * SECOND;
+
+/// An HTTP request, as any server or Lambda envelope can give it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiRequest {
+    /// The method, e.g. `POST` (compared case-insensitively).
+    pub method: String,
+    /// The path, e.g. `/events`; a query string (`?...`) is ignored.
+    pub path: String,
+    /// The headers; names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// The first header of this (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers; names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body (JSON).
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    /// A JSON response.
+    fn json(status: u16, body: &impl serde::Serialize) -> Self {
+        let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        ApiResponse {
+            status,
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            body,
+        }
+    }
+
+    /// An error response: `{"error": {"code", "message", "path"}}`.
+    fn error(status: u16, code: &str, message: impl Into<String>, path: Option<&str>) -> Self {
+        ApiResponse::json(
+            status,
+            &json!({ "error": error_object(code, message, path) }),
+        )
+    }
+
+    fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The body as JSON (for tests and logs); `Null` when it is not JSON.
+    pub fn json_body(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+fn error_object(code: &str, message: impl Into<String>, path: Option<&str>) -> Value {
+    json!({
+        "code": code,
+        "message": message.into(),
+        "path": path.filter(|p| !p.is_empty()),
+    })
+}
+
+/// Why the API cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No secret, and unsigned input not allowed.
+    #[error(
+        "no webhook secret: set `LEADSCORE_WEBHOOK_SECRET`, or `LEADSCORE_ALLOW_UNSIGNED=1` to accept unsigned events (local use only)"
+    )]
+    NoSecret,
+    /// A `whsec_` secret whose key is not base64.
+    #[error("`LEADSCORE_WEBHOOK_SECRET` starts with `whsec_` but the rest is not base64")]
+    BadSecret,
+}
+
+/// The API's configuration (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `LEADSCORE_WEBHOOK_SECRET`: when set, every `POST /events` must be signed with it.
+    pub webhook_secret: Option<String>,
+    /// `LEADSCORE_API_TOKEN`: the bearer token of `GET`/`DELETE /leads/{id}`; without it
+    /// those routes answer `404`.
+    pub api_token: Option<String>,
+    /// `LEADSCORE_ALLOW_UNSIGNED=1`: accept unsigned events when there is no secret.
+    pub allow_unsigned: bool,
+    /// The body limit in bytes ([`DEFAULT_MAX_BODY`]).
+    pub max_body: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            webhook_secret: None,
+            api_token: None,
+            allow_unsigned: false,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Reads the configuration from the environment; see [`ApiConfig::from_vars`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        ApiConfig::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `var` (an empty value counts as unset). Errors when
+    /// there is no secret and unsigned input is not allowed, or when a `whsec_` secret is not
+    /// base64: the API refuses to start.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| var(name).filter(|v| !v.is_empty());
+        let allow_unsigned = get("LEADSCORE_ALLOW_UNSIGNED")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        let config = ApiConfig {
+            webhook_secret: get("LEADSCORE_WEBHOOK_SECRET"),
+            api_token: get("LEADSCORE_API_TOKEN"),
+            allow_unsigned,
+            max_body: DEFAULT_MAX_BODY,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the configuration can serve: a secret, or unsigned input allowed; a
+    /// `whsec_` secret must be base64.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.webhook_secret {
+            None if !self.allow_unsigned => Err(ConfigError::NoSecret),
+            Some(secret) => match secret.strip_prefix("whsec_") {
+                Some(key) if BASE64.decode(key).is_err() => Err(ConfigError::BadSecret),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `POST /events` must be signed.
+    pub fn signatures_required(&self) -> bool {
+        self.webhook_secret.is_some()
+    }
+}
+
+/// A call that passed §1, ready for a store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// The normalised call.
+    pub call: Call,
+    /// The call as received, with `messageId` and `receivedAt` filled in when it had none,
+    /// so that it normalises offline (`TimePolicy::Required`) to the same call: what a store
+    /// keeps in the lead's history, and a valid line for `leadscore replay`.
+    pub record: Value,
+}
+
+/// What a store did with one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    /// The lead the call reached (merged ids followed).
+    pub lead: String,
+    /// A `messageId` seen before: nothing changed.
+    pub duplicate: bool,
+    /// The lead's score after the call.
+    pub score: f64,
+    /// The lead's stage after the call.
+    pub stage: Option<String>,
+    /// Transitions the call caused (merges included).
+    pub transitions: Vec<Transition>,
+}
+
+/// Storage failed: the API answers `503` so the sender retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// The storage the API needs: the embedded engine today, DynamoDB later.
+pub trait LeadStore {
+    /// The rule program.
+    fn program(&self) -> &Program;
+
+    /// Applies the accepted calls of one request in order, one result per call. A call whose
+    /// `messageId` was applied before (earlier, or earlier in `calls`) is a duplicate and
+    /// changes nothing. On error no call after the failing one is applied and the failing
+    /// one changed nothing; calls before it may stand, so a retry of the whole request is
+    /// safe (they come back as duplicates).
+    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError>;
+
+    /// A lead by id (merged ids followed): its known id and state.
+    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
+
+    /// Erases a lead (merged ids followed), its history and its idempotency records.
+    /// Returns the erased lead's id, or `None` when there was no such lead.
+    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// The result for one call, from an engine lead after it was processed.
+fn processed(engine: &Engine<'_>, outcome: Outcome) -> Processed {
+    let (lead, duplicate, transitions) = match outcome {
+        Outcome::Applied { lead, transitions } => (lead, false, transitions),
+        Outcome::Duplicate { lead } => (lead, true, Vec::new()),
+    };
+    let program = engine.program();
+    let (score, stage) = engine.lead(&lead).map_or((0.0, None), |r: &LeadRecord| {
+        (r.state.score(), r.state.stage(program).map(str::to_owned))
+    });
+    Processed {
+        lead,
+        duplicate,
+        score,
+        stage,
+        transitions,
+    }
+}
+
+impl LeadStore for Engine<'_> {
+    fn program(&self) -> &Program {
+        Engine::program(self)
+    }
+
+    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+        Ok(calls
+            .into_iter()
+            .map(|accepted| {
+                let outcome = self.process(Arc::new(accepted.call));
+                processed(self, outcome)
+            })
+            .collect())
+    }
+
+    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        let known = self.resolve(id);
+        Ok(Engine::lead(self, id).map(|r| (known.to_owned(), r.state.clone())))
+    }
+
+    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        let known = self.resolve(id).to_owned();
+        Ok(Engine::forget(self, id).map(|_| known))
+    }
+}
+
+/// The record a store keeps for an accepted call: the raw call with `messageId` and, when it
+/// has no time, `receivedAt` filled in.
+fn record_of(raw: &Value, call: &Call) -> Value {
+    let mut record = raw.clone();
+    if let Value::Object(fields) = &mut record {
+        let present =
+            |fields: &Map<String, Value>, key: &str| fields.get(key).is_some_and(|v| !v.is_null());
+        if !present(fields, "messageId") {
+            fields.insert(
+                "messageId".to_owned(),
+                Value::String(call.message_id.clone()),
+            );
+        }
+        let timed = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"]
+            .iter()
+            .any(|key| present(fields, key));
+        if !timed {
+            fields.insert(
+                "receivedAt".to_owned(),
+                Value::String(format_rfc3339(call.event.time)),
+            );
+        }
+    }
+    record
+}
+
+/// A transition as the API prints it.
+pub fn transition_object(program: &Program, t: &Transition) -> Value {
+    match *t {
+        Transition::StageReached { stage, at } => json!({
+            "kind": "stage_reached",
+            "stage": program.stages.get(stage).map(|s| s.name.as_str()),
+            "at": format_rfc3339(at),
+        }),
+        Transition::Converted { conversion, at } => json!({
+            "kind": "converted",
+            "conversion": program.conversions.get(conversion).map(|c| c.name.as_str()),
+            "at": format_rfc3339(at),
+        }),
+    }
+}
+
+/// The webhook API over a store.
+pub struct Api<S> {
+    config: ApiConfig,
+    store: S,
+}
+
+type HmacSha1 = Hmac<sha1::Sha1>;
+type HmacSha256 = Hmac<Sha256>;
+
+impl<S: LeadStore> Api<S> {
+    /// An API with this configuration over this store.
+    pub fn new(config: ApiConfig, store: S) -> Self {
+        Api { config, store }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Answers one request; `now` is the time of receipt (microseconds since the epoch).
+    pub fn handle(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+        let path = req.path.split('?').next().unwrap_or("");
+        let method = req.method.to_ascii_uppercase();
+        if path == "/events" {
+            if method != "POST" {
+                return ApiResponse::error(
+                    405,
+                    "method_not_allowed",
+                    format!("`{method} /events` is not allowed; use `POST`"),
+                    None,
+                )
+                .with_header("allow", "POST");
+            }
+            return self.post_events(req, now);
+        }
+        if let Some(raw_id) = path.strip_prefix("/leads/") {
+            let Some(token) = self.config.api_token.clone() else {
+                return not_found(path);
+            };
+            let id = match percent_decode(raw_id) {
+                Some(id) if !id.is_empty() && !id.contains('/') => id,
+                _ => return not_found(path),
+            };
+            if method != "GET" && method != "DELETE" {
+                return ApiResponse::error(
+                    405,
+                    "method_not_allowed",
+                    format!("`{method} /leads/{{id}}` is not allowed; use `GET` or `DELETE`"),
+                    None,
+                )
+                .with_header("allow", "GET, DELETE");
+            }
+            if let Err(message) = check_bearer(req, &token) {
+                return ApiResponse::error(401, "unauthorized", message, None)
+                    .with_header("www-authenticate", "Bearer");
+            }
+            return if method == "GET" {
+                self.get_lead(&id)
+            } else {
+                self.delete_lead(&id)
+            };
+        }
+        not_found(path)
+    }
+
+    fn post_events(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+        if req.body.len() > self.config.max_body {
+            return ApiResponse::error(
+                413,
+                "payload_too_large",
+                format!(
+                    "the body has {} bytes; the limit is {} bytes",
+                    req.body.len(),
+                    self.config.max_body
+                ),
+                None,
+            );
+        }
+        if let Err(message) = check_content_type(req.header("content-type")) {
+            return ApiResponse::error(415, "unsupported_media_type", message, None);
+        }
+        if let Some(secret) = &self.config.webhook_secret {
+            if let Err(message) = verify_signature(req, secret, now) {
+                return ApiResponse::error(401, "unauthorized", message, None);
+            }
+        }
+        let value: Value = match serde_json::from_slice(&req.body) {
+            Ok(value) => value,
+            Err(err) => {
+                return ApiResponse::error(
+                    400,
+                    "invalid_json",
+                    format!("invalid JSON: {err}"),
+                    None,
+                )
+            }
+        };
+        let results = match normalize_body(&value, &TimePolicy::ReceivedAt(now)) {
+            Ok(results) => results,
+            Err(err) => return call_error_response(&err),
+        };
+        let raw_call = |index: usize| match value.get("batch") {
+            Some(Value::Array(calls)) => calls.get(index).unwrap_or(&Value::Null),
+            _ => &value,
+        };
+        let mut accepted = Vec::new();
+        let mut slots: Vec<Result<usize, CallError>> = Vec::with_capacity(results.len());
+        for (index, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(call) => {
+                    let record = record_of(raw_call(index), &call);
+                    slots.push(Ok(accepted.len()));
+                    accepted.push(Accepted { call, record });
+                }
+                Err(err) => slots.push(Err(err)),
+            }
+        }
+        if accepted.is_empty() {
+            let items: Vec<Value> = slots
+                .iter()
+                .enumerate()
+                .filter_map(|(index, slot)| slot.as_ref().err().map(|e| error_item(index, e)))
+                .collect();
+            let first = slots.iter().find_map(|slot| slot.as_ref().err());
+            let error = first.map_or_else(
+                || error_object("invalid_call", "no valid call", None),
+                |e| error_object("invalid_call", e.to_string(), Some(&e.path)),
+            );
+            return ApiResponse::json(400, &json!({ "error": error, "results": items }));
+        }
+        let processed = match self.store.apply(accepted) {
+            Ok(processed) => processed,
+            Err(err) => {
+                return ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
+                    .with_header("retry-after", "1")
+            }
+        };
+        let program = self.store.program();
+        let (mut applied, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
+        let items: Vec<Value> = slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| match slot {
+                Err(err) => {
+                    rejected += 1;
+                    error_item(index, err)
+                }
+                Ok(at) => match processed.get(*at) {
+                    Some(p) => {
+                        let mut item = Map::new();
+                        item.insert("index".into(), Value::from(index));
+                        item.insert("lead".into(), Value::String(p.lead.clone()));
+                        if p.duplicate {
+                            duplicates += 1;
+                            item.insert("duplicate".into(), Value::Bool(true));
+                        } else {
+                            applied += 1;
+                        }
+                        item.insert("score".into(), score_value(p.score));
+                        item.insert(
+                            "stage".into(),
+                            p.stage.clone().map_or(Value::Null, Value::String),
+                        );
+                        let transitions: Vec<Value> = p
+                            .transitions
+                            .iter()
+                            .map(|t| transition_object(program, t))
+                            .collect();
+                        item.insert("transitions".into(), Value::Array(transitions));
+                        Value::Object(item)
+                    }
+                    None => {
+                        rejected += 1;
+                        json!({"index": index, "error": error_object("storage_unavailable", "the store gave no result for this call", None)})
+                    }
+                },
+            })
+            .collect();
+        ApiResponse::json(
+            200,
+            &json!({
+                "applied": applied,
+                "duplicates": duplicates,
+                "rejected": rejected,
+                "results": items,
+            }),
+        )
+    }
+
+    fn get_lead(&self, id: &str) -> ApiResponse {
+        match self.store.lead(id) {
+            Ok(Some((known, state))) => {
+                ApiResponse::json(200, &lead_object(self.store.program(), &known, &state))
+            }
+            Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
+            Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
+                .with_header("retry-after", "1"),
+        }
+    }
+
+    fn delete_lead(&mut self, id: &str) -> ApiResponse {
+        match self.store.forget(id) {
+            Ok(Some(known)) => ApiResponse::json(200, &json!({"lead": known, "deleted": true})),
+            Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
+            Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
+                .with_header("retry-after", "1"),
+        }
+    }
+}
+
+fn not_found(path: &str) -> ApiResponse {
+    ApiResponse::error(404, "not_found", format!("no route `{path}`"), None)
+}
+
+fn call_error_response(err: &CallError) -> ApiResponse {
+    ApiResponse::error(400, "invalid_call", err.to_string(), Some(&err.path))
+}
+
+fn error_item(index: usize, err: &CallError) -> Value {
+    json!({
+        "index": index,
+        "error": error_object("invalid_call", err.to_string(), Some(&err.path)),
+    })
+}
+
+/// `application/json`, optionally with `; charset=utf-8`.
+fn check_content_type(value: Option<&str>) -> Result<(), String> {
+    let Some(value) = value else {
+        return Err("a `Content-Type` of `application/json` is needed".to_owned());
+    };
+    let mut parts = value.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    let params_ok = parts.all(|p| {
+        p.is_empty()
+            || p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("charset")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            })
+    });
+    if media.eq_ignore_ascii_case("application/json") && params_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`Content-Type: {value}` is not supported; send `application/json`"
+        ))
+    }
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time (over SHA-256 digests, so
+/// the length does not leak either).
+fn check_bearer(req: &ApiRequest, token: &str) -> Result<(), String> {
+    let Some(value) = req.header("authorization") else {
+        return Err("missing `Authorization: Bearer <token>`".to_owned());
+    };
+    let given = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => return Err("the `Authorization` header must be `Bearer <token>`".to_owned()),
+    };
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(token.as_bytes());
+    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
+        Ok(())
+    } else {
+        Err("wrong bearer token".to_owned())
+    }
+}
+
+/// Accepts a request signed with either scheme: Standard Webhooks (`webhook-signature`)
+/// or Segment (`x-signature`). The error says why a request was refused.
+pub fn verify_signature(req: &ApiRequest, secret: &str, now: Micros) -> Result<(), String> {
+    let standard = req.header("webhook-signature");
+    let segment = req.header("x-signature");
+    if standard.is_none() && segment.is_none() {
+        return Err(
+            "missing signature: send `X-Signature` (Segment) or `webhook-id`, `webhook-timestamp` and `webhook-signature` (Standard Webhooks)"
+                .to_owned(),
+        );
+    }
+    let mut why = String::new();
+    if let Some(signature) = standard {
+        match verify_standard(req, signature, secret, now) {
+            Ok(()) => return Ok(()),
+            Err(message) => why = message,
+        }
+    }
+    if let Some(signature) = segment {
+        match verify_segment(&req.body, signature, secret) {
+            Ok(()) => return Ok(()),
+            Err(message) if why.is_empty() => why = message,
+            Err(_) => {}
+        }
+    }
+    Err(why)
+}
+
+/// Segment: `X-Signature` = hex HMAC-SHA1 of the body, keyed with the secret as written.
+fn verify_segment(body: &[u8], signature: &str, secret: &str) -> Result<(), String> {
+    let wrong = || "wrong `X-Signature`".to_owned();
+    let given = hex::decode(signature.trim()).map_err(|_| wrong())?;
+    let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).map_err(|_| wrong())?;
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    if bool::from(expected.as_slice().ct_eq(&given)) {
+        Ok(())
+    } else {
+        Err(wrong())
+    }
+}
+
+/// The Standard Webhooks key: the base64 part of a `whsec_` secret; another secret is
+/// base64-decoded when it can be, else used as written.
+fn standard_key(secret: &str) -> Vec<u8> {
+    let key = secret.strip_prefix("whsec_").unwrap_or(secret);
+    BASE64
+        .decode(key)
+        .unwrap_or_else(|_| secret.as_bytes().to_vec())
+}
+
+/// Standard Webhooks: `webhook-signature` holds space-separated `v1,<base64 HMAC-SHA256 of
+/// "{id}.{timestamp}.{body}">`; the timestamp (seconds) must be within 5 minutes of now.
+fn verify_standard(
+    req: &ApiRequest,
+    signatures: &str,
+    secret: &str,
+    now: Micros,
+) -> Result<(), String> {
+    let id = req
+        .header("webhook-id")
+        .ok_or("missing `webhook-id` header")?;
+    let timestamp = req
+        .header("webhook-timestamp")
+        .ok_or("missing `webhook-timestamp` header")?;
+    let seconds: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| format!("`webhook-timestamp` `{timestamp}` is not a number of seconds"))?;
+    let sent = seconds.saturating_mul(SECOND);
+    if sent.saturating_sub(now).abs() > SIGNATURE_TOLERANCE {
+        return Err(format!(
+            "stale signature: `webhook-timestamp` `{timestamp}` is more than 5 minutes from now"
+        ));
+    }
+    let mut mac = HmacSha256::new_from_slice(&standard_key(secret))
+        .map_err(|_| "wrong `webhook-signature`".to_owned())?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(&req.body);
+    let expected = mac.finalize().into_bytes();
+    let mut ok = subtle::Choice::from(0u8);
+    for part in signatures.split_whitespace() {
+        let Some(("v1", sig)) = part.split_once(',') else {
+            continue;
+        };
+        if let Ok(given) = BASE64.decode(sig) {
+            ok |= expected.as_slice().ct_eq(&given);
+        }
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err("wrong `webhook-signature`".to_owned())
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use leadscore_rules::time::parse_rfc3339;
+    use leadscore_rules::{compile, SourceFile};
+
+    const RULES: &str = r#"ruleset "api-test"
+score "Webinar" +20 on "Webinar Registered"
+score "Demo" +40 on "Form Submitted" where form == "demo"
+stage mql when engagement >= 40
+conversion "Signup" on "Signed Up"
+"#;
+
+    const SECRET: &str = "s3cret";
+    const TOKEN: &str = "t0ken";
+
+    fn program() -> Program {
+        let files = [SourceFile {
+            name: "test.rules".into(),
+            text: RULES.into(),
+        }];
+        compile(&files).program.expect("rules compile")
+    }
+
+    fn now() -> Micros {
+        parse_rfc3339("2026-01-10T12:00:00Z").unwrap()
+    }
+
+    fn config(secret: Option<&str>, token: Option<&str>) -> ApiConfig {
+        ApiConfig {
+            webhook_secret: secret.map(str::to_owned),
+            api_token: token.map(str::to_owned),
+            allow_unsigned: secret.is_none(),
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    fn post(body: &str) -> ApiRequest {
+        ApiRequest {
+            method: "POST".into(),
+            path: "/events".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn segment_signed(body: &str, secret: &str) -> ApiRequest {
+        let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let mut req = post(body);
+        req.headers.push((
+            "x-signature".into(),
+            hex::encode(mac.finalize().into_bytes()),
+        ));
+        req
+    }
+
+    fn standard_signed(body: &str, secret: &str, id: &str, ts: i64) -> ApiRequest {
+        let key = BASE64
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
+        let mut mac = HmacSha256::new_from_slice(&key).unwrap();
+        mac.update(format!("{id}.{ts}.{body}").as_bytes());
+        let sig = BASE64.encode(mac.finalize().into_bytes());
+        let mut req = post(body);
+        req.headers.push(("webhook-id".into(), id.into()));
+        req.headers
+            .push(("webhook-timestamp".into(), ts.to_string()));
+        req.headers
+            .push(("webhook-signature".into(), format!("v1,bm9wZQ== v1,{sig}")));
+        req
+    }
+
+    fn get(path: &str, token: Option<&str>, method: &str) -> ApiRequest {
+        let mut headers = Vec::new();
+        if let Some(t) = token {
+            headers.push(("authorization".into(), format!("Bearer {t}")));
+        }
+        ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    const WEBINAR: &str = r#"{"type":"track","event":"Webinar Registered","userId":"u1","messageId":"m1","timestamp":"2026-01-10T11:00:00Z"}"#;
+    const DEMO: &str = r#"{"type":"track","event":"Form Submitted","userId":"u1","messageId":"m2","timestamp":"2026-01-10T11:30:00Z","properties":{"form":"demo"}}"#;
+
+    fn code(resp: &ApiResponse) -> String {
+        resp.json_body()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    #[test]
+    fn one_call_is_applied_with_score_stage_and_transitions() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        let body = resp.json_body();
+        assert_eq!(
+            body["results"][0],
+            json!({"index": 0, "lead": "u1", "score": 20, "stage": null, "transitions": []})
+        );
+        let resp = api.handle(&post(DEMO), now());
+        assert_eq!(
+            resp.json_body()["results"][0]["transitions"],
+            json!([{"kind": "stage_reached", "stage": "mql", "at": "2026-01-10T11:30:00Z"}])
+        );
+        assert_eq!(resp.json_body()["results"][0]["score"], json!(60));
+        assert_eq!(resp.json_body()["results"][0]["stage"], json!("mql"));
+        assert!(resp
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+    }
+
+    #[test]
+    fn duplicate_message_id_is_acknowledged_and_changes_nothing() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        assert_eq!(api.handle(&post(WEBINAR), now()).status, 200);
+        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(resp.status, 200);
+        let item = &resp.json_body()["results"][0];
+        assert_eq!(item["duplicate"], json!(true));
+        assert_eq!(item["score"], json!(20));
+        assert_eq!(resp.json_body()["duplicates"], json!(1));
+        let state = LeadStore::lead(api.store(), "u1").unwrap().unwrap().1;
+        assert_eq!(state.events, 1);
+    }
+
+    #[test]
+    fn batch_applies_valid_calls_and_reports_invalid_ones_by_index() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let body = format!(
+            r#"{{"batch":[{WEBINAR},{{"type":"track","event":"X","userId":"u2","timestamp":"nope"}},{DEMO}]}}"#
+        );
+        let resp = api.handle(&post(&body), now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        let body = resp.json_body();
+        assert_eq!(body["applied"], json!(2));
+        assert_eq!(body["rejected"], json!(1));
+        assert_eq!(body["results"][0]["score"], json!(20));
+        assert_eq!(body["results"][2]["score"], json!(60));
+        assert_eq!(
+            body["results"][1]["error"],
+            json!({"code": "invalid_call", "message": "batch[1].timestamp: not an RFC 3339 time",
+                   "path": "batch[1].timestamp"})
+        );
+        assert!(LeadStore::lead(api.store(), "u2").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_batch_with_no_valid_call_fails_with_400() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let resp = api.handle(
+            &post(r#"{"batch":[{"type":"track","event":"X"},{"type":"bogus","userId":"u"}]}"#),
+            now(),
+        );
+        assert_eq!(resp.status, 400);
+        let body = resp.json_body();
+        assert_eq!(body["error"]["code"], json!("invalid_call"));
+        assert_eq!(body["error"]["path"], json!("batch[0].userId"));
+        assert_eq!(body["results"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn invalid_json_and_section_1_violations_are_400_naming_the_field() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let resp = api.handle(&post("{not json"), now());
+        assert_eq!(resp.status, 400);
+        assert_eq!(code(&resp), "invalid_json");
+        assert!(resp.json_body()["error"]["path"].is_null());
+
+        let resp = api.handle(&post(r#"{"type":"track","userId":"u1"}"#), now());
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.json_body()["error"]["path"], json!("event"));
+        assert!(resp.json_body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("event:"));
+
+        // more than 5 minutes ahead of receipt
+        let resp = api.handle(
+            &post(r#"{"event":"X","userId":"u1","timestamp":"2026-01-10T12:06:00Z"}"#),
+            now(),
+        );
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.json_body()["error"]["path"], json!("timestamp"));
+
+        let resp = api.handle(&post(r#"{"batch":[]}"#), now());
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.json_body()["error"]["path"], json!("batch"));
+    }
+
+    #[test]
+    fn a_call_without_time_happens_at_receipt_and_its_record_replays_offline() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let raw = r#"{"event":"Signed Up","userId":"u9"}"#;
+        let resp = api.handle(&post(raw), now());
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.json_body()["results"][0]["transitions"][0],
+            json!({"kind": "converted", "conversion": "Signup", "at": "2026-01-10T12:00:00Z"})
+        );
+        let value: Value = serde_json::from_str(raw).unwrap();
+        let call =
+            crate::segment::normalize_call(&value, "", &TimePolicy::ReceivedAt(now())).unwrap();
+        let record = record_of(&value, &call);
+        assert_eq!(record["receivedAt"], json!("2026-01-10T12:00:00Z"));
+        assert!(record["messageId"].as_str().unwrap().starts_with("h:"));
+        let again = crate::segment::normalize_call(&record, "", &TimePolicy::Required).unwrap();
+        assert_eq!(again, call);
+    }
+
+    #[test]
+    fn body_over_the_limit_is_413() {
+        let program = program();
+        let mut cfg = config(None, None);
+        cfg.max_body = 16;
+        let mut api = Api::new(cfg, Engine::new(&program));
+        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(resp.status, 413);
+        assert_eq!(code(&resp), "payload_too_large");
+    }
+
+    #[test]
+    fn content_type_other_than_json_is_415() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        for (ct, status) in [
+            (Some("application/json; charset=utf-8"), 200),
+            (Some("Application/JSON;charset=\"UTF-8\""), 200),
+            (Some("text/plain"), 415),
+            (Some("application/x-www-form-urlencoded"), 415),
+            (Some("application/json; charset=latin1"), 415),
+            (None, 415),
+        ] {
+            let mut req = post(WEBINAR);
+            req.headers.clear();
+            if let Some(ct) = ct {
+                req.headers.push(("content-type".into(), ct.into()));
+            }
+            let resp = api.handle(&req, now());
+            assert_eq!(resp.status, status, "{ct:?}");
+            if status == 415 {
+                assert_eq!(code(&resp), "unsupported_media_type");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_route_is_404_and_wrong_method_is_405() {
+        let program = program();
+        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let resp = api.handle(&get("/nope", None, "GET"), now());
+        assert_eq!(resp.status, 404);
+        assert_eq!(code(&resp), "not_found");
+        let resp = api.handle(&get("/events", None, "GET"), now());
+        assert_eq!(resp.status, 405);
+        assert!(resp.headers.contains(&("allow".into(), "POST".into())));
+        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "PUT"), now());
+        assert_eq!(resp.status, 405);
+        assert_eq!(code(&resp), "method_not_allowed");
+    }
+
+    #[test]
+    fn segment_signature_accepted_and_forged_one_refused() {
+        let program = program();
+        let mut api = Api::new(config(Some(SECRET), None), Engine::new(&program));
+        let resp = api.handle(&segment_signed(WEBINAR, SECRET), now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        let resp = api.handle(&segment_signed(DEMO, "other"), now());
+        assert_eq!(resp.status, 401);
+        assert_eq!(code(&resp), "unauthorized");
+        let resp = api.handle(&post(DEMO), now());
+        assert_eq!(resp.status, 401);
+        assert!(resp.json_body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing signature"));
+        // a valid signature over another body
+        let mut req = segment_signed(WEBINAR, SECRET);
+        req.body = DEMO.as_bytes().to_vec();
+        assert_eq!(api.handle(&req, now()).status, 401);
+    }
+
+    #[test]
+    fn segment_signature_fixed_vector() {
+        // python3 -c "import hmac,hashlib; print(hmac.new(b's3cret',
+        //   b'{\"type\":\"track\",\"event\":\"Signed Up\",\"userId\":\"u1\"}', hashlib.sha1).hexdigest())"
+        let body = r#"{"type":"track","event":"Signed Up","userId":"u1"}"#;
+        assert!(verify_segment(
+            body.as_bytes(),
+            "c36f3ec91e0efcc6f4be57e6a49d803f51e7eb51",
+            SECRET
+        )
+        .is_ok());
+        assert!(verify_segment(
+            body.as_bytes(),
+            "c36f3ec91e0efcc6f4be57e6a49d803f51e7eb50",
+            SECRET
+        )
+        .is_err());
+        assert!(verify_segment(body.as_bytes(), "not hex", SECRET).is_err());
+    }
+
+    #[test]
+    fn standard_webhooks_fixed_vector() {
+        // the example of the Standard Webhooks specification, checked with Python's hmac
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let mut req = post(r#"{"test": 2432232314}"#);
+        req.headers
+            .push(("webhook-id".into(), "msg_p5jXN8AQM9LWM0D4loKWxJek".into()));
+        req.headers
+            .push(("webhook-timestamp".into(), "1614265330".into()));
+        req.headers.push((
+            "webhook-signature".into(),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+        ));
+        let at = 1_614_265_330 * SECOND;
+        assert_eq!(verify_signature(&req, secret, at), Ok(()));
+        assert_eq!(verify_signature(&req, secret, at + 299 * SECOND), Ok(()));
+        assert_eq!(verify_signature(&req, secret, at - 299 * SECOND), Ok(()));
+        let stale = verify_signature(&req, secret, at + 301 * SECOND).unwrap_err();
+        assert!(stale.starts_with("stale signature"), "{stale}");
+        assert!(verify_signature(&req, secret, at - 301 * SECOND).is_err());
+        assert!(verify_signature(&req, "whsec_c2VjcmV0", at).is_err());
+    }
+
+    #[test]
+    fn standard_webhooks_signature_through_the_api() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let program = program();
+        let mut api = Api::new(config(Some(secret), None), Engine::new(&program));
+        let ts = now() / SECOND;
+        let resp = api.handle(&standard_signed(WEBINAR, secret, "msg_1", ts), now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        // stale, both ways
+        for ts in [ts - 400, ts + 400] {
+            let resp = api.handle(&standard_signed(DEMO, secret, "msg_2", ts), now());
+            assert_eq!(resp.status, 401);
+        }
+        // signed with another key
+        let resp = api.handle(&standard_signed(DEMO, "whsec_c2VjcmV0", "msg_3", ts), now());
+        assert_eq!(resp.status, 401);
+        // the id is part of what is signed
+        let mut req = standard_signed(DEMO, secret, "msg_4", ts);
+        req.headers[1].1 = "msg_5".into();
+        assert_eq!(api.handle(&req, now()).status, 401);
+    }
+
+    #[test]
+    fn leads_routes_need_a_configured_token() {
+        let program = program();
+        let mut api = Api::new(config(None, None), Engine::new(&program));
+        api.handle(&post(WEBINAR), now());
+        let resp = api.handle(&get("/leads/u1", Some("anything"), "GET"), now());
+        assert_eq!(resp.status, 404);
+        let resp = api.handle(&get("/leads/u1", None, "DELETE"), now());
+        assert_eq!(resp.status, 404);
+    }
+
+    #[test]
+    fn leads_routes_refuse_missing_or_wrong_token() {
+        let program = program();
+        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        api.handle(&post(WEBINAR), now());
+        for token in [None, Some("wrong"), Some("t0ke"), Some("t0ken2")] {
+            let resp = api.handle(&get("/leads/u1", token, "GET"), now());
+            assert_eq!(resp.status, 401, "{token:?}");
+            assert_eq!(code(&resp), "unauthorized");
+        }
+        let mut req = get("/leads/u1", None, "GET");
+        req.headers
+            .push(("authorization".into(), format!("Basic {TOKEN}")));
+        assert_eq!(api.handle(&req, now()).status, 401);
+    }
+
+    #[test]
+    fn get_lead_answers_the_lead_object() {
+        let program = program();
+        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        api.handle(&post(WEBINAR), now());
+        api.handle(&post(DEMO), now());
+        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now());
+        assert_eq!(resp.status, 200);
+        let body = resp.json_body();
+        assert_eq!(body["id"], json!("u1"));
+        assert_eq!(body["score"], json!(60));
+        assert_eq!(body["stage"], json!("mql"));
+        assert_eq!(body["reached"], json!({"mql": "2026-01-10T11:30:00Z"}));
+        assert_eq!(body["events"], json!(2));
+        let resp = api.handle(&get("/leads/nobody", Some(TOKEN), "GET"), now());
+        assert_eq!(resp.status, 404);
+        // percent-encoded ids
+        api.handle(
+            &post(r#"{"event":"X","userId":"a b@c","timestamp":"2026-01-10T11:00:00Z"}"#),
+            now(),
+        );
+        let resp = api.handle(&get("/leads/a%20b%40c", Some(TOKEN), "GET"), now());
+        assert_eq!(resp.json_body()["id"], json!("a b@c"));
+    }
+
+    #[test]
+    fn delete_lead_forgets_state_history_merges_and_idempotency() {
+        let program = program();
+        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let anon = r#"{"event":"Webinar Registered","anonymousId":"anon1","messageId":"a1","timestamp":"2026-01-10T10:00:00Z"}"#;
+        let alias = r#"{"type":"alias","previousId":"anon1","userId":"u1","messageId":"a2","timestamp":"2026-01-10T10:30:00Z"}"#;
+        for body in [anon, alias, WEBINAR] {
+            assert_eq!(api.handle(&post(body), now()).status, 200);
+        }
+        let resp = api.handle(&get("/leads/anon1", Some(TOKEN), "GET"), now());
+        assert_eq!(resp.json_body()["id"], json!("u1"));
+        assert_eq!(resp.json_body()["score"], json!(40));
+
+        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "DELETE"), now());
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json_body(), json!({"lead": "u1", "deleted": true}));
+        assert_eq!(
+            api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+                .status,
+            404
+        );
+        assert_eq!(
+            api.handle(&get("/leads/anon1", Some(TOKEN), "GET"), now())
+                .status,
+            404
+        );
+        assert_eq!(
+            api.handle(&get("/leads/u1", Some(TOKEN), "DELETE"), now())
+                .status,
+            404
+        );
+        // the idempotency records are gone: the same calls count again, on their own leads
+        let resp = api.handle(&post(anon), now());
+        assert_eq!(resp.json_body()["results"][0]["duplicate"], Value::Null);
+        assert_eq!(resp.json_body()["results"][0]["lead"], json!("anon1"));
+        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(resp.json_body()["results"][0]["score"], json!(20));
+    }
+
+    struct Broken<'p>(&'p Program);
+
+    impl LeadStore for Broken<'_> {
+        fn program(&self) -> &Program {
+            self.0
+        }
+        fn apply(&mut self, _: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+            Err(StoreError("disk full".into()))
+        }
+        fn lead(&self, _: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+            Err(StoreError("disk full".into()))
+        }
+        fn forget(&mut self, _: &str) -> Result<Option<String>, StoreError> {
+            Err(StoreError("disk full".into()))
+        }
+    }
+
+    #[test]
+    fn storage_failure_is_503() {
+        let program = program();
+        let mut api = Api::new(config(None, Some(TOKEN)), Broken(&program));
+        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(resp.status, 503);
+        assert_eq!(code(&resp), "storage_unavailable");
+        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now());
+        assert_eq!(resp.status, 503);
+    }
+
+    #[test]
+    fn config_from_vars_refuses_to_start_without_secret() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(ApiConfig::from_vars(vars(&[])), Err(ConfigError::NoSecret));
+        assert_eq!(
+            ApiConfig::from_vars(vars(&[
+                ("LEADSCORE_WEBHOOK_SECRET", ""),
+                ("LEADSCORE_ALLOW_UNSIGNED", "0")
+            ])),
+            Err(ConfigError::NoSecret)
+        );
+        let cfg = ApiConfig::from_vars(vars(&[("LEADSCORE_ALLOW_UNSIGNED", "1")])).unwrap();
+        assert!(cfg.allow_unsigned && !cfg.signatures_required());
+        assert_eq!(cfg.max_body, DEFAULT_MAX_BODY);
+        let cfg = ApiConfig::from_vars(vars(&[
+            ("LEADSCORE_WEBHOOK_SECRET", "abc"),
+            ("LEADSCORE_API_TOKEN", "tok"),
+        ]))
+        .unwrap();
+        assert!(cfg.signatures_required());
+        assert_eq!(cfg.api_token.as_deref(), Some("tok"));
+        assert_eq!(
+            ApiConfig::from_vars(vars(&[("LEADSCORE_WEBHOOK_SECRET", "whsec_!!")])),
+            Err(ConfigError::BadSecret)
+        );
+    }
+}
