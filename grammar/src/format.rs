@@ -789,6 +789,20 @@ impl Printer<'_> {
                     _ => self.cond(inner),
                 },
             ]),
+            // A lone `event` or `reached` (a property of that name, tested for `true`) keeps
+            // its parentheses: bare, it would swallow the next word as an event or a stage.
+            Cond::Compare {
+                left: Operand::Path(path),
+                test: None,
+                ..
+            } if path.segments.len() == 1
+                && path
+                    .segments
+                    .first()
+                    .is_some_and(|s| s == "event" || s == "reached") =>
+            {
+                self.paren(text(path.dotted()))
+            }
             Cond::Compare { left, test, .. } => {
                 let mut parts = vec![self.operand(left)];
                 match test {

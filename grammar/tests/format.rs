@@ -324,6 +324,18 @@ fn parentheses_only_where_the_tree_needs_them() {
         ("stage a when not a == 1", "stage a when not (a == 1)"),
         ("stage a when not (a exists)", "stage a when not (a exists)"),
         ("stage a when not (reached b)", "stage a when not reached b"),
+        (
+            "stage a when (event) or (reached)",
+            "stage a when (event) or (reached)",
+        ),
+        (
+            "stage a when event == 1 or (event.x)",
+            "stage a when event == 1 or event.x",
+        ),
+        (
+            "conversion c on page where (event) value revenue",
+            "conversion c on page where (event) value revenue",
+        ),
         ("stage a when not (not a)", "stage a when not not a"),
         (
             "stage a when event X where (a == 1 or b)",
@@ -530,6 +542,9 @@ fn arb_path() -> impl Strategy<Value = String> {
         "engagement",
         "count",
         "event",
+        "reached",
+        "sum",
+        "event.x",
     ])
     .prop_map(str::to_string)
 }
@@ -724,7 +739,7 @@ fn debug_case() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6000, max_global_rejects: 100000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, max_global_rejects: 4096, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn formatting_never_changes_the_parsed_program(
