@@ -47,7 +47,8 @@ pub fn parse_as_of(as_of: Option<&str>) -> Result<Option<Micros>, u8> {
     }
 }
 
-fn progress(len: usize) -> ProgressBar {
+/// A progress bar over `len` lines, hidden when stderr is not a terminal or the file is small.
+pub fn progress(len: usize) -> ProgressBar {
     if !std::io::stderr().is_terminal() || len < CHUNK {
         return ProgressBar::hidden();
     }

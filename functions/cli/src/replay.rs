@@ -7,9 +7,7 @@ use leadscore_core::output::{
     lead_object, notification_object, replay_document, sorted_leads, sorted_notifications,
     summary_object,
 };
-use leadscore_core::rules::load;
 use leadscore_core::segment::{parse_body, Call, CallError, TimePolicy};
-use leadscore_rules::time::parse_rfc3339;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::io::Write;
@@ -37,23 +35,13 @@ pub fn run(
     strict: bool,
     as_of: Option<&str>,
 ) -> u8 {
-    let (program, compiled, files) = match load(&[rules.to_path_buf()]) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+    let program = match crate::events::load_rules(rules) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    for w in &compiled.diagnostics {
-        eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
-    }
-    let as_of = match as_of.map(|t| (t, parse_rfc3339(t))) {
-        Some((t, None)) => {
-            eprintln!("error: `--as-of {t}` is not an RFC 3339 time (e.g. 2026-02-01T00:00:00Z)");
-            return 2;
-        }
-        Some((_, Some(t))) => Some(t),
-        None => None,
+    let as_of = match crate::events::parse_as_of(as_of) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let text = match std::fs::read_to_string(events) {
         Ok(t) => t,
@@ -80,6 +68,7 @@ pub fn run(
     let mut err = stderr.lock();
     let timing = std::env::var_os("LEADSCORE_TIMING").is_some();
     let t0 = std::time::Instant::now();
+    let bar = crate::events::progress(lines.len());
     // Parse chunks on the thread pool while this thread applies the previous chunk.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Line)>>(2);
@@ -123,6 +112,7 @@ pub fn run(
                 }
             }
             busy += t.elapsed();
+            bar.inc(parsed_chunk.len() as u64);
             // free the chunk's calls on the pool, not on this thread
             rayon::spawn(move || drop(parsed_chunk));
         }
@@ -130,6 +120,7 @@ pub fn run(
             eprintln!("timing: applying {busy:?}");
         }
     });
+    bar.finish_and_clear();
     if timing {
         eprintln!("timing: parse and apply {:?}", t0.elapsed());
     }
