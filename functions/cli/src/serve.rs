@@ -13,8 +13,7 @@
 //! the server between two requests, with the journal consistent.
 
 use leadscore_core::api::{Accepted, Api, ApiConfig, ApiRequest, LeadStore, Processed, StoreError};
-use leadscore_core::engine::{Engine, Kept};
-use leadscore_core::rules::load;
+use leadscore_core::engine::{Engine, Kept, LatestHits};
 use leadscore_core::segment::{normalize_call, TimePolicy};
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::time::Micros;
@@ -61,6 +60,7 @@ impl<'p> Journaled<'p> {
         file.read_to_string(&mut text)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         let mut engine = Engine::new(program);
+        engine.keep_latest_hits(true);
         let mut good = 0usize; // bytes of valid lines
         let mut replayed = 0usize;
         for (number, line) in text.split_inclusive('\n').enumerate() {
@@ -199,6 +199,10 @@ impl LeadStore for Journaled<'_> {
         LeadStore::lead(&self.engine, id)
     }
 
+    fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+        LeadStore::latest_hits(&self.engine, id)
+    }
+
     fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
         let Some(record) = self.engine.lead(id) else {
             return Ok(None);
@@ -257,23 +261,23 @@ pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
             return 2;
         }
     };
-    let rules = match rules
+    let rules = rules
         .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("LEADSCORE_RULES").map(PathBuf::from))
-    {
-        Some(rules) => rules,
-        None => {
-            eprintln!("error: no rules: pass `--rules` or set `LEADSCORE_RULES`");
-            return 2;
-        }
-    };
-    let (program, compiled, files) = match load(&[rules]) {
+        .or_else(|| std::env::var_os("LEADSCORE_RULES").map(PathBuf::from));
+    let using_builtin = rules.is_none();
+    let (program, compiled, files) = match leadscore_core::rules::load_or_builtin(rules) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
+    if using_builtin {
+        eprintln!(
+            "rules: the built-in rule set `{}` (pass `--rules` or set `LEADSCORE_RULES` for your own)",
+            program.name
+        );
+    }
     for w in &compiled.diagnostics {
         eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
     }

@@ -13,7 +13,7 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
-use crate::engine::{Engine, LeadRecord, Outcome};
+use crate::engine::{Engine, LatestHits, LeadRecord, Outcome};
 use crate::output::{lead_object, score_value};
 use crate::segment::{normalize_body, Call, CallError, TimePolicy};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -231,9 +231,48 @@ pub trait LeadStore {
     /// A lead by id (merged ids followed): its known id and state.
     fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
 
+    /// What the lead's latest call did, when the store keeps it (none by default).
+    fn latest_hits(&self, _id: &str) -> Result<Option<LatestHits>, StoreError> {
+        Ok(None)
+    }
+
     /// Erases a lead (merged ids followed), its history and its idempotency records.
     /// Returns the erased lead's id, or `None` when there was no such lead.
     fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// The latest call's hits as JSON: its time, the points each rule gave, awards refused and
+/// why, decay, fit changes and clamps, in the order they happened.
+fn latest_hits_json(program: &Program, hits: &LatestHits) -> Value {
+    use leadscore_rules::eval::TraceEntry;
+    let rule = |i: usize| {
+        program
+            .scores
+            .get(i)
+            .map_or(String::new(), |r| r.name.clone())
+    };
+    let entries: Vec<Value> = hits
+        .trace
+        .iter()
+        .map(|entry| match entry {
+            TraceEntry::Scored { rule: i, points } => {
+                json!({"kind": "scored", "rule": rule(*i), "points": score_value(*points)})
+            }
+            TraceEntry::Refused { rule: i, reason } => {
+                json!({"kind": "refused", "rule": rule(*i), "reason": reason})
+            }
+            TraceEntry::Decayed { from, to } => {
+                json!({"kind": "decayed", "from": score_value(*from), "to": score_value(*to)})
+            }
+            TraceEntry::Fit { from, to } => {
+                json!({"kind": "fit", "from": score_value(*from), "to": score_value(*to)})
+            }
+            TraceEntry::Clamped { from, to } => {
+                json!({"kind": "clamped", "from": score_value(*from), "to": score_value(*to)})
+            }
+        })
+        .collect();
+    json!({"at": leadscore_rules::time::format_rfc3339(hits.at), "hits": entries})
 }
 
 /// The result for one call, from an engine lead after it was processed.
@@ -273,6 +312,10 @@ impl LeadStore for Engine<'_> {
     fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
         let known = self.resolve(id);
         Ok(Engine::lead(self, id).map(|r| (known.to_owned(), r.state.clone())))
+    }
+
+    fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+        Ok(Engine::lead(self, id).and_then(|r| r.latest_hits.clone()))
     }
 
     fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
@@ -526,7 +569,12 @@ impl<S: LeadStore> Api<S> {
     fn get_lead(&self, id: &str) -> ApiResponse {
         match self.store.lead(id) {
             Ok(Some((known, state))) => {
-                ApiResponse::json(200, &lead_object(self.store.program(), &known, &state))
+                let program = self.store.program();
+                let mut lead = lead_object(program, &known, &state);
+                if let Ok(Some(hits)) = self.store.latest_hits(&known) {
+                    lead.push_node("latest_hits", latest_hits_json(program, &hits));
+                }
+                ApiResponse::json(200, &lead)
             }
             Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
             Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
@@ -1103,6 +1151,42 @@ conversion "Signup" on "Signed Up"
         req.headers
             .push(("authorization".into(), format!("Basic {TOKEN}")));
         assert_eq!(api.handle(&req, now()).status, 401);
+    }
+
+    #[test]
+    fn get_lead_carries_the_latest_rule_hits_when_the_store_keeps_them() {
+        let program = program();
+        let mut engine = Engine::new(&program);
+        engine.keep_latest_hits(true);
+        let mut api = Api::new(config(None, Some(TOKEN)), engine);
+        api.handle(&post(WEBINAR), now());
+        api.handle(&post(DEMO), now());
+        let body = api
+            .handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+            .json_body();
+        let hits = &body["latest_hits"];
+        assert!(
+            hits["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{hits}"
+        );
+        let scored: Vec<&Value> = hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["kind"] == "scored")
+            .collect();
+        assert_eq!(scored.len(), 1, "{hits}");
+        assert!(
+            scored[0]["points"].as_f64().is_some_and(|p| p > 0.0),
+            "{hits}"
+        );
+        // a store that keeps no hits answers without the field
+        let mut plain = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        plain.handle(&post(WEBINAR), now());
+        let body = plain
+            .handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+            .json_body();
+        assert!(body.get("latest_hits").is_none());
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub struct LeadRecord {
     pub history: Vec<(u64, Kept)>,
     /// Arrival order of the lead's first call (decides the source on merge).
     pub first_arrival: u64,
+    /// What the lead's latest call did (rule hits, refusals, decay), when the engine keeps
+    /// it ([`Engine::keep_latest_hits`]).
+    pub latest_hits: Option<LatestHits>,
+}
+
+/// What one call did to its lead: its time and the trace of the step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestHits {
+    /// The call's event time.
+    pub at: Micros,
+    /// Decay, fit changes, points given, awards refused, clamps.
+    pub trace: Vec<leadscore_rules::eval::TraceEntry>,
 }
 
 /// What happened to one call.
@@ -79,6 +91,7 @@ pub struct Engine<'p> {
     notifications: Vec<Notification>,
     arrivals: u64,
     loader: Option<Loader<'p>>,
+    keep_hits: bool,
 }
 
 impl<'p> Engine<'p> {
@@ -92,7 +105,14 @@ impl<'p> Engine<'p> {
             notifications: Vec::new(),
             arrivals: 0,
             loader: None,
+            keep_hits: false,
         }
+    }
+
+    /// Keeps, per lead, what its latest call did (for `GET /leads/{id}`). Off by default:
+    /// replay does not pay for it.
+    pub fn keep_latest_hits(&mut self, keep: bool) {
+        self.keep_hits = keep;
     }
 
     /// Makes room for about this many calls and leads (avoids rehashing a large replay).
@@ -177,18 +197,35 @@ impl<'p> Engine<'p> {
         }
 
         let program = self.program;
-        if !self.leads.contains_key(key.as_ref()) {
-            let record = LeadRecord {
-                state: LeadState::new(program),
-                history: Vec::new(),
-                first_arrival: seq,
-            };
-            self.leads.insert(key.to_string(), record);
-        }
-        if let Some(record) = self.leads.get_mut(key.as_ref()) {
+        let record = match self.leads.get_mut(key.as_ref()) {
+            Some(record) => record,
+            None => self
+                .leads
+                .entry(key.to_string())
+                .or_insert_with(|| LeadRecord {
+                    state: LeadState::new(program),
+                    history: Vec::new(),
+                    first_arrival: seq,
+                    latest_hits: None,
+                }),
+        };
+        if self.keep_hits {
+            let mut trace = Vec::new();
+            eval::apply_traced(
+                program,
+                &mut record.state,
+                &call.event,
+                transitions,
+                &mut trace,
+            );
+            record.latest_hits = Some(LatestHits {
+                at: call.event.time,
+                trace,
+            });
+        } else {
             eval::apply(program, &mut record.state, &call.event, transitions);
-            record.history.push((seq, kept));
         }
+        record.history.push((seq, kept));
         if !transitions.is_empty() {
             self.announce(&key, transitions);
         }
@@ -261,6 +298,7 @@ impl<'p> Engine<'p> {
                 state,
                 history,
                 first_arrival,
+                latest_hits: None,
             },
         );
     }

@@ -47,6 +47,11 @@ impl From<Ordered> for Node {
 }
 
 impl Ordered {
+    /// Appends a key with a plain JSON value.
+    pub fn push_node(&mut self, key: &str, value: Value) {
+        self.push(key, value);
+    }
+
     fn push(&mut self, key: &str, value: impl Into<Node>) {
         self.0.push((key.to_string(), value.into()));
     }

@@ -92,3 +92,58 @@ pub fn load(paths: &[PathBuf]) -> Result<(Program, Compiled, Vec<SourceFile>), L
         }
     }
 }
+
+/// The rules built into the binary (SPEC §6: the default when `LEADSCORE_RULES` is not set):
+/// the B2B SaaS example set `rules/b2b-saas/acme.rules`.
+pub const BUILTIN_RULES: &str = include_str!("../../../rules/b2b-saas/acme.rules");
+
+/// The name the built-in rules carry in diagnostics.
+pub const BUILTIN_NAME: &str = "<built-in rules/b2b-saas/acme.rules>";
+
+/// Loads the rule set at `path`, or the built-in rules when there is none.
+pub fn load_or_builtin(
+    path: Option<PathBuf>,
+) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
+    let Some(path) = path else {
+        let files = vec![SourceFile {
+            name: BUILTIN_NAME.to_string(),
+            text: BUILTIN_RULES.to_string(),
+        }];
+        let mut compiled = compile(&files);
+        return match compiled.program.take() {
+            Some(program) => Ok((program, compiled, files)),
+            None => {
+                let errors: Vec<_> = compiled
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .collect();
+                let rendered = errors.iter().map(|d| render(d, &files)).collect::<String>();
+                Err(LoadError::Invalid {
+                    count: errors.len(),
+                    rendered,
+                })
+            }
+        };
+    };
+    load(&[path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_rules_compile_without_diagnostics() {
+        let loaded = load_or_builtin(None);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        if let Ok((program, compiled, _)) = loaded {
+            assert_eq!(program.name, "acme-b2b");
+            assert!(
+                compiled.diagnostics.is_empty(),
+                "{:?}",
+                compiled.diagnostics
+            );
+        }
+    }
+}
