@@ -483,15 +483,20 @@ fn funnel_svg(r: &Report) -> String {
         let y = gap + i as f64 * (bar_h + gap);
         let bw = (frac(*n, total) * area).max(1.0);
         let x = label_w + (area - bw) / 2.0;
-        let share = frac(*n, total) * 100.0;
+        let share = pct(frac(*n, total) * 100.0);
+        // the value sits inside its bar when it fits, else just right of it
+        let text_w = format!("{n} · {share}").chars().count() as f64 * 6.5;
+        let (cx, anchor) = if bw >= text_w + 12.0 {
+            (label_w + area / 2.0, "middle")
+        } else {
+            (x + bw + 6.0, "start")
+        };
         let _ = write!(
             svg,
-            r#"<text x="{lx}" y="{ty}" class="label" text-anchor="end">{name}</text><rect x="{x:.1}" y="{y}" width="{bw:.1}" height="{bar_h}" class="bar"><title>{name}: {n} leads ({share})</title></rect><text x="{cx}" y="{ty}" class="value" text-anchor="middle">{n} · {share}</text>"#,
+            r#"<text x="{lx}" y="{ty}" class="label" text-anchor="end">{name}</text><rect x="{x:.1}" y="{y}" width="{bw:.1}" height="{bar_h}" class="bar"><title>{name}: {n} leads ({share})</title></rect><text x="{cx:.1}" y="{ty}" class="value" text-anchor="{anchor}">{n} · {share}</text>"#,
             lx = label_w - 8.0,
             ty = y + bar_h / 2.0 + 4.0,
-            cx = label_w + area / 2.0,
             name = esc(name),
-            share = pct(share),
         );
     }
     svg.push_str("</svg>");
