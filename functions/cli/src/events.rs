@@ -62,6 +62,22 @@ pub fn progress(len: usize) -> ProgressBar {
     bar
 }
 
+/// A progress bar over the bytes of an input on a terminal (hidden otherwise, or for a small
+/// input).
+pub fn progress_bytes(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || len < 1 << 20 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("reading events");
+    bar
+}
+
 /// The final states of one engine's leads, sorted by id.
 pub fn states<'e>(engine: &'e Engine<'_>) -> Vec<(&'e str, &'e LeadState)> {
     let mut v: Vec<(&str, &LeadState)> = engine

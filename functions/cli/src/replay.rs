@@ -15,16 +15,139 @@ use std::path::Path;
 
 type Line = Result<Vec<Result<Call, CallError>>, CallError>;
 
-/// Lines parsed per chunk: parsing of one chunk overlaps applying the previous one.
-const CHUNK: usize = 8192;
+/// Bytes read per block: parsing of one block overlaps applying the previous one. The file
+/// is streamed, never held whole in memory.
+const BLOCK: usize = 2 << 20;
 
-/// The non-blank lines of an events file with their numbers (from 1).
-fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l))
-        .collect()
+/// One block of the input: whole lines, parsed.
+struct Block {
+    /// The non-blank lines' numbers (from 1) and calls.
+    parsed: Vec<(usize, Line)>,
+    /// The byte offset of each line of the block, blank ones included.
+    starts: Vec<u64>,
+    /// The offset of the block's first byte.
+    start: u64,
+    /// The offset just past the block.
+    end: u64,
+    /// The block's text, kept when the input cannot be read again (a pipe).
+    text: Option<String>,
+}
+
+/// Where a merge reads a lead's earlier lines again.
+struct Lines {
+    /// The byte offset of line `n` at `n - 1`.
+    starts: Vec<u64>,
+    /// The offset just past the last line read.
+    end: u64,
+    /// The events file, opened again (a regular file).
+    file: Option<std::fs::File>,
+    /// Otherwise the text, in blocks by start offset.
+    blocks: Vec<(u64, String)>,
+}
+
+impl Lines {
+    /// The text of line `n` (from 1) without its line ending.
+    fn line(&self, n: u32) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let i = (n as usize).checked_sub(1)?;
+        let start = *self.starts.get(i)?;
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.end);
+        let len = usize::try_from(end.checked_sub(start)?).ok()?;
+        let raw = if let Some(file) = &self.file {
+            let mut buf = vec![0u8; len];
+            let mut file = file;
+            file.seek(SeekFrom::Start(start)).ok()?;
+            file.read_exact(&mut buf).ok()?;
+            String::from_utf8(buf).ok()?
+        } else {
+            let b = self
+                .blocks
+                .partition_point(|(s, _)| *s <= start)
+                .checked_sub(1)?;
+            let (s, text) = &self.blocks[b];
+            let from = usize::try_from(start - s).ok()?;
+            text.get(from..from.checked_add(len)?)?.to_string()
+        };
+        Some(content(&raw).to_string())
+    }
+}
+
+/// A line without its ending, exactly as `str::lines` gives it.
+fn content(line: &str) -> &str {
+    let Some(line) = line.strip_suffix('\n') else {
+        return line;
+    };
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Reads `input` block by block (each ends after a line ending, or at the end of the input),
+/// parses each block's lines on the thread pool and sends it; stops at the first read error.
+fn read_blocks(
+    mut input: std::fs::File,
+    keep_text: bool,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+) {
+    use std::io::Read;
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (BLOCK >> 2));
+    let mut offset = 0u64;
+    let mut line_no = 0usize;
+    loop {
+        let n = match (&mut input).take(BLOCK as u64).read_to_end(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let eof = n < BLOCK;
+        let cut = if eof {
+            buf.len()
+        } else {
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => continue, // a line longer than a block: read on
+            }
+        };
+        if cut == 0 {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&buf[..cut]) else {
+            let _ = tx.send(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )));
+            return;
+        };
+        let mut starts = Vec::with_capacity(cut / 128);
+        let mut items: Vec<(usize, &str)> = Vec::with_capacity(cut / 128);
+        let mut pos = 0usize;
+        for l in text.split_inclusive('\n') {
+            line_no += 1;
+            starts.push(offset + pos as u64);
+            pos += l.len();
+            let c = content(l);
+            if !c.trim().is_empty() {
+                items.push((line_no, c));
+            }
+        }
+        let parsed: Vec<(usize, Line)> = items
+            .par_iter()
+            .with_min_len(256)
+            .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
+            .collect();
+        let block = Block {
+            parsed,
+            starts,
+            start: offset,
+            end: offset + cut as u64,
+            text: keep_text.then(|| text.to_string()),
+        };
+        buf.drain(..cut);
+        offset += cut as u64;
+        if tx.send(Ok(block)).is_err() || eof {
+            return;
+        }
+    }
 }
 
 /// Runs `replay`; returns the exit status.
@@ -43,57 +166,82 @@ pub fn run(
         Ok(t) => t,
         Err(code) => return code,
     };
-    let text = match std::fs::read_to_string(events) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", events.display());
-            return 2;
-        }
+    let cannot_read = |e: std::io::Error| {
+        eprintln!("error: cannot read `{}`: {e}", events.display());
+        2
     };
+    let input = match std::fs::File::open(events) {
+        Ok(f) => f,
+        Err(e) => return cannot_read(e),
+    };
+    // a regular file is read again at merges; anything else (a pipe) is kept in memory
+    let size = match input.metadata() {
+        Ok(m) if m.is_file() => Some(m.len()),
+        Ok(_) => None,
+        Err(e) => return cannot_read(e),
+    };
+    let again = match size {
+        Some(_) => match std::fs::File::open(events) {
+            Ok(f) => Some(f),
+            Err(e) => return cannot_read(e),
+        },
+        None => None,
+    };
+    let keep_text = again.is_none();
     let name = events.display().to_string();
-    let lines = numbered_lines(&text);
+    let lines = std::cell::RefCell::new(Lines {
+        starts: Vec::new(),
+        end: 0,
+        file: again,
+        blocks: Vec::new(),
+    });
     let lines = &lines;
     // a merge reads the merged leads' calls again from their lines
     let loader = move |line: u32, index: u32| -> Option<Call> {
-        let at = lines
-            .binary_search_by_key(&(line as usize), |(n, _)| *n)
-            .ok()?;
-        let calls = parse_body(lines[at].1, &TimePolicy::Required).ok()?;
+        let text = lines.borrow().line(line)?;
+        let calls = parse_body(&text, &TimePolicy::Required).ok()?;
         calls.into_iter().nth(index as usize)?.ok()
     };
     let mut engine = Engine::with_loader(&program, Box::new(loader));
-    engine.reserve(text.len() / 128, text.len() / 2048);
+    let len = usize::try_from(size.unwrap_or(0)).unwrap_or(usize::MAX);
+    engine.reserve(len / 128, len / 2048);
     let mut rejected = 0u64;
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    // rejected lines are reported once the whole input has been read (a read error reports
+    // only itself)
+    let mut report: Vec<u8> = Vec::new();
+    let mut read_error = None;
     let timing = std::env::var_os("LEADSCORE_TIMING").is_some();
     let t0 = std::time::Instant::now();
-    let bar = crate::events::progress(lines.len());
-    // Parse chunks on the thread pool while this thread applies the previous chunk.
+    let bar = crate::events::progress_bytes(size.unwrap_or(0));
+    // Parse blocks on the thread pool while this thread applies the previous block.
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Line)>>(2);
-        scope.spawn(move || {
-            for chunk in lines.chunks(CHUNK) {
-                let parsed: Vec<(usize, Line)> = chunk
-                    .par_iter()
-                    .with_min_len(256)
-                    .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
-                    .collect();
-                if tx.send(parsed).is_err() {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Block>>(2);
+        scope.spawn(move || read_blocks(input, keep_text, &tx));
+        let mut busy = std::time::Duration::ZERO;
+        for block in rx {
+            let t = std::time::Instant::now();
+            let block = match block {
+                Ok(b) => b,
+                Err(e) => {
+                    read_error = Some(e);
                     break;
                 }
+            };
+            {
+                let mut lines = lines.borrow_mut();
+                lines.starts.extend_from_slice(&block.starts);
+                lines.end = block.end;
+                if let Some(text) = block.text {
+                    lines.blocks.push((block.start, text));
+                }
             }
-        });
-        let mut busy = std::time::Duration::ZERO;
-        for parsed in rx {
-            let t = std::time::Instant::now();
-            let parsed_chunk = parsed;
+            let parsed_chunk = block.parsed;
             for (line, parsed) in &parsed_chunk {
                 let line = *line;
                 match parsed {
                     Err(e) => {
                         rejected += 1;
-                        let _ = writeln!(err, "{name}:{line}: {e}");
+                        let _ = writeln!(report, "{name}:{line}: {e}");
                     }
                     Ok(calls) => {
                         for (index, call) in calls.iter().enumerate() {
@@ -104,7 +252,7 @@ pub fn run(
                                 }
                                 Err(e) => {
                                     rejected += 1;
-                                    let _ = writeln!(err, "{name}:{line}: {e}");
+                                    let _ = writeln!(report, "{name}:{line}: {e}");
                                 }
                             }
                         }
@@ -112,15 +260,24 @@ pub fn run(
                 }
             }
             busy += t.elapsed();
-            bar.inc(parsed_chunk.len() as u64);
-            // free the chunk's calls on the pool, not on this thread
-            rayon::spawn(move || drop(parsed_chunk));
+            bar.inc(block.end - block.start);
+            // free the block's calls and line starts on the pool, not on this thread
+            let starts = block.starts;
+            rayon::spawn(move || drop((parsed_chunk, starts)));
         }
         if timing {
             eprintln!("timing: applying {busy:?}");
         }
     });
+    if let Some(e) = read_error {
+        bar.finish_and_clear();
+        std::mem::forget(engine);
+        return cannot_read(e);
+    }
     bar.finish_and_clear();
+    if !report.is_empty() {
+        let _ = std::io::stderr().lock().write_all(&report);
+    }
     if timing {
         eprintln!("timing: parse and apply {:?}", t0.elapsed());
     }
