@@ -355,41 +355,8 @@ pub fn table_report(r: &Report) -> String {
 
     if let Some(cost) = &r.cost {
         let _ = writeln!(out, "\ncost");
-        let money = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
-        let mut rows: Vec<Vec<String>> = cost
-            .by_source
-            .iter()
-            .map(|c| {
-                vec![
-                    c.source.clone(),
-                    format!("{:.2}", c.spend),
-                    c.leads.to_string(),
-                    c.converted.to_string(),
-                    money(c.cost_per_lead),
-                    money(c.cost_per_conversion),
-                ]
-            })
-            .collect();
-        rows.push(vec![
-            "all leads".into(),
-            format!("{:.2}", cost.total_spend),
-            o.leads.to_string(),
-            o.converted.to_string(),
-            money(cost.cost_per_lead),
-            money(cost.cost_per_conversion),
-        ]);
-        out += &table(
-            &[
-                "source",
-                "spend",
-                "leads",
-                "converted",
-                "per lead",
-                "per conversion",
-            ],
-            &rows,
-            &[1, 2, 3, 4, 5],
-        );
+        let rows = cost_rows(cost, o);
+        out += &table(&COST_HEADER, &rows, &[1, 2, 3, 4, 5]);
     }
 
     let q = &r.quality;
@@ -760,43 +727,52 @@ pub fn html_report(r: &Report) -> String {
     h += &html_table(&["week", "starts", "leads", "converted"], &rows);
     if let Some(cost) = &r.cost {
         h.push_str("<h2>Cost</h2>");
-        let money = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
-        let mut rows: Vec<Vec<String>> = cost
-            .by_source
-            .iter()
-            .map(|c| {
-                vec![
-                    c.source.clone(),
-                    format!("{:.2}", c.spend),
-                    c.leads.to_string(),
-                    c.converted.to_string(),
-                    money(c.cost_per_lead),
-                    money(c.cost_per_conversion),
-                ]
-            })
-            .collect();
-        rows.push(vec![
-            "all leads".into(),
-            format!("{:.2}", cost.total_spend),
-            o.leads.to_string(),
-            o.converted.to_string(),
-            money(cost.cost_per_lead),
-            money(cost.cost_per_conversion),
-        ]);
-        h += &html_table(
-            &[
-                "source",
-                "spend",
-                "leads",
-                "converted",
-                "per lead",
-                "per conversion",
-            ],
-            &rows,
-        );
+        let rows = cost_rows(cost, o);
+        h += &html_table(&COST_HEADER, &rows);
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The columns of the cost table.
+const COST_HEADER: [&str; 6] = [
+    "source",
+    "spend",
+    "leads",
+    "converted",
+    "per lead",
+    "per conversion",
+];
+
+/// The rows of the cost table: one per source with spend, then all leads.
+fn cost_rows(
+    cost: &leadscore_core::report::Cost,
+    o: &leadscore_core::report::Rate,
+) -> Vec<Vec<String>> {
+    let money = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
+    let mut rows: Vec<Vec<String>> = cost
+        .by_source
+        .iter()
+        .map(|c| {
+            vec![
+                c.source.clone(),
+                format!("{:.2}", c.spend),
+                c.leads.to_string(),
+                c.converted.to_string(),
+                money(c.cost_per_lead),
+                money(c.cost_per_conversion),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "all leads".into(),
+        format!("{:.2}", cost.total_spend),
+        o.leads.to_string(),
+        o.converted.to_string(),
+        money(cost.cost_per_lead),
+        money(cost.cost_per_conversion),
+    ]);
+    rows
 }
 
 #[cfg(test)]

@@ -74,7 +74,13 @@ fn read_one(path: &Path) -> Result<SourceFile, LoadError> {
 
 /// Reads and compiles a rule set; errors come back rendered.
 pub fn load(paths: &[PathBuf]) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
-    let files = read_sources(paths)?;
+    compile_sources(read_sources(paths)?)
+}
+
+/// Compiles source files; errors come back rendered.
+fn compile_sources(
+    files: Vec<SourceFile>,
+) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
     let mut compiled = compile(&files);
     match compiled.program.take() {
         Some(program) => Ok((program, compiled, files)),
@@ -104,29 +110,13 @@ pub const BUILTIN_NAME: &str = "<built-in rules/b2b-saas/acme.rules>";
 pub fn load_or_builtin(
     path: Option<PathBuf>,
 ) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
-    let Some(path) = path else {
-        let files = vec![SourceFile {
+    match path {
+        Some(path) => load(&[path]),
+        None => compile_sources(vec![SourceFile {
             name: BUILTIN_NAME.to_string(),
             text: BUILTIN_RULES.to_string(),
-        }];
-        let mut compiled = compile(&files);
-        return match compiled.program.take() {
-            Some(program) => Ok((program, compiled, files)),
-            None => {
-                let errors: Vec<_> = compiled
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .collect();
-                let rendered = errors.iter().map(|d| render(d, &files)).collect::<String>();
-                Err(LoadError::Invalid {
-                    count: errors.len(),
-                    rendered,
-                })
-            }
-        };
-    };
-    load(&[path])
+        }]),
+    }
 }
 
 #[cfg(test)]
