@@ -263,20 +263,8 @@ pub fn table_report(r: &Report) -> String {
     }
 
     let _ = writeln!(out, "\nby source (first touch)");
-    let rows: Vec<Vec<String>> = r
-        .by_source
-        .iter()
-        .map(|s| {
-            let mut row = vec![s.source.clone().unwrap_or_else(|| "(none)".into())];
-            row.extend(rate_cells(&s.rate));
-            row
-        })
-        .collect();
-    out += &table(
-        &["source", "leads", "converted", "rate", "95% CI"],
-        &rows,
-        &[1, 2, 3, 4],
-    );
+    let rows = source_rows(r);
+    out += &table(&SOURCE_HEADER, &rows, &[1, 2, 3, 4]);
 
     let _ = writeln!(
         out,
@@ -285,26 +273,7 @@ pub fn table_report(r: &Report) -> String {
     if r.by_stage.is_empty() {
         let _ = writeln!(out, "  (the rule set declares no stage)");
     } else {
-        let rows: Vec<Vec<String>> = r
-            .by_stage
-            .iter()
-            .map(|s| {
-                let [n, c, rate, ci] = rate_cells(&s.rate);
-                vec![s.stage.clone(), n, pct(s.share_of_leads), c, rate, ci]
-            })
-            .collect();
-        out += &table(
-            &[
-                "stage",
-                "reached",
-                "of leads",
-                "converted",
-                "rate",
-                "95% CI",
-            ],
-            &rows,
-            &[1, 2, 3, 4, 5],
-        );
+        out += &table(&STAGE_HEADER, &stage_rows(r), &[1, 2, 3, 4, 5]);
     }
 
     if let Some(by) = &r.by {
@@ -339,19 +308,8 @@ pub fn table_report(r: &Report) -> String {
     }
 
     let _ = writeln!(out, "\nleads per week (ISO week of first seen)");
-    let rows: Vec<Vec<String>> = r
-        .leads_per_week
-        .iter()
-        .map(|w| {
-            vec![
-                w.week.clone(),
-                w.starts.clone(),
-                w.leads.to_string(),
-                w.converted.to_string(),
-            ]
-        })
-        .collect();
-    out += &table(&["week", "starts", "leads", "converted"], &rows, &[2, 3]);
+    let rows = week_rows(r);
+    out += &table(&WEEK_HEADER, &rows, &[2, 3]);
 
     if let Some(cost) = &r.cost {
         let _ = writeln!(out, "\ncost");
@@ -393,20 +351,8 @@ pub fn table_report(r: &Report) -> String {
         .collect();
     out += &table(&["score", "leads", "converted", ""], &rows, &[1, 2]);
     let _ = writeln!(out, "\nconversion rate by score band (quartiles)");
-    let rows: Vec<Vec<String>> = q
-        .bands
-        .iter()
-        .map(|b| {
-            let mut row = vec![b.band.clone(), format!("{} to {}", num(b.min), num(b.max))];
-            row.extend(rate_cells(&b.rate));
-            row
-        })
-        .collect();
-    out += &table(
-        &["band", "scores", "leads", "converted", "rate", "95% CI"],
-        &rows,
-        &[2, 3, 4],
-    );
+    let rows = band_rows(r);
+    out += &table(&BAND_HEADER, &rows, &[2, 3, 4]);
     out
 }
 
@@ -633,41 +579,15 @@ pub fn html_report(r: &Report) -> String {
         esc(&median)
     );
     let _ = write!(h, "<h2>Funnel by stage</h2>{}", funnel_svg(r));
-    let rows: Vec<Vec<String>> = r
-        .by_stage
-        .iter()
-        .map(|s| {
-            let [n, c, rate, ci] = rate_cells(&s.rate);
-            vec![s.stage.clone(), n, pct(s.share_of_leads), c, rate, ci]
-        })
-        .collect();
-    h += &html_table(
-        &[
-            "stage",
-            "reached",
-            "of leads",
-            "converted",
-            "rate",
-            "95% CI",
-        ],
-        &rows,
-    );
+    h += &html_table(&STAGE_HEADER, &stage_rows(r));
     let _ = write!(
         h,
         "<h2>Conversion rate by source</h2><p class=\"note\">first-touch source; whiskers: 95% \
          Wilson interval</p>{}",
         by_source_svg(r)
     );
-    let rows: Vec<Vec<String>> = r
-        .by_source
-        .iter()
-        .map(|s| {
-            let mut row = vec![s.source.clone().unwrap_or_else(|| "(none)".into())];
-            row.extend(rate_cells(&s.rate));
-            row
-        })
-        .collect();
-    h += &html_table(&["source", "leads", "converted", "rate", "95% CI"], &rows);
+    let rows = source_rows(r);
+    h += &html_table(&SOURCE_HEADER, &rows);
     if let Some(by) = &r.by {
         let _ = write!(
             h,
@@ -697,23 +617,62 @@ pub fn html_report(r: &Report) -> String {
          converted</p>{}",
         scores_svg(r)
     );
-    let rows: Vec<Vec<String>> = r
-        .quality
-        .bands
+    let rows = band_rows(r);
+    h += &html_table(&BAND_HEADER, &rows);
+    h.push_str("<h2>Leads per week</h2>");
+    let rows = week_rows(r);
+    h += &html_table(&WEEK_HEADER, &rows);
+    if let Some(cost) = &r.cost {
+        h.push_str("<h2>Cost</h2>");
+        let rows = cost_rows(cost, o);
+        h += &html_table(&COST_HEADER, &rows);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The columns of the by-source table.
+const SOURCE_HEADER: [&str; 5] = ["source", "leads", "converted", "rate", "95% CI"];
+
+/// The rows of the by-source table.
+fn source_rows(r: &Report) -> Vec<Vec<String>> {
+    r.by_source
         .iter()
-        .map(|b| {
-            let mut row = vec![b.band.clone(), format!("{} to {}", num(b.min), num(b.max))];
-            row.extend(rate_cells(&b.rate));
+        .map(|s| {
+            let mut row = vec![s.source.clone().unwrap_or_else(|| "(none)".into())];
+            row.extend(rate_cells(&s.rate));
             row
         })
-        .collect();
-    h += &html_table(
-        &["band", "scores", "leads", "converted", "rate", "95% CI"],
-        &rows,
-    );
-    h.push_str("<h2>Leads per week</h2>");
-    let rows: Vec<Vec<String>> = r
-        .leads_per_week
+        .collect()
+}
+
+/// The columns of the by-stage table.
+const STAGE_HEADER: [&str; 6] = [
+    "stage",
+    "reached",
+    "of leads",
+    "converted",
+    "rate",
+    "95% CI",
+];
+
+/// The rows of the by-stage table.
+fn stage_rows(r: &Report) -> Vec<Vec<String>> {
+    r.by_stage
+        .iter()
+        .map(|s| {
+            let [n, c, rate, ci] = rate_cells(&s.rate);
+            vec![s.stage.clone(), n, pct(s.share_of_leads), c, rate, ci]
+        })
+        .collect()
+}
+
+/// The columns of the leads-per-week table.
+const WEEK_HEADER: [&str; 4] = ["week", "starts", "leads", "converted"];
+
+/// The rows of the leads-per-week table.
+fn week_rows(r: &Report) -> Vec<Vec<String>> {
+    r.leads_per_week
         .iter()
         .map(|w| {
             vec![
@@ -723,15 +682,23 @@ pub fn html_report(r: &Report) -> String {
                 w.converted.to_string(),
             ]
         })
-        .collect();
-    h += &html_table(&["week", "starts", "leads", "converted"], &rows);
-    if let Some(cost) = &r.cost {
-        h.push_str("<h2>Cost</h2>");
-        let rows = cost_rows(cost, o);
-        h += &html_table(&COST_HEADER, &rows);
-    }
-    h.push_str("</body></html>\n");
-    h
+        .collect()
+}
+
+/// The columns of the score-band table.
+const BAND_HEADER: [&str; 6] = ["band", "scores", "leads", "converted", "rate", "95% CI"];
+
+/// The rows of the score-band table.
+fn band_rows(r: &Report) -> Vec<Vec<String>> {
+    r.quality
+        .bands
+        .iter()
+        .map(|b| {
+            let mut row = vec![b.band.clone(), format!("{} to {}", num(b.min), num(b.max))];
+            row.extend(rate_cells(&b.rate));
+            row
+        })
+        .collect()
 }
 
 /// The columns of the cost table.
