@@ -4,6 +4,7 @@
 
 mod check;
 mod compare;
+mod dynamodb;
 mod events;
 mod explain;
 mod fmt;
@@ -87,6 +88,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = explain::ExplainFormat::Text)]
         format: explain::ExplainFormat,
+    },
+    /// Work with the DynamoDB table of the deployed functions (`create-table` for local use).
+    Dynamodb {
+        #[command(subcommand)]
+        command: dynamodb::DynamodbCommand,
     },
     /// Turn a lead export into Segment calls (JSON Lines) for `replay`, `report` and `compare`.
     Import {
@@ -192,6 +198,7 @@ fn main() -> ExitCode {
             format,
         } => explain::run(&rules, &events, &lead, format),
         Command::Import { format } => import::dispatch(&format),
+        Command::Dynamodb { command } => dynamodb::dispatch(&command),
         Command::Report {
             rules,
             events,

@@ -166,7 +166,7 @@ impl LeadStore for Journaled<'_> {
         self.engine.program()
     }
 
-    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
         let mut fresh: HashSet<&str> = HashSet::new();
         let mut lines = Vec::new();
         for accepted in &calls {
@@ -192,18 +192,18 @@ impl LeadStore for Journaled<'_> {
             }
             self.len += lines.len() as u64;
         }
-        LeadStore::apply(&mut self.engine, calls)
+        LeadStore::apply(&mut self.engine, calls).await
     }
 
-    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-        LeadStore::lead(&self.engine, id)
+    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        LeadStore::lead(&self.engine, id).await
     }
 
-    fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        LeadStore::latest_hits(&self.engine, id)
+    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+        LeadStore::latest_hits(&self.engine, id).await
     }
 
-    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
         let Some(record) = self.engine.lead(id) else {
             return Ok(None);
         };
@@ -216,7 +216,7 @@ impl LeadStore for Journaled<'_> {
             })
             .collect();
         self.rewrite_without(&ids)?;
-        LeadStore::forget(&mut self.engine, id)
+        LeadStore::forget(&mut self.engine, id).await
     }
 }
 
@@ -336,7 +336,7 @@ pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
         };
         let response = match to_api_request(&mut request, max_body) {
             Ok(req) => {
-                let response = api.handle(&req, now_micros());
+                let response = api.handle_blocking(&req, now_micros());
                 eprintln!("{} {} {}", req.method, req.path, response.status);
                 response
             }

@@ -216,7 +216,9 @@ pub struct Processed {
 #[error("storage unavailable: {0}")]
 pub struct StoreError(pub String);
 
-/// The storage the API needs: the embedded engine today, DynamoDB later.
+/// The storage the API needs: the embedded engine ([`Engine`]) or DynamoDB
+/// ([`crate::dynamo::DynamoStore`]). The futures of the embedded store are ready at once.
+#[allow(async_fn_in_trait)]
 pub trait LeadStore {
     /// The rule program.
     fn program(&self) -> &Program;
@@ -226,19 +228,19 @@ pub trait LeadStore {
     /// changes nothing. On error no call after the failing one is applied and the failing
     /// one changed nothing; calls before it may stand, so a retry of the whole request is
     /// safe (they come back as duplicates).
-    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError>;
+    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError>;
 
     /// A lead by id (merged ids followed): its known id and state.
-    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
+    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
 
     /// What the lead's latest call did, when the store keeps it (none by default).
-    fn latest_hits(&self, _id: &str) -> Result<Option<LatestHits>, StoreError> {
+    async fn latest_hits(&self, _id: &str) -> Result<Option<LatestHits>, StoreError> {
         Ok(None)
     }
 
     /// Erases a lead (merged ids followed), its history and its idempotency records.
     /// Returns the erased lead's id, or `None` when there was no such lead.
-    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// The latest call's hits as JSON: its time, the points each rule gave, awards refused and
@@ -299,7 +301,7 @@ impl LeadStore for Engine<'_> {
         Engine::program(self)
     }
 
-    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
         Ok(calls
             .into_iter()
             .map(|accepted| {
@@ -309,16 +311,16 @@ impl LeadStore for Engine<'_> {
             .collect())
     }
 
-    fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
         let known = self.resolve(id);
         Ok(Engine::lead(self, id).map(|r| (known.to_owned(), r.state.clone())))
     }
 
-    fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
         Ok(Engine::lead(self, id).and_then(|r| r.latest_hits.clone()))
     }
 
-    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
         let known = self.resolve(id).to_owned();
         Ok(Engine::forget(self, id).map(|_| known))
     }
@@ -396,8 +398,14 @@ impl<S: LeadStore> Api<S> {
         &mut self.store
     }
 
+    /// Answers one request and waits for it: for servers without an async runtime (the
+    /// embedded store's futures are ready at once).
+    pub fn handle_blocking(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+        pollster::block_on(self.handle(req, now))
+    }
+
     /// Answers one request; `now` is the time of receipt (microseconds since the epoch).
-    pub fn handle(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+    pub async fn handle(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
         let path = req.path.split('?').next().unwrap_or("");
         let method = req.method.to_ascii_uppercase();
         if path == "/events" {
@@ -410,7 +418,7 @@ impl<S: LeadStore> Api<S> {
                 )
                 .with_header("allow", "POST");
             }
-            return self.post_events(req, now);
+            return self.post_events(req, now).await;
         }
         if let Some(raw_id) = path.strip_prefix("/leads/") {
             let Some(token) = self.config.api_token.clone() else {
@@ -434,15 +442,15 @@ impl<S: LeadStore> Api<S> {
                     .with_header("www-authenticate", "Bearer");
             }
             return if method == "GET" {
-                self.get_lead(&id)
+                self.get_lead(&id).await
             } else {
-                self.delete_lead(&id)
+                self.delete_lead(&id).await
             };
         }
         not_found(path)
     }
 
-    fn post_events(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+    async fn post_events(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
         if req.body.len() > self.config.max_body {
             return ApiResponse::error(
                 413,
@@ -507,7 +515,7 @@ impl<S: LeadStore> Api<S> {
             );
             return ApiResponse::json(400, &json!({ "error": error, "results": items }));
         }
-        let processed = match self.store.apply(accepted) {
+        let processed = match self.store.apply(accepted).await {
             Ok(processed) => processed,
             Err(err) => {
                 return ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
@@ -566,12 +574,12 @@ impl<S: LeadStore> Api<S> {
         )
     }
 
-    fn get_lead(&self, id: &str) -> ApiResponse {
-        match self.store.lead(id) {
+    async fn get_lead(&self, id: &str) -> ApiResponse {
+        match self.store.lead(id).await {
             Ok(Some((known, state))) => {
                 let program = self.store.program();
                 let mut lead = lead_object(program, &known, &state);
-                if let Ok(Some(hits)) = self.store.latest_hits(&known) {
+                if let Ok(Some(hits)) = self.store.latest_hits(&known).await {
                     lead.push_node("latest_hits", latest_hits_json(program, &hits));
                 }
                 ApiResponse::json(200, &lead)
@@ -582,8 +590,8 @@ impl<S: LeadStore> Api<S> {
         }
     }
 
-    fn delete_lead(&mut self, id: &str) -> ApiResponse {
-        match self.store.forget(id) {
+    async fn delete_lead(&mut self, id: &str) -> ApiResponse {
+        match self.store.forget(id).await {
             Ok(Some(known)) => ApiResponse::json(200, &json!({"lead": known, "deleted": true})),
             Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
             Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
@@ -867,14 +875,14 @@ conversion "Signup" on "Signed Up"
     fn one_call_is_applied_with_score_stage_and_transitions() {
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
-        let resp = api.handle(&post(WEBINAR), now());
+        let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
         let body = resp.json_body();
         assert_eq!(
             body["results"][0],
             json!({"index": 0, "lead": "u1", "score": 20, "stage": null, "transitions": []})
         );
-        let resp = api.handle(&post(DEMO), now());
+        let resp = api.handle_blocking(&post(DEMO), now());
         assert_eq!(
             resp.json_body()["results"][0]["transitions"],
             json!([{"kind": "stage_reached", "stage": "mql", "at": "2026-01-10T11:30:00Z"}])
@@ -890,14 +898,17 @@ conversion "Signup" on "Signed Up"
     fn duplicate_message_id_is_acknowledged_and_changes_nothing() {
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
-        assert_eq!(api.handle(&post(WEBINAR), now()).status, 200);
-        let resp = api.handle(&post(WEBINAR), now());
+        assert_eq!(api.handle_blocking(&post(WEBINAR), now()).status, 200);
+        let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 200);
         let item = &resp.json_body()["results"][0];
         assert_eq!(item["duplicate"], json!(true));
         assert_eq!(item["score"], json!(20));
         assert_eq!(resp.json_body()["duplicates"], json!(1));
-        let state = LeadStore::lead(api.store(), "u1").unwrap().unwrap().1;
+        let state = pollster::block_on(LeadStore::lead(api.store(), "u1"))
+            .unwrap()
+            .unwrap()
+            .1;
         assert_eq!(state.events, 1);
     }
 
@@ -908,7 +919,7 @@ conversion "Signup" on "Signed Up"
         let body = format!(
             r#"{{"batch":[{WEBINAR},{{"type":"track","event":"X","userId":"u2","timestamp":"nope"}},{DEMO}]}}"#
         );
-        let resp = api.handle(&post(&body), now());
+        let resp = api.handle_blocking(&post(&body), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
         let body = resp.json_body();
         assert_eq!(body["applied"], json!(2));
@@ -920,14 +931,16 @@ conversion "Signup" on "Signed Up"
             json!({"code": "invalid_call", "message": "batch[1].timestamp: not an RFC 3339 time",
                    "path": "batch[1].timestamp"})
         );
-        assert!(LeadStore::lead(api.store(), "u2").unwrap().is_none());
+        assert!(pollster::block_on(LeadStore::lead(api.store(), "u2"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn a_batch_with_no_valid_call_fails_with_400() {
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
-        let resp = api.handle(
+        let resp = api.handle_blocking(
             &post(r#"{"batch":[{"type":"track","event":"X"},{"type":"bogus","userId":"u"}]}"#),
             now(),
         );
@@ -942,12 +955,12 @@ conversion "Signup" on "Signed Up"
     fn invalid_json_and_section_1_violations_are_400_naming_the_field() {
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
-        let resp = api.handle(&post("{not json"), now());
+        let resp = api.handle_blocking(&post("{not json"), now());
         assert_eq!(resp.status, 400);
         assert_eq!(code(&resp), "invalid_json");
         assert!(resp.json_body()["error"]["path"].is_null());
 
-        let resp = api.handle(&post(r#"{"type":"track","userId":"u1"}"#), now());
+        let resp = api.handle_blocking(&post(r#"{"type":"track","userId":"u1"}"#), now());
         assert_eq!(resp.status, 400);
         assert_eq!(resp.json_body()["error"]["path"], json!("event"));
         assert!(resp.json_body()["error"]["message"]
@@ -956,14 +969,14 @@ conversion "Signup" on "Signed Up"
             .starts_with("event:"));
 
         // more than 5 minutes ahead of receipt
-        let resp = api.handle(
+        let resp = api.handle_blocking(
             &post(r#"{"event":"X","userId":"u1","timestamp":"2026-01-10T12:06:00Z"}"#),
             now(),
         );
         assert_eq!(resp.status, 400);
         assert_eq!(resp.json_body()["error"]["path"], json!("timestamp"));
 
-        let resp = api.handle(&post(r#"{"batch":[]}"#), now());
+        let resp = api.handle_blocking(&post(r#"{"batch":[]}"#), now());
         assert_eq!(resp.status, 400);
         assert_eq!(resp.json_body()["error"]["path"], json!("batch"));
     }
@@ -973,7 +986,7 @@ conversion "Signup" on "Signed Up"
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
         let raw = r#"{"event":"Signed Up","userId":"u9"}"#;
-        let resp = api.handle(&post(raw), now());
+        let resp = api.handle_blocking(&post(raw), now());
         assert_eq!(resp.status, 200);
         assert_eq!(
             resp.json_body()["results"][0]["transitions"][0],
@@ -995,7 +1008,7 @@ conversion "Signup" on "Signed Up"
         let mut cfg = config(None, None);
         cfg.max_body = 16;
         let mut api = Api::new(cfg, Engine::new(&program));
-        let resp = api.handle(&post(WEBINAR), now());
+        let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 413);
         assert_eq!(code(&resp), "payload_too_large");
     }
@@ -1017,7 +1030,7 @@ conversion "Signup" on "Signed Up"
             if let Some(ct) = ct {
                 req.headers.push(("content-type".into(), ct.into()));
             }
-            let resp = api.handle(&req, now());
+            let resp = api.handle_blocking(&req, now());
             assert_eq!(resp.status, status, "{ct:?}");
             if status == 415 {
                 assert_eq!(code(&resp), "unsupported_media_type");
@@ -1029,13 +1042,13 @@ conversion "Signup" on "Signed Up"
     fn unknown_route_is_404_and_wrong_method_is_405() {
         let program = program();
         let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
-        let resp = api.handle(&get("/nope", None, "GET"), now());
+        let resp = api.handle_blocking(&get("/nope", None, "GET"), now());
         assert_eq!(resp.status, 404);
         assert_eq!(code(&resp), "not_found");
-        let resp = api.handle(&get("/events", None, "GET"), now());
+        let resp = api.handle_blocking(&get("/events", None, "GET"), now());
         assert_eq!(resp.status, 405);
         assert!(resp.headers.contains(&("allow".into(), "POST".into())));
-        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "PUT"), now());
+        let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "PUT"), now());
         assert_eq!(resp.status, 405);
         assert_eq!(code(&resp), "method_not_allowed");
     }
@@ -1044,12 +1057,12 @@ conversion "Signup" on "Signed Up"
     fn segment_signature_accepted_and_forged_one_refused() {
         let program = program();
         let mut api = Api::new(config(Some(SECRET), None), Engine::new(&program));
-        let resp = api.handle(&segment_signed(WEBINAR, SECRET), now());
+        let resp = api.handle_blocking(&segment_signed(WEBINAR, SECRET), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
-        let resp = api.handle(&segment_signed(DEMO, "other"), now());
+        let resp = api.handle_blocking(&segment_signed(DEMO, "other"), now());
         assert_eq!(resp.status, 401);
         assert_eq!(code(&resp), "unauthorized");
-        let resp = api.handle(&post(DEMO), now());
+        let resp = api.handle_blocking(&post(DEMO), now());
         assert_eq!(resp.status, 401);
         assert!(resp.json_body()["error"]["message"]
             .as_str()
@@ -1058,7 +1071,7 @@ conversion "Signup" on "Signed Up"
         // a valid signature over another body
         let mut req = segment_signed(WEBINAR, SECRET);
         req.body = DEMO.as_bytes().to_vec();
-        assert_eq!(api.handle(&req, now()).status, 401);
+        assert_eq!(api.handle_blocking(&req, now()).status, 401);
     }
 
     #[test]
@@ -1110,30 +1123,31 @@ conversion "Signup" on "Signed Up"
         let program = program();
         let mut api = Api::new(config(Some(secret), None), Engine::new(&program));
         let ts = now() / SECOND;
-        let resp = api.handle(&standard_signed(WEBINAR, secret, "msg_1", ts), now());
+        let resp = api.handle_blocking(&standard_signed(WEBINAR, secret, "msg_1", ts), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
         // stale, both ways
         for ts in [ts - 400, ts + 400] {
-            let resp = api.handle(&standard_signed(DEMO, secret, "msg_2", ts), now());
+            let resp = api.handle_blocking(&standard_signed(DEMO, secret, "msg_2", ts), now());
             assert_eq!(resp.status, 401);
         }
         // signed with another key
-        let resp = api.handle(&standard_signed(DEMO, "whsec_c2VjcmV0", "msg_3", ts), now());
+        let resp =
+            api.handle_blocking(&standard_signed(DEMO, "whsec_c2VjcmV0", "msg_3", ts), now());
         assert_eq!(resp.status, 401);
         // the id is part of what is signed
         let mut req = standard_signed(DEMO, secret, "msg_4", ts);
         req.headers[1].1 = "msg_5".into();
-        assert_eq!(api.handle(&req, now()).status, 401);
+        assert_eq!(api.handle_blocking(&req, now()).status, 401);
     }
 
     #[test]
     fn leads_routes_need_a_configured_token() {
         let program = program();
         let mut api = Api::new(config(None, None), Engine::new(&program));
-        api.handle(&post(WEBINAR), now());
-        let resp = api.handle(&get("/leads/u1", Some("anything"), "GET"), now());
+        api.handle_blocking(&post(WEBINAR), now());
+        let resp = api.handle_blocking(&get("/leads/u1", Some("anything"), "GET"), now());
         assert_eq!(resp.status, 404);
-        let resp = api.handle(&get("/leads/u1", None, "DELETE"), now());
+        let resp = api.handle_blocking(&get("/leads/u1", None, "DELETE"), now());
         assert_eq!(resp.status, 404);
     }
 
@@ -1141,16 +1155,16 @@ conversion "Signup" on "Signed Up"
     fn leads_routes_refuse_missing_or_wrong_token() {
         let program = program();
         let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
-        api.handle(&post(WEBINAR), now());
+        api.handle_blocking(&post(WEBINAR), now());
         for token in [None, Some("wrong"), Some("t0ke"), Some("t0ken2")] {
-            let resp = api.handle(&get("/leads/u1", token, "GET"), now());
+            let resp = api.handle_blocking(&get("/leads/u1", token, "GET"), now());
             assert_eq!(resp.status, 401, "{token:?}");
             assert_eq!(code(&resp), "unauthorized");
         }
         let mut req = get("/leads/u1", None, "GET");
         req.headers
             .push(("authorization".into(), format!("Basic {TOKEN}")));
-        assert_eq!(api.handle(&req, now()).status, 401);
+        assert_eq!(api.handle_blocking(&req, now()).status, 401);
     }
 
     #[test]
@@ -1159,10 +1173,10 @@ conversion "Signup" on "Signed Up"
         let mut engine = Engine::new(&program);
         engine.keep_latest_hits(true);
         let mut api = Api::new(config(None, Some(TOKEN)), engine);
-        api.handle(&post(WEBINAR), now());
-        api.handle(&post(DEMO), now());
+        api.handle_blocking(&post(WEBINAR), now());
+        api.handle_blocking(&post(DEMO), now());
         let body = api
-            .handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+            .handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now())
             .json_body();
         let hits = &body["latest_hits"];
         assert!(
@@ -1182,9 +1196,9 @@ conversion "Signup" on "Signed Up"
         );
         // a store that keeps no hits answers without the field
         let mut plain = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
-        plain.handle(&post(WEBINAR), now());
+        plain.handle_blocking(&post(WEBINAR), now());
         let body = plain
-            .handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+            .handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now())
             .json_body();
         assert!(body.get("latest_hits").is_none());
     }
@@ -1193,9 +1207,9 @@ conversion "Signup" on "Signed Up"
     fn get_lead_answers_the_lead_object() {
         let program = program();
         let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
-        api.handle(&post(WEBINAR), now());
-        api.handle(&post(DEMO), now());
-        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now());
+        api.handle_blocking(&post(WEBINAR), now());
+        api.handle_blocking(&post(DEMO), now());
+        let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now());
         assert_eq!(resp.status, 200);
         let body = resp.json_body();
         assert_eq!(body["id"], json!("u1"));
@@ -1203,14 +1217,14 @@ conversion "Signup" on "Signed Up"
         assert_eq!(body["stage"], json!("mql"));
         assert_eq!(body["reached"], json!({"mql": "2026-01-10T11:30:00Z"}));
         assert_eq!(body["events"], json!(2));
-        let resp = api.handle(&get("/leads/nobody", Some(TOKEN), "GET"), now());
+        let resp = api.handle_blocking(&get("/leads/nobody", Some(TOKEN), "GET"), now());
         assert_eq!(resp.status, 404);
         // percent-encoded ids
-        api.handle(
+        api.handle_blocking(
             &post(r#"{"event":"X","userId":"a b@c","timestamp":"2026-01-10T11:00:00Z"}"#),
             now(),
         );
-        let resp = api.handle(&get("/leads/a%20b%40c", Some(TOKEN), "GET"), now());
+        let resp = api.handle_blocking(&get("/leads/a%20b%40c", Some(TOKEN), "GET"), now());
         assert_eq!(resp.json_body()["id"], json!("a b@c"));
     }
 
@@ -1221,35 +1235,35 @@ conversion "Signup" on "Signed Up"
         let anon = r#"{"event":"Webinar Registered","anonymousId":"anon1","messageId":"a1","timestamp":"2026-01-10T10:00:00Z"}"#;
         let alias = r#"{"type":"alias","previousId":"anon1","userId":"u1","messageId":"a2","timestamp":"2026-01-10T10:30:00Z"}"#;
         for body in [anon, alias, WEBINAR] {
-            assert_eq!(api.handle(&post(body), now()).status, 200);
+            assert_eq!(api.handle_blocking(&post(body), now()).status, 200);
         }
-        let resp = api.handle(&get("/leads/anon1", Some(TOKEN), "GET"), now());
+        let resp = api.handle_blocking(&get("/leads/anon1", Some(TOKEN), "GET"), now());
         assert_eq!(resp.json_body()["id"], json!("u1"));
         assert_eq!(resp.json_body()["score"], json!(40));
 
-        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "DELETE"), now());
+        let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "DELETE"), now());
         assert_eq!(resp.status, 200);
         assert_eq!(resp.json_body(), json!({"lead": "u1", "deleted": true}));
         assert_eq!(
-            api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now())
+            api.handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now())
                 .status,
             404
         );
         assert_eq!(
-            api.handle(&get("/leads/anon1", Some(TOKEN), "GET"), now())
+            api.handle_blocking(&get("/leads/anon1", Some(TOKEN), "GET"), now())
                 .status,
             404
         );
         assert_eq!(
-            api.handle(&get("/leads/u1", Some(TOKEN), "DELETE"), now())
+            api.handle_blocking(&get("/leads/u1", Some(TOKEN), "DELETE"), now())
                 .status,
             404
         );
         // the idempotency records are gone: the same calls count again, on their own leads
-        let resp = api.handle(&post(anon), now());
+        let resp = api.handle_blocking(&post(anon), now());
         assert_eq!(resp.json_body()["results"][0]["duplicate"], Value::Null);
         assert_eq!(resp.json_body()["results"][0]["lead"], json!("anon1"));
-        let resp = api.handle(&post(WEBINAR), now());
+        let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.json_body()["results"][0]["score"], json!(20));
     }
 
@@ -1259,13 +1273,13 @@ conversion "Signup" on "Signed Up"
         fn program(&self) -> &Program {
             self.0
         }
-        fn apply(&mut self, _: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+        async fn apply(&mut self, _: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
             Err(StoreError("disk full".into()))
         }
-        fn lead(&self, _: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        async fn lead(&self, _: &str) -> Result<Option<(String, LeadState)>, StoreError> {
             Err(StoreError("disk full".into()))
         }
-        fn forget(&mut self, _: &str) -> Result<Option<String>, StoreError> {
+        async fn forget(&mut self, _: &str) -> Result<Option<String>, StoreError> {
             Err(StoreError("disk full".into()))
         }
     }
@@ -1274,10 +1288,10 @@ conversion "Signup" on "Signed Up"
     fn storage_failure_is_503() {
         let program = program();
         let mut api = Api::new(config(None, Some(TOKEN)), Broken(&program));
-        let resp = api.handle(&post(WEBINAR), now());
+        let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 503);
         assert_eq!(code(&resp), "storage_unavailable");
-        let resp = api.handle(&get("/leads/u1", Some(TOKEN), "GET"), now());
+        let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now());
         assert_eq!(resp.status, 503);
     }
 

@@ -82,6 +82,59 @@ pub enum Outcome {
     },
 }
 
+/// The state of a lead after an identity merge (SPEC §5): `calls` (the combined history of
+/// both leads, each with its arrival order) re-evaluated in time order, ties by arrival;
+/// the source is that of the call that arrived first. Stages and conversions that
+/// `previous` (the known lead's state before the merge) had reached keep their earlier time.
+/// Returns the state and the transitions new to the known lead. Sorts `calls`.
+pub fn merged_state<C: std::borrow::Borrow<Call>>(
+    program: &Program,
+    calls: &mut [(u64, C)],
+    previous: Option<&LeadState>,
+) -> (LeadState, Vec<Transition>) {
+    calls.sort_by_key(|(seq, call)| (call.borrow().event.time, *seq));
+    let mut state = LeadState::new(program);
+    let mut replayed = Vec::new();
+    for (_, call) in calls.iter() {
+        eval::apply(program, &mut state, &call.borrow().event, &mut replayed);
+    }
+    state.source = calls
+        .iter()
+        .min_by_key(|(seq, _)| *seq)
+        .and_then(|(_, call)| call.borrow().event.source.clone());
+    if let Some(prev) = previous {
+        // stages already reached stay reached at their earlier time
+        for (i, old) in prev.reached.iter().enumerate() {
+            if let (Some(at), Some(slot)) = (old, state.reached.get_mut(i)) {
+                *slot = Some(*at);
+            }
+        }
+        // conversions already made stay made: the first time is kept; count and value
+        // come from the combined history when it makes the conversion too
+        for (i, old) in prev.conversions.iter().enumerate() {
+            let Some(slot) = state.conversions.get_mut(i) else {
+                continue;
+            };
+            match (old, slot.as_mut()) {
+                (Some(old), Some(new)) => new.at = old.at,
+                (Some(old), None) => *slot = Some(old.clone()),
+                _ => {}
+            }
+        }
+    }
+    let known = |t: &Transition| match (t, previous) {
+        (_, None) => false,
+        (Transition::StageReached { stage, .. }, Some(p)) => {
+            p.reached.get(*stage).is_some_and(Option::is_some)
+        }
+        (Transition::Converted { conversion, .. }, Some(p)) => {
+            p.conversions.get(*conversion).is_some_and(Option::is_some)
+        }
+    };
+    let new = replayed.into_iter().filter(|t| !known(t)).collect();
+    (state, new)
+}
+
 /// The embedded engine: a rule program and the leads it has seen.
 pub struct Engine<'p> {
     program: &'p Program,
@@ -257,41 +310,8 @@ impl<'p> Engine<'p> {
             .iter()
             .filter_map(|(seq, kept)| self.fetch(kept).map(|c| (*seq, c)))
             .collect();
-        calls.sort_by_key(|(seq, call)| (call.event.time, *seq));
-        let mut state = LeadState::new(program);
-        let mut replayed = Vec::new();
-        for (_, call) in &calls {
-            eval::apply(program, &mut state, &call.event, &mut replayed);
-        }
-        state.source = calls
-            .iter()
-            .min_by_key(|(seq, _)| *seq)
-            .and_then(|(_, call)| call.event.source.clone());
-        if let Some(prev) = &previous {
-            // stages already reached stay reached at their earlier time
-            for (i, old) in prev.state.reached.iter().enumerate() {
-                if let Some(at) = old {
-                    state.reached[i] = Some(*at);
-                }
-            }
-            // conversions already made stay made: the first time is kept; count and value
-            // come from the combined history when it makes the conversion too
-            for (i, old) in prev.state.conversions.iter().enumerate() {
-                match (old, state.conversions[i].as_mut()) {
-                    (Some(old), Some(new)) => new.at = old.at,
-                    (Some(old), None) => state.conversions[i] = Some(old.clone()),
-                    _ => {}
-                }
-            }
-        }
-        let known = |t: &Transition| match (t, &previous) {
-            (_, None) => false,
-            (Transition::StageReached { stage, .. }, Some(p)) => p.state.reached[*stage].is_some(),
-            (Transition::Converted { conversion, .. }, Some(p)) => {
-                p.state.conversions[*conversion].is_some()
-            }
-        };
-        transitions.extend(replayed.into_iter().filter(|t| !known(t)));
+        let (state, new) = merged_state(program, &mut calls, previous.as_ref().map(|p| &p.state));
+        transitions.extend(new);
         self.leads.insert(
             into.to_string(),
             LeadRecord {

@@ -3,6 +3,7 @@
 //! `leadscore-rules`.
 
 pub mod api;
+pub mod dynamo;
 pub mod engine;
 pub mod explain;
 mod fast;

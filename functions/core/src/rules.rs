@@ -119,6 +119,20 @@ pub fn load_or_builtin(
     }
 }
 
+/// The rule set of a function (SPEC §6): the file or folder in `LEADSCORE_RULES`, else the
+/// built-in rules; loaded, checked and compiled once, at start. Warnings are logged; errors
+/// stop the start with every diagnostic rendered in the error.
+pub fn load_from_env() -> Result<Program, LoadError> {
+    let path = std::env::var_os("LEADSCORE_RULES")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let (program, compiled, files) = load_or_builtin(path)?;
+    for warning in &compiled.diagnostics {
+        tracing::warn!(diagnostic = %render(warning, &files), "rules warning");
+    }
+    Ok(program)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1274 @@
+//! The DynamoDB store: the same [`LeadStore`] as the embedded engine, over one table
+//! (key design in `infra/README.md`).
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | lead state (or, once merged, a pointer `merged_into`) | `LEAD#<id>` | `STATE` |
+//! | accepted call, TTL | `LEAD#<id>` | `CALL#<time>#<messageId>` |
+//! | outbox notification | `LEAD#<id>` | `NOTE#<time>#<notification id>` |
+//! | idempotency record, TTL | `MSG#<messageId>` | `MSG` |
+//!
+//! One run of calls for a lead costs one consistent read of its state and one
+//! `TransactWriteItems`: the new state (guarded by its `version`), an idempotency record per
+//! call (which must not exist), the calls kept in the lead's history and the notifications.
+//! A version conflict re-reads and re-evaluates; an idempotency record that exists marks its
+//! call a duplicate. Throttling and transient errors are retried with backoff; when storage
+//! stays unavailable the caller gets a [`StoreError`] and nothing is half-written.
+//!
+//! An identity merge (SPEC §5) re-evaluates the combined history and writes, in the same
+//! transaction, the known lead's state and a pointer in place of the anonymous lead's state.
+//! The anonymous lead's calls stay in its own partition; the known lead's state lists the ids
+//! merged into it (`merged`), so its history is its own partition and theirs.
+
+use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::engine::{merged_state, LatestHits};
+use crate::output::lead_object;
+use crate::segment::{normalize_call, Call, TimePolicy};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
+use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
+use leadscore_rules::{CallKind, Program};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Items in one transaction at most (DynamoDB's limit).
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// How many times a commit is tried (conflicts, throttling) before the caller gets an error.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Partitions of the sparse `due` index.
+pub const DUE_SHARDS: u32 = 16;
+/// The name of the sparse index of leads that time passing can change.
+pub const DUE_INDEX: &str = "due";
+/// Default retention of history and idempotency records, in days (SPEC §5).
+pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 400;
+/// How many pointers a read follows from a merged id to its known lead.
+const MAX_HOPS: usize = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn lead_pk(id: &str) -> String {
+    format!("LEAD#{id}")
+}
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("{what}: {err}"))
+}
+
+/// The stored form of a lead state item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StateItem {
+    pk: String,
+    sk: String,
+    /// Bumped by every commit; guards every write.
+    version: u64,
+    /// Set on a merged anonymous id: the lead it was merged into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merged_into: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<LeadState>,
+    /// Ids merged into this lead (their calls stay in their own partitions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    merged: Vec<String>,
+    /// Arrival key of the lead's first call.
+    #[serde(default)]
+    first_arrival: u64,
+    /// What the latest call did: its time and trace (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latest_hits: Option<String>,
+    /// The score and stage, for tools that read the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+    /// The rule set that computed the state: its name and hash.
+    #[serde(default)]
+    rules: String,
+    #[serde(default)]
+    rules_hash: String,
+    /// Present while time passing can change the lead (the sparse `due` index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredHits {
+    at: Micros,
+    trace: Vec<TraceEntry>,
+}
+
+/// A lead as read: its known id and, when it exists, its state item.
+#[derive(Debug, Clone)]
+struct Loaded {
+    known: String,
+    item: Option<StateItem>,
+}
+
+impl Loaded {
+    fn version(&self) -> Option<u64> {
+        self.item.as_ref().map(|i| i.version)
+    }
+    fn merged(&self) -> &[String] {
+        self.item.as_ref().map_or(&[], |i| i.merged.as_slice())
+    }
+}
+
+/// Counts of what a store did, for tests and the closing figures.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// DynamoDB requests sent (each operation once, whatever the SDK's own retries).
+    pub requests: AtomicU64,
+    /// Commits retried after a version conflict or a transient error.
+    pub retries: AtomicU64,
+}
+
+/// What a tick of the due leads did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Leads found due.
+    pub visited: u64,
+    /// Leads whose state was committed.
+    pub committed: u64,
+    /// Notifications written.
+    pub notifications: u64,
+}
+
+/// The DynamoDB implementation of [`LeadStore`].
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    program: Arc<Program>,
+    ttl_secs: i64,
+    counters: Arc<Counters>,
+}
+
+/// Why a commit did not go through.
+enum CommitError {
+    /// Cancelled: the indexes of the items whose condition failed.
+    Cancelled(Vec<usize>),
+    /// Throttled, a conflicting transaction, or a network error: try again.
+    Transient(String),
+    /// Anything else.
+    Fatal(String),
+}
+
+/// Wall-clock time now, in microseconds since the epoch.
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
+        })
+}
+
+/// Whether time passing alone can still change this lead (SPEC §6 `decay`): engagement that
+/// decays, or a stage not yet reached while windowed history could expire.
+pub fn time_can_change(program: &Program, state: &LeadState) -> bool {
+    if !program.time_dependent {
+        return false;
+    }
+    if program.half_life.is_some() && state.engagement.abs() >= 0.001 {
+        return true;
+    }
+    let unreached = state.reached.iter().any(Option::is_none);
+    let windows = state.aggregates.iter().any(|a| !a.is_empty());
+    unreached && windows
+}
+
+fn shard_of(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    format!("DUE#{}", u32::from(digest[0]) % DUE_SHARDS)
+}
+
+/// The notification id: the same lead, transition and target always give the same id, so
+/// receivers can dedupe on it.
+pub fn notification_id(lead: &str, kind: &str, name: &str, target: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [lead, kind, name, target] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    format!("ntf_{}", &hex::encode(hasher.finalize())[..20])
+}
+
+/// The backoff before attempt `attempt` (from 1): exponential from 10 ms, capped at 1 s,
+/// with jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = 10u64.saturating_mul(1 << attempt.min(7)).min(1000);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    ) % base.max(1);
+    Duration::from_millis(base / 2 + jitter / 2)
+}
+
+/// The other id a call merges into its lead: `previousId` of an alias, or the anonymous id of
+/// a call that also has a user id.
+fn other_id(call: &Call) -> Option<&str> {
+    match call.event.kind {
+        CallKind::Alias => call.previous_id.as_deref(),
+        _ if call.user_id.is_some() => call.anonymous_id.as_deref(),
+        _ => None,
+    }
+}
+
+/// Creates the table with the key schema, `due` index, stream and TTL of
+/// `infra/template.yaml` (for DynamoDB Local and local use). A table that exists already is
+/// left as it is.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .map_err(|e| unavailable("create table", e))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| unavailable("create table", e))
+    };
+    let due = GlobalSecondaryIndex::builder()
+        .index_name(DUE_INDEX)
+        .key_schema(key("due_shard", KeyType::Hash)?)
+        .key_schema(key("due_at", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| unavailable("create table", e))?;
+    let result = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("due_shard", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("due_at", ScalarAttributeType::N)?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(due)
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|e| unavailable("create table", e))?,
+        )
+        .send()
+        .await;
+    match result {
+        Ok(_) => {}
+        Err(err) if err.code() == Some("ResourceInUseException") => return Ok(()),
+        Err(err) => return Err(unavailable("create table", DisplayErr(&err))),
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(|e| unavailable("create table", e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| unavailable("enable TTL", DisplayErr(&e)))?;
+    Ok(())
+}
+
+/// Shows an SDK error with its code and message (the SDK's own `Display` says only
+/// "service error").
+struct DisplayErr<'a, E>(&'a SdkError<E>);
+
+impl<E: ProvideErrorMetadata + std::error::Error + 'static> std::fmt::Display
+    for DisplayErr<'_, E>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            SdkError::ServiceError(e) => {
+                let err = e.err();
+                write!(
+                    f,
+                    "{}: {}",
+                    err.code().unwrap_or("service error"),
+                    err.message().unwrap_or("")
+                )
+            }
+            SdkError::DispatchFailure(_) => write!(f, "cannot reach DynamoDB"),
+            SdkError::TimeoutError(_) => write!(f, "DynamoDB timed out"),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+/// Whether an SDK error is worth another try.
+fn transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => matches!(
+            e.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionInProgressException"
+                    | "TransactionConflictException"
+            )
+        ),
+        _ => false,
+    }
+}
+
+impl DynamoStore {
+    /// A store over `table` with this client and program; history and idempotency records
+    /// expire after `ttl_days`.
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        program: Arc<Program>,
+        ttl_days: u64,
+    ) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            program,
+            ttl_secs: i64::try_from(ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// A store configured from the environment (SPEC §6): `LEADSCORE_TABLE`,
+    /// `LEADSCORE_HISTORY_TTL_DAYS`, and the AWS SDK's own variables.
+    pub async fn from_env(program: Arc<Program>) -> Result<Self, StoreError> {
+        let table = std::env::var("LEADSCORE_TABLE")
+            .map_err(|_| StoreError("`LEADSCORE_TABLE` is not set".into()))?;
+        let ttl_days = match std::env::var("LEADSCORE_HISTORY_TTL_DAYS") {
+            Ok(v) => v.trim().parse().map_err(|_| {
+                StoreError(format!(
+                    "`LEADSCORE_HISTORY_TTL_DAYS` is `{v}`, not a number of days"
+                ))
+            })?,
+            Err(_) => DEFAULT_HISTORY_TTL_DAYS,
+        };
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(DynamoStore::new(
+            Client::new(&config),
+            table,
+            program,
+            ttl_days,
+        ))
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The counters (requests sent, retries).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// DynamoDB requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn expires_at(&self) -> i64 {
+        now_micros() / SECOND + self.ttl_secs
+    }
+
+    async fn get_state(&self, id: &str) -> Result<Option<StateItem>, CommitError> {
+        self.count();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(lead_pk(id)))
+            .key("sk", s("STATE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                if transient(&e) {
+                    CommitError::Transient(format!("read lead: {}", DisplayErr(&e)))
+                } else {
+                    CommitError::Fatal(format!("read lead: {}", DisplayErr(&e)))
+                }
+            })?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(|e| {
+                CommitError::Fatal(format!("lead `{id}` is not a valid state item: {e}"))
+            }),
+        }
+    }
+
+    /// Reads a lead, following merged ids to the known lead.
+    async fn load(&self, id: &str) -> Result<Loaded, CommitError> {
+        let mut current = id.to_owned();
+        for _ in 0..MAX_HOPS {
+            match self.get_state(&current).await? {
+                Some(StateItem {
+                    merged_into: Some(next),
+                    ..
+                }) => current = next,
+                item => {
+                    return Ok(Loaded {
+                        known: current,
+                        item,
+                    })
+                }
+            }
+        }
+        Err(CommitError::Fatal(format!(
+            "lead `{id}` is merged through more than {MAX_HOPS} ids"
+        )))
+    }
+
+    /// Retries `step` on transient errors with backoff; the last error becomes a
+    /// [`StoreError`].
+    async fn load_retrying(&self, id: &str) -> Result<Loaded, StoreError> {
+        let mut last = String::new();
+        for attempt in 0..4 {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            match self.load(id).await {
+                Ok(loaded) => return Ok(loaded),
+                Err(CommitError::Transient(e)) => last = e,
+                Err(other) => return Err(fatal(other)),
+            }
+        }
+        Err(StoreError(last))
+    }
+
+    /// Every item a query gives, page after page.
+    async fn query_all(
+        &self,
+        query: QueryFluentBuilder,
+    ) -> Result<Vec<Item>, SdkError<QueryError>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.count();
+            let out = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Every call kept for a lead's partition, with arrival keys.
+    async fn history(&self, id: &str) -> Result<Vec<(u64, Call)>, CommitError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :call)")
+            .expression_attribute_values(":pk", s(lead_pk(id)))
+            .expression_attribute_values(":call", s("CALL#"))
+            .consistent_read(true);
+        let items = self.query_all(query).await.map_err(|e| {
+            if transient(&e) {
+                CommitError::Transient(format!("read history: {}", DisplayErr(&e)))
+            } else {
+                CommitError::Fatal(format!("read history: {}", DisplayErr(&e)))
+            }
+        })?;
+        let mut calls = Vec::new();
+        for item in &items {
+            let arrival = match item.get("arrival") {
+                Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+                _ => 0,
+            };
+            let Some(AttributeValue::S(record)) = item.get("record") else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_str::<Value>(record) else {
+                continue;
+            };
+            if let Ok(call) = normalize_call(&value, "", &TimePolicy::Required) {
+                calls.push((arrival, call));
+            }
+        }
+        Ok(calls)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), CommitError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.count();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+                    let failed: Vec<usize> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                        .map(|(i, _)| i)
+                        .collect();
+                    if failed.is_empty() {
+                        return Err(CommitError::Transient(format!(
+                            "transaction cancelled: {}",
+                            e.message().unwrap_or("conflict")
+                        )));
+                    }
+                    return Err(CommitError::Cancelled(failed));
+                }
+                if transient(&err) {
+                    Err(CommitError::Transient(format!(
+                        "commit: {}",
+                        DisplayErr(&err)
+                    )))
+                } else {
+                    Err(CommitError::Fatal(format!("commit: {}", DisplayErr(&err))))
+                }
+            }
+        }
+    }
+
+    fn put(&self, item: Item) -> Result<Put, CommitError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))
+    }
+
+    /// The state put, guarded by the version read (or by absence for a new lead).
+    fn state_put(
+        &self,
+        item: &StateItem,
+        expected: Option<u64>,
+    ) -> Result<TransactWriteItem, CommitError> {
+        let map: Item =
+            serde_dynamo::to_item(item).map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(map));
+        put = match expected {
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        let put = put.build().map_err(|e| CommitError::Fatal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn state_item(
+        &self,
+        known: &str,
+        version: u64,
+        state: LeadState,
+        merged: Vec<String>,
+        first_arrival: u64,
+        hits: Option<&LatestHits>,
+    ) -> StateItem {
+        let program = &self.program;
+        let due = time_can_change(program, &state);
+        let due_at = state.clock.unwrap_or(0).div_euclid(SECOND) + 1;
+        StateItem {
+            pk: lead_pk(known),
+            sk: "STATE".into(),
+            version,
+            merged_into: None,
+            score: Some(state.score()),
+            stage: state.stage(program).map(str::to_owned),
+            state: Some(state),
+            merged,
+            first_arrival,
+            latest_hits: hits.and_then(|h| {
+                serde_json::to_string(&StoredHits {
+                    at: h.at,
+                    trace: h.trace.clone(),
+                })
+                .ok()
+            }),
+            rules: program.name.clone(),
+            rules_hash: program.hash.clone(),
+            due_shard: due.then(|| shard_of(known)),
+            due_at: due.then_some(due_at),
+        }
+    }
+
+    /// The idempotency record and the kept call of one accepted call.
+    fn call_items(
+        &self,
+        known: &str,
+        accepted: &Accepted,
+        arrival: u64,
+    ) -> Result<[TransactWriteItem; 2], CommitError> {
+        let expires = n(self.expires_at());
+        let id = &accepted.call.message_id;
+        let msg = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(format!("MSG#{id}")))
+            .item("sk", s("MSG"))
+            .item("lead", s(known))
+            .item("expires_at", expires.clone())
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let record = serde_json::to_string(&accepted.record)
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let mut kept = Item::new();
+        kept.insert("pk".into(), s(lead_pk(known)));
+        kept.insert(
+            "sk".into(),
+            s(format!(
+                "CALL#{}#{id}",
+                format_rfc3339(accepted.call.event.time)
+            )),
+        );
+        kept.insert("message_id".into(), s(id.clone()));
+        kept.insert("arrival".into(), n(arrival));
+        kept.insert("record".into(), s(record));
+        kept.insert("expires_at".into(), expires);
+        Ok([
+            TransactWriteItem::builder().put(msg).build(),
+            TransactWriteItem::builder().put(self.put(kept)?).build(),
+        ])
+    }
+
+    /// The outbox items of transitions of lead `known` whose state is now `state`.
+    fn note_items(
+        &self,
+        known: &str,
+        state: &LeadState,
+        transitions: &[Transition],
+    ) -> Result<Vec<TransactWriteItem>, CommitError> {
+        let program = &self.program;
+        let mut items = Vec::new();
+        let lead = lead_object(program, known, state);
+        let lead = serde_json::to_value(&lead).map_err(|e| CommitError::Fatal(e.to_string()))?;
+        for (rule, t) in eval::notifications(program, transitions) {
+            let Some(target) = program.notifies.get(rule).map(|r| r.target.as_str()) else {
+                continue;
+            };
+            let (kind, key, name, at) = match t {
+                Transition::StageReached { stage, at } => (
+                    "stage_reached",
+                    "stage",
+                    program.stages.get(stage).map_or("", |s| s.name.as_str()),
+                    at,
+                ),
+                Transition::Converted { conversion, at } => (
+                    "converted",
+                    "conversion",
+                    program
+                        .conversions
+                        .get(conversion)
+                        .map_or("", |c| c.name.as_str()),
+                    at,
+                ),
+            };
+            let id = notification_id(known, kind, name, target);
+            let at_text = format_rfc3339(at);
+            let message = serde_json::json!({
+                "id": id,
+                "kind": kind,
+                "target": target,
+                key: name,
+                "at": at_text,
+                "lead": lead,
+            });
+            let mut item = Item::new();
+            item.insert("pk".into(), s(lead_pk(known)));
+            item.insert("sk".into(), s(format!("NOTE#{at_text}#{id}")));
+            item.insert("id".into(), s(id.clone()));
+            item.insert("target".into(), s(target));
+            item.insert("kind".into(), s(kind));
+            item.insert("lead".into(), s(known));
+            item.insert("at".into(), s(at_text));
+            item.insert("message".into(), s(message.to_string()));
+            item.insert("expires_at".into(), n(self.expires_at()));
+            items.push(TransactWriteItem::builder().put(self.put(item)?).build());
+        }
+        Ok(items)
+    }
+
+    /// Applies a run of calls for one lead id (the same `lead_id()`), from the first; returns
+    /// how many it consumed (a call that merges another lead ends a run).
+    async fn apply_run(
+        &self,
+        run: &[Accepted],
+        arrival: u64,
+        out: &mut Vec<Processed>,
+    ) -> Result<usize, StoreError> {
+        let program = Arc::clone(&self.program);
+        let Some(first) = run.first() else {
+            return Ok(0);
+        };
+        let mut dups: HashSet<String> = HashSet::new();
+        let mut no_merge: HashSet<String> = HashSet::new();
+        let mut loaded: Option<Loaded> = None;
+        let mut last_error = String::from("too many conflicting writes");
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let lead = match loaded.take() {
+                Some(lead) => lead,
+                None => match self.load(first.call.lead_id()).await {
+                    Ok(lead) => lead,
+                    Err(CommitError::Transient(e)) => {
+                        last_error = e;
+                        continue;
+                    }
+                    Err(other) => return Err(fatal(other)),
+                },
+            };
+            let needs_merge = |call: &Call| -> Option<String> {
+                let other = other_id(call)?;
+                (other != lead.known
+                    && !lead.merged().iter().any(|m| m == other)
+                    && !no_merge.contains(other)
+                    && !dups.contains(&call.message_id))
+                .then(|| other.to_owned())
+            };
+            if let Some(other) = needs_merge(&first.call) {
+                match self.merge_one(first, &other, &lead, arrival).await {
+                    Ok(Some(processed)) => {
+                        out.push(processed);
+                        return Ok(1);
+                    }
+                    Ok(None) => {
+                        // the other id was merged elsewhere already: an ordinary call
+                        no_merge.insert(other);
+                        loaded = Some(lead);
+                        continue;
+                    }
+                    Err(CommitError::Cancelled(failed)) => {
+                        // index 1 is the call's idempotency record (see merge_one)
+                        if failed.contains(&1) {
+                            dups.insert(first.call.message_id.clone());
+                        }
+                        continue;
+                    }
+                    Err(CommitError::Transient(e)) => {
+                        last_error = e;
+                        continue;
+                    }
+                    Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                }
+            }
+            // evaluate the longest prefix without merges that fits in one transaction
+            let mut item = lead.item.clone();
+            let mut state = item
+                .as_mut()
+                .and_then(|i| i.state.take())
+                .unwrap_or_else(|| LeadState::new(&program));
+            let first_arrival = item.as_ref().map_or(arrival, |i| {
+                if i.first_arrival == 0 {
+                    arrival
+                } else {
+                    i.first_arrival
+                }
+            });
+            let mut results: Vec<Processed> = Vec::new();
+            let mut writes: Vec<TransactWriteItem> = Vec::new();
+            let mut msg_index: Vec<(usize, String)> = Vec::new();
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut hits: Option<LatestHits> = item.as_ref().and_then(|i| {
+                i.latest_hits
+                    .as_deref()
+                    .and_then(|h| serde_json::from_str::<StoredHits>(h).ok())
+                    .map(|h| LatestHits {
+                        at: h.at,
+                        trace: h.trace,
+                    })
+            });
+            let mut applied = 0usize;
+            for (k, accepted) in run.iter().enumerate() {
+                if k > 0 && needs_merge(&accepted.call).is_some() {
+                    break;
+                }
+                let id = accepted.call.message_id.as_str();
+                if dups.contains(id) || !seen.insert(id) {
+                    results.push(Processed {
+                        lead: lead.known.clone(),
+                        duplicate: true,
+                        score: state.score(),
+                        stage: state.stage(&program).map(str::to_owned),
+                        transitions: Vec::new(),
+                    });
+                    continue;
+                }
+                let mut probe = state.clone();
+                let mut transitions = Vec::new();
+                let mut trace = Vec::new();
+                eval::apply_traced(
+                    &program,
+                    &mut probe,
+                    &accepted.call.event,
+                    &mut transitions,
+                    &mut trace,
+                );
+                let notes = self
+                    .note_items(&lead.known, &probe, &transitions)
+                    .map_err(fatal)?;
+                // 1 state item + what is written so far + 2 per call + notes
+                if applied > 0 && 1 + writes.len() + 2 + notes.len() > MAX_TRANSACTION_ITEMS {
+                    results.truncate(k);
+                    break;
+                }
+                state = probe;
+                let [msg, kept] = self
+                    .call_items(&lead.known, accepted, arrival + k as u64)
+                    .map_err(fatal)?;
+                msg_index.push((1 + writes.len(), accepted.call.message_id.clone()));
+                writes.push(msg);
+                writes.push(kept);
+                writes.extend(notes);
+                hits = Some(LatestHits {
+                    at: accepted.call.event.time,
+                    trace,
+                });
+                applied += 1;
+                results.push(Processed {
+                    lead: lead.known.clone(),
+                    duplicate: false,
+                    score: state.score(),
+                    stage: state.stage(&program).map(str::to_owned),
+                    transitions,
+                });
+            }
+            let consumed = results.len();
+            if applied == 0 {
+                out.extend(results);
+                return Ok(consumed);
+            }
+            let version = lead.version().map_or(1, |v| v + 1);
+            let merged = lead.merged().to_vec();
+            let new_item = self.state_item(
+                &lead.known,
+                version,
+                state,
+                merged,
+                first_arrival,
+                hits.as_ref(),
+            );
+            let mut items = vec![self.state_put(&new_item, lead.version()).map_err(fatal)?];
+            items.extend(writes);
+            match self.transact(items).await {
+                Ok(()) => {
+                    out.extend(results);
+                    return Ok(consumed);
+                }
+                Err(CommitError::Cancelled(failed)) => {
+                    let mut state_failed = false;
+                    for index in failed {
+                        if index == 0 {
+                            state_failed = true;
+                        } else if let Some((_, id)) = msg_index.iter().find(|(i, _)| *i == index) {
+                            dups.insert(id.clone());
+                        }
+                    }
+                    if !state_failed {
+                        // the state is still as read: evaluate again without the duplicates
+                        loaded = Some(lead);
+                    }
+                }
+                Err(CommitError::Transient(e)) => last_error = e,
+                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+            }
+        }
+        Err(StoreError(last_error))
+    }
+
+    /// Merges lead `other` into `lead` and applies `accepted` (SPEC §5). `Ok(None)`: `other`
+    /// was merged into another lead already, so no merge happens. Item 1 of the transaction
+    /// is the call's idempotency record.
+    async fn merge_one(
+        &self,
+        accepted: &Accepted,
+        other: &str,
+        lead: &Loaded,
+        arrival: u64,
+    ) -> Result<Option<Processed>, CommitError> {
+        let program = Arc::clone(&self.program);
+        let absorbed = self.get_state(other).await?;
+        if absorbed.as_ref().is_some_and(|a| a.merged_into.is_some()) {
+            return Ok(None);
+        }
+        let previous = lead.item.as_ref().and_then(|i| i.state.as_ref());
+        let mut merged = lead.merged().to_vec();
+        merged.push(other.to_owned());
+        let mut first_arrival = lead.item.as_ref().map_or(0, |i| i.first_arrival);
+        let (mut state, mut transitions) = match &absorbed {
+            Some(absorbed) if absorbed.state.is_some() => {
+                merged.extend(absorbed.merged.iter().cloned());
+                let absorbed_first = absorbed.first_arrival;
+                first_arrival = match (first_arrival, absorbed_first) {
+                    (0, x) | (x, 0) => x,
+                    (a, b) => a.min(b),
+                };
+                // the combined history: the known lead's partitions and the absorbed one's
+                let mut calls: Vec<(u64, Call)> = Vec::new();
+                let mut partitions = vec![other.to_owned()];
+                partitions.extend(absorbed.merged.iter().cloned());
+                if lead.item.is_some() {
+                    partitions.push(lead.known.clone());
+                    partitions.extend(lead.merged().iter().cloned());
+                }
+                for partition in &partitions {
+                    calls.extend(self.history(partition).await?);
+                }
+                merged_state(&program, &mut calls, previous)
+            }
+            _ => (
+                previous
+                    .cloned()
+                    .unwrap_or_else(|| LeadState::new(&program)),
+                Vec::new(),
+            ),
+        };
+        if first_arrival == 0 {
+            first_arrival = arrival;
+        }
+        let mut trace = Vec::new();
+        eval::apply_traced(
+            &program,
+            &mut state,
+            &accepted.call.event,
+            &mut transitions,
+            &mut trace,
+        );
+        let hits = LatestHits {
+            at: accepted.call.event.time,
+            trace,
+        };
+        let version = lead.version().map_or(1, |v| v + 1);
+        let notes = self.note_items(&lead.known, &state, &transitions)?;
+        let score = state.score();
+        let stage = state.stage(&program).map(str::to_owned);
+        let new_item = self.state_item(
+            &lead.known,
+            version,
+            state,
+            merged,
+            first_arrival,
+            Some(&hits),
+        );
+        let [msg, kept] = self.call_items(&lead.known, accepted, arrival)?;
+        // the pointer that replaces the absorbed lead's state
+        let pointer = StateItem {
+            pk: lead_pk(other),
+            sk: "STATE".into(),
+            version: absorbed.as_ref().map_or(1, |a| a.version + 1),
+            merged_into: Some(lead.known.clone()),
+            state: None,
+            merged: Vec::new(),
+            first_arrival: 0,
+            latest_hits: None,
+            score: None,
+            stage: None,
+            rules: program.name.clone(),
+            rules_hash: program.hash.clone(),
+            due_shard: None,
+            due_at: None,
+        };
+        let mut items = vec![self.state_put(&new_item, lead.version())?, msg, kept];
+        items.push(self.state_put(&pointer, absorbed.as_ref().map(|a| a.version))?);
+        items.extend(notes);
+        self.transact(items).await?;
+        Ok(Some(Processed {
+            lead: lead.known.clone(),
+            duplicate: false,
+            score,
+            stage,
+            transitions,
+        }))
+    }
+
+    /// Ticks every due lead at time `now` (SPEC §6 `decay`): the leads come from the sparse
+    /// `due` index (no scan); each is re-read, ticked and committed with its version guard.
+    pub async fn tick_due(&self, now: Micros) -> Result<TickReport, StoreError> {
+        let mut report = TickReport::default();
+        let now_secs = now.div_euclid(SECOND);
+        for shard in 0..DUE_SHARDS {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("due_shard = :shard AND due_at <= :now")
+                .expression_attribute_values(":shard", s(format!("DUE#{shard}")))
+                .expression_attribute_values(":now", n(now_secs));
+            let items = self
+                .query_all(query)
+                .await
+                .map_err(|e| unavailable("query due leads", DisplayErr(&e)))?;
+            for item in &items {
+                let Some(AttributeValue::S(pk)) = item.get("pk") else {
+                    continue;
+                };
+                let Some(id) = pk.strip_prefix("LEAD#") else {
+                    continue;
+                };
+                report.visited += 1;
+                if let Some(notes) = self.tick_lead(id, now).await? {
+                    report.committed += 1;
+                    report.notifications += notes;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ticks one lead at `now`; returns the notifications written, or `None` when there was
+    /// nothing to tick.
+    pub async fn tick_lead(&self, id: &str, now: Micros) -> Result<Option<u64>, StoreError> {
+        let program = Arc::clone(&self.program);
+        let mut last_error = String::from("too many conflicting writes");
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let item = match self.get_state(id).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(None),
+                Err(CommitError::Transient(e)) => {
+                    last_error = e;
+                    continue;
+                }
+                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Cancelled(_)) => continue,
+            };
+            let Some(mut state) = item.state.clone() else {
+                return Ok(None);
+            };
+            let mut transitions = Vec::new();
+            eval::tick(&program, &mut state, now, &mut transitions);
+            let notes = self.note_items(id, &state, &transitions).map_err(fatal)?;
+            let count = notes.len() as u64;
+            let hits = item
+                .latest_hits
+                .as_deref()
+                .and_then(|h| serde_json::from_str::<StoredHits>(h).ok())
+                .map(|h| LatestHits {
+                    at: h.at,
+                    trace: h.trace,
+                });
+            let new_item = self.state_item(
+                id,
+                item.version + 1,
+                state,
+                item.merged.clone(),
+                item.first_arrival,
+                hits.as_ref(),
+            );
+            let mut items = vec![self
+                .state_put(&new_item, Some(item.version))
+                .map_err(fatal)?];
+            items.extend(notes);
+            match self.transact(items).await {
+                Ok(()) => return Ok(Some(count)),
+                Err(CommitError::Cancelled(_)) => {}
+                Err(CommitError::Transient(e)) => last_error = e,
+                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+            }
+        }
+        Err(StoreError(last_error))
+    }
+
+    /// Every item key of a partition (with the `message_id` of kept calls).
+    async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression("pk, sk, message_id")
+            .consistent_read(true);
+        self.query_all(query)
+            .await
+            .map_err(|e| unavailable("read lead", DisplayErr(&e)))
+    }
+
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .ok()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect();
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError("could not delete every item".into()));
+                }
+                attempt += 1;
+                self.count();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests.clone())
+                    .send()
+                    .await;
+                match out {
+                    Ok(out) => {
+                        requests = out
+                            .unprocessed_items
+                            .and_then(|mut u| u.remove(&self.table))
+                            .unwrap_or_default();
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(unavailable("delete", DisplayErr(&e))),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fatal(err: CommitError) -> StoreError {
+    match err {
+        CommitError::Fatal(e) | CommitError::Transient(e) => StoreError(e),
+        CommitError::Cancelled(_) => StoreError("transaction cancelled".into()),
+    }
+}
+
+impl LeadStore for DynamoStore {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+
+    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+        let base = u64::try_from(now_micros())
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        let mut out = Vec::with_capacity(calls.len());
+        let mut i = 0;
+        while i < calls.len() {
+            let id = calls[i].call.lead_id();
+            let end = calls[i..]
+                .iter()
+                .position(|a| a.call.lead_id() != id)
+                .map_or(calls.len(), |p| i + p);
+            let consumed = self
+                .apply_run(&calls[i..end], base + i as u64, &mut out)
+                .await?;
+            i += consumed.max(1);
+        }
+        Ok(out)
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        let loaded = self.load_retrying(id).await?;
+        Ok(loaded
+            .item
+            .and_then(|item| item.state)
+            .map(|state| (loaded.known, state)))
+    }
+
+    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+        let loaded = self.load_retrying(id).await?;
+        Ok(loaded
+            .item
+            .and_then(|item| item.latest_hits)
+            .and_then(|h| serde_json::from_str::<StoredHits>(&h).ok())
+            .map(|h| LatestHits {
+                at: h.at,
+                trace: h.trace,
+            }))
+    }
+
+    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        let loaded = self.load_retrying(id).await?;
+        let Some(item) = loaded.item.filter(|i| i.state.is_some()) else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        let mut partitions = vec![loaded.known.clone()];
+        partitions.extend(item.merged.iter().cloned());
+        for partition in &partitions {
+            for mut key in self.partition_keys(&lead_pk(partition)).await? {
+                if let Some(AttributeValue::S(message)) = key.remove("message_id") {
+                    let mut msg = Item::new();
+                    msg.insert("pk".into(), s(format!("MSG#{message}")));
+                    msg.insert("sk".into(), s("MSG"));
+                    keys.push(msg);
+                }
+                keys.push(key);
+            }
+        }
+        // the state item last, so an interrupted erase can be run again
+        let (state_keys, rest): (Vec<Item>, Vec<Item>) = keys.into_iter().partition(|k| {
+            matches!(k.get("sk"), Some(AttributeValue::S(sk)) if sk == "STATE")
+                && matches!(k.get("pk"), Some(AttributeValue::S(pk)) if *pk == lead_pk(&loaded.known))
+        });
+        self.delete_keys(rest).await?;
+        self.delete_keys(state_keys).await?;
+        Ok(Some(loaded.known))
+    }
+}

@@ -1,0 +1,47 @@
+//! The `notify` Lambda function: the table's stream → EventBridge and signed webhooks.
+//! All the logic is in the library ([`leadscore_notify`]).
+
+use aws_config::BehaviorVersion;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use leadscore_notify::{handle, Config, Notifier};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .with_target(false)
+        .with_ansi(false)
+        .without_time()
+        .init();
+
+    // A bad configuration stops the start, with a clear error, before any record is taken.
+    let config = Config::from_env().map_err(cannot_start)?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let notifier = Notifier::from_sdk_config(&sdk, config).map_err(cannot_start)?;
+    tracing::info!(
+        table = notifier.table(),
+        targets = notifier.targets().named().len(),
+        event_bus = notifier.targets().default_bus(),
+        "notify ready"
+    );
+
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
+            let notifier = &notifier;
+            async move { Ok::<_, Error>(handle(event.payload, notifier).await) }
+        },
+    ))
+    .await
+}
+
+/// Logs why the function cannot start and turns it into the error `main` ends with (its
+/// message, not its debug form).
+fn cannot_start(err: impl std::fmt::Display) -> Error {
+    tracing::error!(error = %err, "cannot start");
+    Error::from(err.to_string())
+}

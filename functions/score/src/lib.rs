@@ -1,0 +1,125 @@
+//! The `score` function: the webhook API of SPEC §6 behind a Lambda Function URL or an API
+//! Gateway HTTP API (payload 2.0). Thin: it turns the Lambda request into an
+//! [`ApiRequest`], lets [`Api`] answer over the DynamoDB store, and turns the answer back.
+
+use lambda_http::{Body, Request, Response};
+use leadscore_core::api::{Api, ApiConfig, ApiRequest, ApiResponse, ConfigError, StoreError};
+use leadscore_core::dynamo::{now_micros, DynamoStore};
+use leadscore_core::rules::LoadError;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Why the function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The rules do not load or compile.
+    #[error(transparent)]
+    Rules(#[from] LoadError),
+    /// The webhook configuration is not safe to serve.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store cannot be configured.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The function's state, built once per cold start.
+pub struct Score {
+    api: Mutex<Api<DynamoStore>>,
+}
+
+impl Score {
+    /// The function over a configured API and store.
+    pub fn new(config: ApiConfig, store: DynamoStore) -> Self {
+        Score {
+            api: Mutex::new(Api::new(config, store)),
+        }
+    }
+
+    /// Starts from the environment (SPEC §6): the rules (`LEADSCORE_RULES` or the built-in
+    /// ones, checked and compiled here, once), the webhook secret and API token (refusing to
+    /// start without a secret unless `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
+    pub async fn from_env() -> Result<Self, StartError> {
+        let program = Arc::new(leadscore_core::rules::load_from_env()?);
+        let config = ApiConfig::from_env()?;
+        if !config.signatures_required() {
+            tracing::warn!(
+                "accepting unsigned events (LEADSCORE_ALLOW_UNSIGNED=1): local use only"
+            );
+        }
+        let store = DynamoStore::from_env(program).await?;
+        tracing::info!(table = store.table(), rules = %store_rules(&store), "score ready");
+        Ok(Score::new(config, store))
+    }
+
+    /// Answers one Lambda HTTP request.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let request = api_request(req);
+        let started = std::time::Instant::now();
+        let response = self.api.lock().await.handle(&request, now_micros()).await;
+        tracing::info!(
+            method = %request.method,
+            path = %request.path,
+            status = response.status,
+            bytes = request.body.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        lambda_response(response)
+    }
+
+    /// The DynamoDB requests the store has sent so far.
+    pub async fn requests(&self) -> u64 {
+        self.api.lock().await.store().requests()
+    }
+}
+
+fn store_rules(store: &DynamoStore) -> String {
+    use leadscore_core::api::LeadStore;
+    let program = store.program();
+    format!("{} {}", program.name, program.hash)
+}
+
+/// The request as the API sees it: method, path (the Function URL's or HTTP API's raw path),
+/// lowercase header names, and the body (Lambda has already decoded base64 bodies).
+pub fn api_request(req: Request) -> ApiRequest {
+    let (parts, body) = req.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            value
+                .to_str()
+                .ok()
+                .map(|v| (name.as_str().to_ascii_lowercase(), v.to_owned()))
+        })
+        .collect();
+    let body = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        headers,
+        body,
+    }
+}
+
+/// The Lambda response of an API response.
+pub fn lambda_response(resp: ApiResponse) -> Response<Body> {
+    let mut builder = Response::builder().status(resp.status);
+    for (name, value) in &resp.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let body = Body::Text(String::from_utf8_lossy(&resp.body).into_owned());
+    builder.body(body).unwrap_or_else(|_| {
+        let mut fallback = Response::new(Body::Text(
+            r#"{"error":{"code":"internal","message":"invalid response","path":null}}"#.into(),
+        ));
+        *fallback.status_mut() = lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR;
+        fallback
+    })
+}
