@@ -1,0 +1,747 @@
+//! notify end to end: notifications written to DynamoDB Local, read back from its real stream,
+//! turned into the exact event Lambda delivers, handled by `leadscore_notify`, and delivered to
+//! real receivers: an HTTP server on loopback (Standard Webhooks) and moto's EventBridge.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use leadscore_notify::{Config, Notifier, Targets};
+use leadscore_tests::{unique_name, DynamoLocal, Moto, Storage};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_SECRET: &str = "whsec_c2VjcmV0LW9mLXRoZS1zYWxlcy1yZWNlaXZlcg==";
+
+// ---------------------------------------------------------------------------------------
+// An HTTP receiver on loopback
+// ---------------------------------------------------------------------------------------
+
+/// One request a receiver got, and the status it answered.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HashMap<String, String>,
+    body: String,
+    status: u16,
+}
+
+/// A real HTTP server on `127.0.0.1` that records every request and answers with a status
+/// the test sets (200 unless told otherwise).
+struct Receiver {
+    server: Arc<tiny_http::Server>,
+    port: u16,
+    status: Arc<AtomicU16>,
+    log: Arc<Mutex<Vec<Received>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start() -> TestResult<Self> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| e.to_string())?);
+        let port = server
+            .server_addr()
+            .to_ip()
+            .ok_or("the receiver is not on an IP address")?
+            .port();
+        let status = Arc::new(AtomicU16::new(200));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (server, status, log) =
+                (Arc::clone(&server), Arc::clone(&status), Arc::clone(&log));
+            std::thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = String::new();
+                    let _ = request.as_reader().read_to_string(&mut body);
+                    let headers = request
+                        .headers()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.field.as_str().as_str().to_ascii_lowercase(),
+                                h.value.as_str().to_owned(),
+                            )
+                        })
+                        .collect();
+                    let code = status.load(Ordering::SeqCst);
+                    if let Ok(mut log) = log.lock() {
+                        log.push(Received {
+                            path: request.url().to_owned(),
+                            headers,
+                            body,
+                            status: code,
+                        });
+                    }
+                    let _ = request
+                        .respond(tiny_http::Response::from_string("{}").with_status_code(code));
+                }
+            })
+        };
+        Ok(Receiver {
+            server,
+            port,
+            status,
+            log,
+            thread: Some(thread),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+
+    /// The `webhook-id`s of the requests answered with a `2xx`, in arrival order.
+    fn delivered_ids(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .map(|r| r.headers.get("webhook-id").cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Checks a request as a Standard Webhooks receiver would: headers present, timestamp
+/// recent, `v1` signature over `id.timestamp.body` with the secret's key.
+fn verify_standard_webhook(request: &Received, secret: &str) -> TestResult<String> {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("missing `{name}` header in {request:?}"))
+    };
+    let id = header("webhook-id")?;
+    let timestamp = header("webhook-timestamp")?;
+    let signature = header("webhook-signature")?;
+    assert_eq!(header("content-type")?, "application/json");
+    let sent: i64 = timestamp.parse()?;
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
+    assert!(
+        (now - sent).abs() <= 300,
+        "stale webhook-timestamp {sent} (now {now})"
+    );
+    let key = BASE64.decode(secret.strip_prefix("whsec_").ok_or("not a whsec_ secret")?)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key)?;
+    mac.update(format!("{id}.{timestamp}.{}", request.body).as_bytes());
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    assert!(
+        signature.split(' ').any(|s| s == expected),
+        "bad signature {signature} (expected {expected})"
+    );
+    Ok(id)
+}
+
+// ---------------------------------------------------------------------------------------
+// The table, its notifications and its real stream
+// ---------------------------------------------------------------------------------------
+
+/// A notification as the score and decay functions write it.
+struct Note {
+    lead: &'static str,
+    id: String,
+    target: &'static str,
+    kind: &'static str,
+    at: &'static str,
+}
+
+impl Note {
+    fn new(lead: &'static str, n: u32, target: &'static str, kind: &'static str) -> Self {
+        Note {
+            lead,
+            id: format!("ntf_{n:016x}"),
+            target,
+            kind,
+            at: "2024-05-01T10:00:00Z",
+        }
+    }
+
+    fn pk(&self) -> String {
+        format!("LEAD#{}", self.lead)
+    }
+
+    fn sk(&self) -> String {
+        format!("NOTE#{}#{}", self.at, self.id)
+    }
+
+    fn message(&self) -> String {
+        let (key, name) = match self.kind {
+            "converted" => ("conversion", "Purchase"),
+            _ => ("stage", "sql"),
+        };
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            key: name,
+            "at": self.at,
+            "lead": {"id": self.lead, "score": 120, "fit": 20, "engagement": 100, "stage": "sql",
+                     "profile": {"email": format!("{}@example.com", self.lead), "plan": "trial"}}
+        })
+        .to_string()
+    }
+
+    async fn put(&self, client: &aws_sdk_dynamodb::Client, table: &str) -> TestResult {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        client
+            .put_item()
+            .table_name(table)
+            .item("pk", s(&self.pk()))
+            .item("sk", s(&self.sk()))
+            .item("id", s(&self.id))
+            .item("target", s(self.target))
+            .item("kind", s(self.kind))
+            .item("lead", s(self.lead))
+            .item("at", s(self.at))
+            .item("message", s(&self.message()))
+            .item("expires_at", AttributeValue::N("1900000000".into()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The item's `delivered` mark: `None` when the item is gone, else whether it is set.
+    async fn delivered(
+        &self,
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+    ) -> TestResult<Option<bool>> {
+        let item = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(self.pk()))
+            .key("sk", AttributeValue::S(self.sk()))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item;
+        Ok(item.map(|item| matches!(item.get("delivered"), Some(AttributeValue::Bool(true)))))
+    }
+}
+
+/// Puts an item that is not a notification (a lead state).
+async fn put_state(client: &aws_sdk_dynamodb::Client, table: &str, lead: &str) -> TestResult {
+    client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(format!("LEAD#{lead}")))
+        .item("sk", AttributeValue::S("STATE".into()))
+        .item("version", AttributeValue::N("1".into()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// DynamoDB Local with a table created as `leadscore dynamodb create-table` does.
+async fn table() -> TestResult<(DynamoLocal, aws_sdk_dynamodb::Client, String)> {
+    let dynamo = DynamoLocal::start(Storage::InMemory)?;
+    let client = dynamo.client().await;
+    let table = unique_name("notify");
+    leadscore_core::dynamo::create_table(&client, &table).await?;
+    Ok((dynamo, client, table))
+}
+
+/// A DynamoDB-JSON attribute value, as Lambda writes it in a stream event.
+fn attribute_json(value: &StreamValue) -> Value {
+    match value {
+        StreamValue::S(s) => json!({ "S": s }),
+        StreamValue::N(n) => json!({ "N": n }),
+        StreamValue::B(b) => json!({ "B": BASE64.encode(b.as_ref()) }),
+        StreamValue::Bool(b) => json!({ "BOOL": b }),
+        StreamValue::Null(b) => json!({ "NULL": b }),
+        StreamValue::Ss(v) => json!({ "SS": v }),
+        StreamValue::Ns(v) => json!({ "NS": v }),
+        StreamValue::Bs(v) => {
+            json!({ "BS": v.iter().map(|b| BASE64.encode(b.as_ref())).collect::<Vec<_>>() })
+        }
+        StreamValue::L(v) => json!({ "L": v.iter().map(attribute_json).collect::<Vec<_>>() }),
+        StreamValue::M(m) => json!({ "M": item_json(m) }),
+        other => json!({ "S": format!("{other:?}") }),
+    }
+}
+
+fn item_json(item: &HashMap<String, StreamValue>) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), attribute_json(v)))
+            .collect(),
+    )
+}
+
+/// Every record of the table's stream so far, from `TRIM_HORIZON`, as the JSON records of
+/// the event Lambda delivers to a function mapped to the stream.
+async fn stream_records(
+    dynamo: &DynamoLocal,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> TestResult<Vec<Value>> {
+    let stream_arn = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await?
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .ok_or("the table has no stream")?;
+    let streams = aws_sdk_dynamodbstreams::Client::new(&dynamo.sdk_config());
+    let description = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await?
+        .stream_description
+        .ok_or("no stream description")?;
+    assert_eq!(
+        description.stream_view_type().map(|v| v.as_str()),
+        Some("NEW_IMAGE")
+    );
+    let mut records = Vec::new();
+    for shard in description.shards() {
+        let shard_id = shard.shard_id().ok_or("a shard without id")?;
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&stream_arn)
+            .shard_id(shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator;
+        // Bounded: DynamoDB Local hands a shard's records over in a few calls at most.
+        for _ in 0..20 {
+            let Some(current) = iterator.take() else {
+                break;
+            };
+            let output = streams.get_records().shard_iterator(current).send().await?;
+            if output.records().is_empty() {
+                break;
+            }
+            for record in output.records() {
+                let change = record.dynamodb().ok_or("a record without its change")?;
+                let created = change
+                    .approximate_creation_date_time()
+                    .map_or(0.0, |t| t.as_secs_f64());
+                records.push(json!({
+                    "eventID": record.event_id(),
+                    "eventName": record.event_name().map(|n| n.as_str()),
+                    "eventVersion": record.event_version().unwrap_or("1.1"),
+                    "eventSource": record.event_source().unwrap_or("aws:dynamodb"),
+                    "awsRegion": record.aws_region(),
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": created,
+                        "Keys": item_json(change.keys().ok_or("a record without keys")?),
+                        "NewImage": change.new_image().map(item_json),
+                        "SequenceNumber": change.sequence_number(),
+                        "SizeBytes": change.size_bytes(),
+                        "StreamViewType": change.stream_view_type().map(|v| v.as_str()),
+                    },
+                    "eventSourceARN": stream_arn,
+                }));
+            }
+            iterator = output.next_shard_iterator;
+        }
+    }
+    Ok(records)
+}
+
+/// The event Lambda would deliver for these records, through its JSON form.
+fn lambda_event(records: &[Value]) -> TestResult<Event> {
+    let event = json!({ "Records": records });
+    Ok(serde_json::from_value(event)?)
+}
+
+/// The JSON records of the notification inserts, in stream order.
+fn note_inserts(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["eventName"] == "INSERT"
+                && r["dynamodb"]["Keys"]["sk"]["S"]
+                    .as_str()
+                    .is_some_and(|sk| sk.starts_with("NOTE#"))
+        })
+        .cloned()
+        .collect()
+}
+
+fn sequence_of(records: &[Value], note: &Note) -> TestResult<String> {
+    records
+        .iter()
+        .find(|r| {
+            r["eventName"] == "INSERT" && r["dynamodb"]["NewImage"]["id"]["S"] == note.id.as_str()
+        })
+        .and_then(|r| r["dynamodb"]["SequenceNumber"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no INSERT of `{}` in the stream", note.id).into())
+}
+
+fn failures(response: &DynamoDbEventResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap_or_default())
+        .collect()
+}
+
+/// An EventBridge client that nothing answers: for tests without an EventBridge target.
+fn no_eventbridge() -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(&leadscore_tests::local_sdk_config("http://127.0.0.1:9"))
+}
+
+fn notifier(
+    client: &aws_sdk_dynamodb::Client,
+    events: aws_sdk_eventbridge::Client,
+    table: &str,
+    targets: &Value,
+    bus: Option<&str>,
+) -> TestResult<Notifier> {
+    let targets = Targets::parse(Some(&targets.to_string()), bus)?;
+    let config = Config {
+        table: table.to_owned(),
+        targets,
+    };
+    Ok(Notifier::new(client.clone(), events, config)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------
+
+/// Notifications read from the real stream reach a real webhook once each, signed, and are
+/// marked; the same batch again, and the stream's later records, deliver nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_delivery_from_the_real_stream_is_signed_marked_and_once() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let receiver = Receiver::start()?;
+    let notes = [
+        Note::new("u1", 1, "crm", "stage_reached"),
+        Note::new("u1", 2, "crm", "converted"),
+        Note::new("u2", 3, "crm", "stage_reached"),
+    ];
+    put_state(&client, &table, "u1").await?;
+    for note in &notes {
+        note.put(&client, &table).await?;
+    }
+    // An erased lead's notification: inserted, then deleted before notify sees it.
+    let erased = Note::new("u3", 4, "crm", "converted");
+    erased.put(&client, &table).await?;
+    client
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(erased.pk()))
+        .key("sk", AttributeValue::S(erased.sk()))
+        .send()
+        .await?;
+
+    let records = stream_records(&dynamo, &client, &table).await?;
+    // The state item, four notification inserts and one removal.
+    assert_eq!(records.len(), 6, "{records:#?}");
+    // The mapping's filter passes only the notification inserts; the handler must also cope
+    // with whatever else a batch holds, so it gets them all here.
+    let batch = lambda_event(&records)?;
+    assert_eq!(note_inserts(&records).len(), 4);
+
+    let targets = json!({"crm": {"type": "webhook", "url": receiver.url("/hooks/leadscore"), "secret": SECRET}});
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?;
+    let response = leadscore_notify::handle(batch.clone(), &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    for note in &notes {
+        let request = requests
+            .iter()
+            .find(|r| r.headers.get("webhook-id") == Some(&note.id))
+            .ok_or_else(|| format!("`{}` was not delivered", note.id))?;
+        assert_eq!(verify_standard_webhook(request, SECRET)?, note.id);
+        assert_eq!(request.path, "/hooks/leadscore");
+        assert_eq!(
+            request.body,
+            note.message(),
+            "the message is delivered as written"
+        );
+        let body: Value = serde_json::from_str(&request.body)?;
+        assert_eq!(body["id"], note.id.as_str());
+        assert_eq!(body["lead"]["id"], note.lead);
+        assert_eq!(
+            note.delivered(&client, &table).await?,
+            Some(true),
+            "{}",
+            note.id
+        );
+    }
+    // not resurrected by a delivered mark
+    assert_eq!(erased.delivered(&client, &table).await?, None);
+
+    // Lambda retries the same batch: nothing is sent again.
+    let response = leadscore_notify::handle(batch, &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(receiver.requests().len(), 3);
+
+    // The marks are MODIFY records on the stream: read it all again and hand it over.
+    let records = stream_records(&dynamo, &client, &table).await?;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["eventName"] == "MODIFY")
+            .count(),
+        3
+    );
+    let response = leadscore_notify::handle(lambda_event(&records)?, &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(receiver.delivered_ids().len(), 3);
+    Ok(())
+}
+
+/// One target failing (500) does not stop the other; the failed records are reported by
+/// sequence number, and once the receiver recovers only they are delivered: no loss, no
+/// duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_is_reported_and_retried_without_duplicates() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let crm = Receiver::start()?;
+    let sales = Receiver::start()?;
+    crm.answer(500);
+    // Interleaved, so that the failures sit between deliveries in the shard.
+    let notes = [
+        Note::new("u1", 11, "crm", "stage_reached"),
+        Note::new("u1", 12, "sales", "stage_reached"),
+        Note::new("u2", 13, "crm", "converted"),
+        Note::new("u2", 14, "sales", "converted"),
+        Note::new("u3", 15, "sales", "stage_reached"),
+    ];
+    for note in &notes {
+        note.put(&client, &table).await?;
+    }
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    assert_eq!(records.len(), 5);
+    let batch = lambda_event(&records)?;
+    let targets = json!({
+        "crm": {"type": "webhook", "url": crm.url("/crm"), "secret": SECRET},
+        "sales": {"type": "webhook", "url": sales.url("/sales"), "secret": OTHER_SECRET},
+    });
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?;
+
+    let response = leadscore_notify::handle(batch.clone(), &notifier).await;
+    let failed = failures(&response);
+    assert_eq!(
+        failed,
+        vec![
+            sequence_of(&records, &notes[0])?,
+            sequence_of(&records, &notes[2])?
+        ],
+        "every failed record, in stream order"
+    );
+    let mut tried: Vec<String> = crm
+        .requests()
+        .iter()
+        .map(|r| r.headers.get("webhook-id").cloned().unwrap_or_default())
+        .collect();
+    tried.sort();
+    assert_eq!(
+        tried,
+        [notes[0].id.clone(), notes[2].id.clone()],
+        "each tried once"
+    );
+    assert!(crm.delivered_ids().is_empty());
+    let mut delivered = sales.delivered_ids();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        [
+            notes[1].id.clone(),
+            notes[3].id.clone(),
+            notes[4].id.clone()
+        ]
+    );
+    for request in sales.requests() {
+        verify_standard_webhook(&request, OTHER_SECRET)?;
+    }
+    for (note, marked) in notes.iter().zip([false, true, false, true, true]) {
+        assert_eq!(
+            note.delivered(&client, &table).await?,
+            Some(marked),
+            "{}",
+            note.id
+        );
+    }
+
+    // Still failing: the retry reports the same records and sends nothing to sales.
+    let response = leadscore_notify::handle(batch.clone(), &notifier).await;
+    assert_eq!(failures(&response), failed);
+    assert_eq!(sales.requests().len(), 3);
+
+    // The receiver recovers; the retry delivers exactly what had failed.
+    crm.answer(200);
+    let response = leadscore_notify::handle(batch.clone(), &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let mut delivered = crm.delivered_ids();
+    delivered.sort();
+    assert_eq!(delivered, [notes[0].id.clone(), notes[2].id.clone()]);
+    for request in crm.requests() {
+        verify_standard_webhook(&request, SECRET)?;
+    }
+    assert_eq!(
+        sales.requests().len(),
+        3,
+        "no duplicates to the target that worked"
+    );
+    for note in &notes {
+        assert_eq!(
+            note.delivered(&client, &table).await?,
+            Some(true),
+            "{}",
+            note.id
+        );
+    }
+
+    // And once more: nothing at all.
+    let response = leadscore_notify::handle(batch, &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(crm.requests().len(), 2 + 2 + 2);
+    assert_eq!(sales.requests().len(), 3);
+    Ok(())
+}
+
+/// A target that is configured nowhere fails (to end in the dead-letter queue), never is
+/// dropped, and does not stop the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfigured_target_fails_without_stopping_the_others() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let receiver = Receiver::start()?;
+    let notes = [
+        Note::new("u1", 21, "nowhere", "stage_reached"),
+        Note::new("u1", 22, "crm", "stage_reached"),
+    ];
+    for note in &notes {
+        note.put(&client, &table).await?;
+    }
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    let targets = json!({"crm": {"type": "webhook", "url": receiver.url("/"), "secret": SECRET}});
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?;
+    let response = leadscore_notify::handle(lambda_event(&records)?, &notifier).await;
+    assert_eq!(failures(&response), vec![sequence_of(&records, &notes[0])?]);
+    assert_eq!(receiver.delivered_ids(), [notes[1].id.clone()]);
+    assert_eq!(notes[0].delivered(&client, &table).await?, Some(false));
+    assert_eq!(notes[1].delivered(&client, &table).await?, Some(true));
+    Ok(())
+}
+
+/// The number of events an archive of moto's EventBridge holds.
+async fn archived(events: &aws_sdk_eventbridge::Client, archive: &str) -> TestResult<i64> {
+    Ok(events
+        .describe_archive()
+        .archive_name(archive)
+        .send()
+        .await?
+        .event_count())
+}
+
+/// EventBridge targets against moto: events land on the bus with the right source and
+/// detail-type (counted by archives that match on them), the fallback bus takes unlisted
+/// targets, and a bus that does not exist is a reported failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_delivery_against_moto() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let moto = Moto::start()?;
+    let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config());
+    let bus = unique_name("leadscore");
+    let bus_arn = events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await?
+        .event_bus_arn
+        .ok_or("no bus ARN")?;
+    let notes = [
+        // listed, by ARN
+        Note::new("u1", 31, "sales", "stage_reached"),
+        // not listed: the fallback bus (LEADSCORE_EVENT_BUS)
+        Note::new("u2", 32, "revenue", "converted"),
+        // a bus that does not exist
+        Note::new("u3", 33, "ghost", "converted"),
+    ];
+    let archive = |suffix: &str| format!("{}-{suffix}", unique_name("a"));
+    let (stages, conversions, by_id) = (archive("stages"), archive("conversions"), archive("byid"));
+    for (name, pattern) in [
+        (
+            &stages,
+            json!({"source": ["leadscore"], "detail-type": ["Lead Stage Reached"]}),
+        ),
+        (
+            &conversions,
+            json!({"source": ["leadscore"], "detail-type": ["Lead Converted"]}),
+        ),
+        (
+            &by_id,
+            json!({"detail": {"id": [notes[0].id], "lead": {"id": ["u1"]}}}),
+        ),
+    ] {
+        events
+            .create_archive()
+            .archive_name(name)
+            .event_source_arn(&bus_arn)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await?;
+    }
+
+    for note in &notes {
+        note.put(&client, &table).await?;
+    }
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    let batch = lambda_event(&records)?;
+    let targets = json!({
+        "sales": {"type": "eventbridge", "bus": bus_arn},
+        "ghost": {"type": "eventbridge", "bus": "no-such-bus"},
+    });
+    let notifier = notifier(&client, events.clone(), &table, &targets, Some(&bus))?;
+
+    let response = leadscore_notify::handle(batch.clone(), &notifier).await;
+    assert_eq!(failures(&response), vec![sequence_of(&records, &notes[2])?]);
+    assert_eq!(archived(&events, &stages).await?, 1, "{}", moto.output());
+    assert_eq!(archived(&events, &conversions).await?, 1);
+    assert_eq!(
+        archived(&events, &by_id).await?,
+        1,
+        "the detail is the message"
+    );
+    assert_eq!(notes[0].delivered(&client, &table).await?, Some(true));
+    assert_eq!(notes[1].delivered(&client, &table).await?, Some(true));
+    assert_eq!(notes[2].delivered(&client, &table).await?, Some(false));
+
+    // The retry publishes nothing twice.
+    let response = leadscore_notify::handle(batch, &notifier).await;
+    assert_eq!(failures(&response), vec![sequence_of(&records, &notes[2])?]);
+    assert_eq!(archived(&events, &stages).await?, 1);
+    assert_eq!(archived(&events, &conversions).await?, 1);
+    Ok(())
+}

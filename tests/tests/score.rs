@@ -1,0 +1,809 @@
+//! The score function end to end against Amazon's DynamoDB Local: real Segment payloads
+//! delivered in the exact request shape Lambda gives a Function URL (payload 2.0), with the
+//! state in the table compared to `leadscore replay` on the same events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use hmac::{Hmac, Mac};
+use lambda_http::Request;
+use leadscore_core::api::{ApiConfig, LeadStore};
+use leadscore_core::dynamo::{create_table, DynamoStore};
+use leadscore_core::engine::Engine;
+use leadscore_core::output::lead_object;
+use leadscore_core::segment::{normalize_body, TimePolicy};
+use leadscore_rules::Program;
+use leadscore_score::Score;
+use leadscore_tests::{unique_name, workspace_root, DynamoLocal, Storage};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const SECRET: &str = "segment-shared-secret";
+
+fn program(path: &Path) -> Arc<Program> {
+    let (program, _, _) = leadscore_core::rules::load(&[path.to_path_buf()]).expect("rules load");
+    Arc::new(program)
+}
+
+fn program_text(text: &str) -> Arc<Program> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.rules");
+    std::fs::write(&path, text).unwrap();
+    program(&path)
+}
+
+fn signed_config() -> ApiConfig {
+    ApiConfig {
+        webhook_secret: Some(SECRET.into()),
+        api_token: Some("token-1".into()),
+        ..ApiConfig::default()
+    }
+}
+
+async fn store(local: &DynamoLocal, program: Arc<Program>) -> DynamoStore {
+    let client = local.client().await;
+    let table = unique_name("leads");
+    create_table(&client, &table).await.expect("create table");
+    DynamoStore::new(client, table, program, 400)
+}
+
+fn segment_signature(body: &str) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A Lambda Function URL request (payload format 2.0), as Lambda delivers it.
+fn function_url(method: &str, path: &str, headers: Value, body: Option<&str>) -> Request {
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abcdefghijklmnop",
+            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghijklmnop",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "Segment.io/1.0"
+            },
+            "requestId": "c3a4b3b6-0000-4000-8000-000000000000",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "22/Nov/2026:17:00:00 +0000",
+            "timeEpoch": 1_795_366_800_000_u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a Function URL event")
+}
+
+fn signed_post(body: &str) -> Request {
+    function_url(
+        "POST",
+        "/events",
+        json!({"content-type": "application/json", "x-signature": segment_signature(body)}),
+        Some(body),
+    )
+}
+
+async fn send(score: &Score, req: Request) -> (u16, Value) {
+    let resp = score.handle(req).await;
+    let status = resp.status().as_u16();
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// `leadscore replay` of these lines: each lead's object of the replay contract.
+fn replay(program: &Program, lines: &[String]) -> BTreeMap<String, Value> {
+    let mut engine = Engine::new(program);
+    for line in lines {
+        let value: Value = serde_json::from_str(line).unwrap();
+        for call in normalize_body(&value, &TimePolicy::Required)
+            .unwrap()
+            .into_iter()
+            .flatten()
+        {
+            engine.process(Arc::new(call));
+        }
+    }
+    engine
+        .leads()
+        .map(|(id, r)| {
+            (
+                id.clone(),
+                serde_json::to_value(lead_object(program, id, &r.state)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The same leads as the table holds them.
+async fn table_leads(
+    store: &DynamoStore,
+    ids: impl Iterator<Item = &String>,
+) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if let Some((known, state)) = store.lead(id).await.unwrap() {
+            assert_eq!(&known, id, "a known lead reads as itself");
+            out.insert(
+                known.clone(),
+                serde_json::to_value(lead_object(store.program(), &known, &state)).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+/// Every item in the table (a test may scan; the functions never do).
+async fn scan(
+    store: &DynamoStore,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let out = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    out.items.unwrap_or_default()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_events_through_the_function_equal_replay() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    for (rules, events) in [
+        ("rules/b2b-saas", "rules/b2b-saas/events.jsonl"),
+        ("rules/freemium", "rules/freemium/events.jsonl"),
+        ("rules/online-course", "rules/online-course/events.jsonl"),
+    ] {
+        let program = program(&root.join(rules));
+        let store = store(&local, Arc::clone(&program)).await;
+        let score = Score::new(signed_config(), store.clone());
+        let lines = lines(&root.join(events));
+        for line in &lines {
+            let (status, body) = send(&score, signed_post(line)).await;
+            assert_eq!(status, 200, "{rules}: {line}: {body}");
+        }
+        let expected = replay(&program, &lines);
+        let got = table_leads(&store, expected.keys()).await;
+        assert_eq!(got, expected, "{rules}: the table differs from replay");
+        // merged anonymous ids are pointers, not leads of their own
+        let states = scan(&store)
+            .await
+            .into_iter()
+            .filter(|i| i.contains_key("state"))
+            .count();
+        assert_eq!(states, expected.len(), "{rules}: one state item per lead");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_cases_through_the_function_equal_replay() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let dir = workspace_root().join("../shared/conformance");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("rules.rules").exists())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no conformance cases under {}",
+        dir.display()
+    );
+    for case in cases {
+        let program = program(&case.join("rules.rules"));
+        let store = store(&local, Arc::clone(&program)).await;
+        let score = Score::new(signed_config(), store.clone());
+        let lines = lines(&case.join("events.jsonl"));
+        for line in &lines {
+            let (status, _) = send(&score, signed_post(line)).await;
+            assert!(
+                status == 200 || status == 400,
+                "{}: {status}",
+                case.display()
+            );
+        }
+        let expected = replay(&program, &lines);
+        let got = table_leads(&store, expected.keys()).await;
+        assert_eq!(got, expected, "{}", case.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_delivered_three_times_counts_once() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    let program = program(&root.join("rules/b2b-saas"));
+    let lines = lines(&root.join("rules/b2b-saas/events.jsonl"));
+    let once = store(&local, Arc::clone(&program)).await;
+    let thrice = store(&local, Arc::clone(&program)).await;
+    let score_once = Score::new(signed_config(), once.clone());
+    let score_thrice = Score::new(signed_config(), thrice.clone());
+    for line in &lines {
+        assert_eq!(send(&score_once, signed_post(line)).await.0, 200);
+        for attempt in 0..3 {
+            let (status, body) = send(&score_thrice, signed_post(line)).await;
+            assert_eq!(status, 200);
+            if attempt > 0 {
+                assert_eq!(body["applied"], 0, "a redelivery applies nothing: {body}");
+            }
+        }
+    }
+    let expected = replay(&program, &lines);
+    assert_eq!(
+        table_leads(&thrice, expected.keys()).await,
+        table_leads(&once, expected.keys()).await
+    );
+    assert_eq!(table_leads(&thrice, expected.keys()).await, expected);
+    let notes = |items: &Vec<
+        std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    >| {
+        items
+            .iter()
+            .filter(|i| matches!(i.get("sk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) if sk.starts_with("NOTE#")))
+            .count()
+    };
+    let (a, b) = (scan(&once).await, scan(&thrice).await);
+    assert!(
+        notes(&a) > 0,
+        "the example events reach stages with notify lines"
+    );
+    assert_eq!(
+        notes(&a),
+        notes(&b),
+        "one notification per transition per target"
+    );
+    assert_eq!(a.len(), b.len(), "the same items");
+}
+
+const COUNTER_RULES: &str = r#"ruleset "counter"
+score "Ping" +1 on "Ping"
+"#;
+
+fn ping(writer: usize, n: usize) -> String {
+    json!({
+        "type": "track",
+        "event": "Ping",
+        "userId": "u-hot",
+        "messageId": format!("w{writer}-{n}"),
+        "timestamp": format!("2026-03-01T10:{:02}:{:02}Z", n / 60, n % 60),
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_writers_for_one_lead_count_every_event_once() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let base = store(&local, Arc::clone(&program)).await;
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        // one store (and client) per writer: eight Lambda instances
+        let client = local.client().await;
+        let store = DynamoStore::new(client, base.table(), Arc::clone(&program), 400);
+        tasks.push(tokio::spawn(async move {
+            let score = Score::new(signed_config(), store);
+            for n in 0..125 {
+                let body = ping(writer, n);
+                // a sender retries until it gets a 200
+                let mut tries = 0;
+                loop {
+                    let (status, resp) = send(&score, signed_post(&body)).await;
+                    if status == 200 {
+                        assert_eq!(resp["applied"], 1, "{resp}");
+                        break;
+                    }
+                    assert_eq!(status, 503, "{resp}");
+                    tries += 1;
+                    assert!(tries < 50, "writer {writer} never got through");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, state) = base.lead("u-hot").await.unwrap().unwrap();
+    assert_eq!(state.events, 1000, "every event counted once");
+    assert!(
+        (state.score() - 1000.0).abs() < 1e-9,
+        "score {}",
+        state.score()
+    );
+    let msgs = scan(&base)
+        .await
+        .iter()
+        .filter(|i| matches!(i.get("sk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) if sk == "MSG"))
+        .count();
+    assert_eq!(msgs, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_event_and_per_batch() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    // warm: the lead exists
+    assert_eq!(send(&score, signed_post(&ping(0, 0))).await.0, 200);
+    let before = store.requests();
+    assert_eq!(send(&score, signed_post(&ping(0, 1))).await.0, 200);
+    assert_eq!(store.requests() - before, 2, "one event: read, transact");
+    // a new lead costs the same
+    let before = store.requests();
+    let fresh = json!({"type": "track", "event": "Ping", "userId": "u-new", "messageId": "new-1", "timestamp": "2026-03-01T10:00:00Z"});
+    assert_eq!(send(&score, signed_post(&fresh.to_string())).await.0, 200);
+    assert_eq!(store.requests() - before, 2, "a new lead: read, transact");
+    // a batch of k events for one lead: 2 in all
+    let batch: Vec<Value> = (10..40)
+        .map(|n| serde_json::from_str(&ping(0, n)).unwrap())
+        .collect();
+    let body = json!({"batch": batch}).to_string();
+    let before = store.requests();
+    let (status, resp) = send(&score, signed_post(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["applied"], 30);
+    assert_eq!(
+        store.requests() - before,
+        2,
+        "a batch for one lead: read, transact"
+    );
+    // a redelivered event: read, and the transaction that finds it applied
+    let before = store.requests();
+    let (_, resp) = send(&score, signed_post(&ping(0, 1))).await;
+    assert_eq!(resp["duplicates"], 1);
+    assert_eq!(store.requests() - before, 2);
+    // a batch over the 100-item transaction limit is split, and still all applied
+    let batch: Vec<Value> = (100..200)
+        .map(|n| serde_json::from_str(&ping(0, n)).unwrap())
+        .collect();
+    let (status, resp) = send(&score, signed_post(&json!({"batch": batch}).to_string())).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp["applied"], 100);
+    let (_, state) = store.lead("u-hot").await.unwrap().unwrap();
+    assert_eq!(state.events, 132);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_down_gives_503_and_retries_apply_exactly_once() {
+    let mut local = DynamoLocal::start(Storage::OnDisk).unwrap();
+    let root = workspace_root();
+    let program = program(&root.join("rules/b2b-saas"));
+    let lines = lines(&root.join("rules/b2b-saas/events.jsonl"));
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    let half = lines.len() / 2;
+    for line in &lines[..half] {
+        assert_eq!(send(&score, signed_post(line)).await.0, 200);
+    }
+    let items_before = scan(&store).await;
+    local.stop().unwrap();
+    let mut failed = Vec::new();
+    for line in &lines[half..half + 5] {
+        let (status, body) = send(&score, signed_post(line)).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "storage_unavailable");
+        failed.push(line.clone());
+    }
+    local.restart().unwrap();
+    assert_eq!(
+        scan(&store).await,
+        items_before,
+        "nothing was written while storage was down"
+    );
+    // the sender retries the failed requests, then goes on; some retries come twice
+    for line in failed
+        .iter()
+        .chain(&lines[half..])
+        .chain(&lines[half..half + 3])
+    {
+        assert_eq!(send(&score, signed_post(line)).await.0, 200);
+    }
+    let expected = replay(&program, &lines);
+    assert_eq!(table_leads(&store, expected.keys()).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_missing_forged_or_stale_are_401_and_write_nothing() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    let body = ping(0, 0);
+    let cases = vec![
+        ("missing", json!({"content-type": "application/json"})),
+        (
+            "forged",
+            json!({"content-type": "application/json", "x-signature": "00".repeat(20)}),
+        ),
+        (
+            "signed for another body",
+            json!({"content-type": "application/json", "x-signature": segment_signature("{}")}),
+        ),
+    ];
+    for (what, headers) in cases {
+        let (status, resp) = send(
+            &score,
+            function_url("POST", "/events", headers, Some(&body)),
+        )
+        .await;
+        assert_eq!(status, 401, "{what}: {resp}");
+    }
+    // Standard Webhooks: stale timestamp, and a valid one
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let standard = Score::new(
+        ApiConfig {
+            webhook_secret: Some(whsec.into()),
+            ..ApiConfig::default()
+        },
+        store.clone(),
+    );
+    let sign = |id: &str, ts: i64, body: &str| {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(&whsec[6..])
+            .unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{id}.{ts}.{body}").as_bytes());
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let stale = now - 3600;
+    let headers = json!({"content-type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": stale.to_string(), "webhook-signature": sign("msg_1", stale, &body)});
+    let (status, resp) = send(
+        &standard,
+        function_url("POST", "/events", headers, Some(&body)),
+    )
+    .await;
+    assert_eq!(status, 401, "stale: {resp}");
+    assert!(scan(&store).await.is_empty(), "nothing written");
+    let headers = json!({"content-type": "application/json", "webhook-id": "msg_2", "webhook-timestamp": now.to_string(), "webhook-signature": sign("msg_2", now, &body)});
+    let (status, resp) = send(
+        &standard,
+        function_url("POST", "/events", headers, Some(&body)),
+    )
+    .await;
+    assert_eq!(status, 200, "valid: {resp}");
+    assert!(!scan(&store).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_the_right_4xx_and_write_nothing() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let store = store(&local, Arc::clone(&program)).await;
+    let unsigned = ApiConfig {
+        allow_unsigned: true,
+        api_token: Some("token-1".into()),
+        ..ApiConfig::default()
+    };
+    let score = Score::new(unsigned, store.clone());
+    let good = r#""type":"track","event":"Ping","userId":"u1","messageId":"m1""#;
+    let bodies: Vec<(&str, String, u16, &str)> = vec![
+        ("not JSON", "not json".into(), 400, "invalid_json"),
+        ("truncated JSON", format!("{{{good}"), 400, "invalid_json"),
+        ("empty body", String::new(), 400, "invalid_json"),
+        ("a number", "42".into(), 400, "invalid_call"),
+        ("a string", "\"track\"".into(), 400, "invalid_call"),
+        ("an array", format!("[{{{good}}}]"), 400, "invalid_call"),
+        ("null", "null".into(), 400, "invalid_call"),
+        (
+            "no type and no event",
+            r#"{"userId":"u1","properties":{}}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "identify without traits",
+            r#"{"type":"identify","userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "unknown type",
+            r#"{"type":"purchase","userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "type not a string",
+            r#"{"type":7,"userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "no ids",
+            r#"{"type":"track","event":"Ping"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "empty userId",
+            r#"{"type":"track","event":"Ping","userId":""}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "userId an object",
+            r#"{"type":"track","event":"Ping","userId":{"a":1}}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "track without event",
+            r#"{"type":"track","userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "event not a string",
+            r#"{"type":"track","event":3,"userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "properties not an object",
+            r#"{"type":"track","event":"Ping","userId":"u1","properties":[1]}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "traits not an object",
+            r#"{"type":"identify","userId":"u1","traits":"vip"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "bad timestamp",
+            r#"{"type":"track","event":"Ping","userId":"u1","timestamp":"yesterday"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "timestamp a number",
+            r#"{"type":"track","event":"Ping","userId":"u1","timestamp":1700000000}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "impossible date",
+            r#"{"type":"track","event":"Ping","userId":"u1","timestamp":"2026-02-30T10:00:00Z"}"#
+                .into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "far future",
+            r#"{"type":"track","event":"Ping","userId":"u1","timestamp":"2999-01-01T00:00:00Z"}"#
+                .into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "messageId a number",
+            r#"{"type":"track","event":"Ping","userId":"u1","messageId":5}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "alias without previousId",
+            r#"{"type":"alias","userId":"u1"}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        ("empty batch", r#"{"batch":[]}"#.into(), 400, "invalid_call"),
+        (
+            "batch not an array",
+            r#"{"batch":{"type":"track"}}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "batch of garbage",
+            r#"{"batch":[1,"x",null]}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "batch of calls without ids",
+            r#"{"batch":[{"type":"track","event":"Ping"}]}"#.into(),
+            400,
+            "invalid_call",
+        ),
+        (
+            "group without groupId",
+            r#"{"type":"group","userId":"u1","traits":{}}"#.into(),
+            400,
+            "invalid_call",
+        ),
+    ];
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (what, body, want, code) in &bodies {
+        let req = function_url(
+            "POST",
+            "/events",
+            json!({"content-type": "application/json"}),
+            Some(body),
+        );
+        let (status, resp) = send(&score, req).await;
+        if status != *want
+            || resp["error"]["code"] != *code
+            || resp["error"]["message"].as_str().is_none_or(str::is_empty)
+        {
+            wrong.push(format!("{what}: {status} {resp}"));
+        }
+        checked += 1;
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // wrong content type, oversized, wrong method, unknown route, /leads without the token
+    let good_body = format!("{{{good}}}");
+    let other: Vec<(&str, Request, u16)> = vec![
+        ("text/plain", function_url("POST", "/events", json!({"content-type": "text/plain"}), Some(&good_body)), 415),
+        ("form", function_url("POST", "/events", json!({"content-type": "application/x-www-form-urlencoded"}), Some("a=b")), 415),
+        ("no content type", function_url("POST", "/events", json!({}), Some(&good_body)), 415),
+        ("oversized", function_url("POST", "/events", json!({"content-type": "application/json"}), Some(&format!("{{\"type\":\"track\",\"event\":\"Ping\",\"userId\":\"u1\",\"properties\":{{\"pad\":\"{}\"}}}}", "x".repeat(1_100_000)))), 413),
+        ("GET /events", function_url("GET", "/events", json!({}), None), 405),
+        ("PUT /leads", function_url("PUT", "/leads/u1", json!({"authorization": "Bearer token-1"}), None), 405),
+        ("unknown route", function_url("POST", "/event", json!({"content-type": "application/json"}), Some(&good_body)), 404),
+        ("leads without token", function_url("GET", "/leads/u1", json!({}), None), 401),
+        ("leads with a wrong token", function_url("DELETE", "/leads/u1", json!({"authorization": "Bearer nope"}), None), 401),
+    ];
+    for (what, req, want) in other {
+        let (status, resp) = send(&score, req).await;
+        assert_eq!(status, want, "{what}: {resp}");
+        assert!(resp["error"]["code"].is_string(), "{what}: {resp}");
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} malformed requests");
+    assert!(scan(&store).await.is_empty(), "no item written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_delete_a_lead_through_the_function() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    let program = program(&root.join("rules/b2b-saas"));
+    let lines = lines(&root.join("rules/b2b-saas/events.jsonl"));
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    for line in &lines {
+        send(&score, signed_post(line)).await;
+    }
+    let expected = replay(&program, &lines);
+    let auth = json!({"authorization": "Bearer token-1"});
+    for (id, lead) in &expected {
+        let (status, got) = send(
+            &score,
+            function_url("GET", &format!("/leads/{id}"), auth.clone(), None),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let mut got = got;
+        assert!(got["latest_hits"]["hits"].is_array(), "{got}");
+        got.as_object_mut().unwrap().remove("latest_hits");
+        assert_eq!(&got, lead);
+    }
+    // a merged anonymous id answers with the lead it joined
+    let merged: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v.get("userId").is_some())
+                .then(|| v.get("anonymousId")?.as_str().map(str::to_owned))?
+        })
+        .collect();
+    for anon in &merged {
+        let (status, got) = send(
+            &score,
+            function_url("GET", &format!("/leads/{anon}"), auth.clone(), None),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_ne!(got["id"], json!(anon));
+    }
+    let victim = expected.keys().next().unwrap().clone();
+    let (status, _) = send(
+        &score,
+        function_url("DELETE", &format!("/leads/{victim}"), auth.clone(), None),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &score,
+        function_url("GET", &format!("/leads/{victim}"), auth.clone(), None),
+    )
+    .await;
+    assert_eq!(status, 404);
+    for item in scan(&store).await {
+        let text = format!("{item:?}");
+        assert!(!text.contains(&format!("LEAD#{victim}\"")), "left: {text}");
+    }
+    // its calls can be sent again and count as new
+    for line in lines
+        .iter()
+        .filter(|l| l.contains(&format!("\"{victim}\"")))
+    {
+        let (_, resp) = send(&score, signed_post(line)).await;
+        assert_eq!(resp["duplicates"], 0, "{resp}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decay_ticks_due_leads_like_replay_as_of() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    let program = program(&root.join("rules/b2b-saas"));
+    let lines = lines(&root.join("rules/b2b-saas/events.jsonl"));
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    for line in &lines {
+        send(&score, signed_post(line)).await;
+    }
+    let at = leadscore_rules::time::parse_rfc3339("2026-04-01T00:00:00Z").unwrap();
+    let event = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "time": "2026-04-01T00:00:00Z", "detail": {}});
+    let report = leadscore_decay::handle(&store, &event).await.unwrap();
+    assert!(report["visited"].as_u64().unwrap() > 0, "{report}");
+    let mut engine = Engine::new(&program);
+    for line in &lines {
+        let value: Value = serde_json::from_str(line).unwrap();
+        for call in normalize_body(&value, &TimePolicy::Required)
+            .unwrap()
+            .into_iter()
+            .flatten()
+        {
+            engine.process(Arc::new(call));
+        }
+    }
+    engine.tick_all(at);
+    let expected: BTreeMap<String, Value> = engine
+        .leads()
+        .map(|(id, r)| {
+            (
+                id.clone(),
+                serde_json::to_value(lead_object(&program, id, &r.state)).unwrap(),
+            )
+        })
+        .collect();
+    let got = table_leads(&store, expected.keys()).await;
+    assert_eq!(
+        got, expected,
+        "the table after the tick differs from replay --as-of"
+    );
+    // a second tick at the same time visits nothing: the leads are due later
+    let again = leadscore_decay::handle(&store, &event).await.unwrap();
+    assert_eq!(again["visited"], 0, "{again}");
+}
