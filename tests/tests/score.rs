@@ -384,9 +384,12 @@ async fn requests_per_event_and_per_batch() {
     let batch: Vec<Value> = (100..200)
         .map(|n| serde_json::from_str(&ping(0, n)).unwrap())
         .collect();
+    // 49 calls per transaction: the state, and an idempotency record and the call each
+    let before = store.requests();
     let (status, resp) = send(&score, signed_post(&json!({"batch": batch}).to_string())).await;
     assert_eq!(status, 200);
     assert_eq!(resp["applied"], 100);
+    assert_eq!(store.requests() - before, 4, "one read, three transactions");
     let (_, state) = store.lead("u-hot").await.unwrap().unwrap();
     assert_eq!(state.events, 132);
 }
@@ -649,6 +652,15 @@ async fn malformed_requests_get_the_right_4xx_and_write_nothing() {
             400,
             "invalid_call",
         ),
+        (
+            "a call too large to keep (under the body limit)",
+            format!(
+                r#"{{"type":"track","event":"Ping","userId":"u1","properties":{{"pad":"{}"}}}}"#,
+                "x".repeat(500_000)
+            ),
+            400,
+            "invalid_call",
+        ),
     ];
     let mut checked = 0;
     let mut wrong = Vec::new();
@@ -806,4 +818,69 @@ async fn decay_ticks_due_leads_like_replay_as_of() {
     // a second tick at the same time visits nothing: the leads are due later
     let again = leadscore_decay::handle(&store, &event).await.unwrap();
     assert_eq!(again["visited"], 0, "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_gateway_http_api_requests_work_like_function_url_ones() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    let body = ping(0, 0);
+    // an HTTP API (payload 2.0) route `POST /events` on the default stage
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "POST /events",
+        "rawPath": "/events",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json; charset=utf-8", "x-signature": segment_signature(&body)},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api1234567", "domainName": "api1234567.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "api1234567",
+            "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "Segment.io/1.0"},
+            "requestId": "JKJaXmPLvHcESHA=", "routeKey": "POST /events", "stage": "$default",
+            "time": "22/Nov/2026:17:00:00 +0000", "timeEpoch": 1_795_366_800_000_u64
+        },
+        "body": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &body),
+        "isBase64Encoded": true
+    });
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let (status, resp) = send(&score, req).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["applied"], 1);
+    assert_eq!(store.lead("u-hot").await.unwrap().unwrap().1.events, 1);
+}
+
+#[tokio::test]
+async fn the_function_refuses_to_start_without_a_secret_or_with_broken_rules() {
+    // each test runs in its own process under nextest, so the environment is this test's
+    std::env::remove_var("LEADSCORE_WEBHOOK_SECRET");
+    std::env::remove_var("LEADSCORE_ALLOW_UNSIGNED");
+    std::env::remove_var("LEADSCORE_RULES");
+    std::env::set_var("LEADSCORE_TABLE", "unused");
+    let err = Score::from_env().await.err().expect("no secret: no start");
+    assert!(
+        err.to_string().contains("LEADSCORE_WEBHOOK_SECRET"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("broken.rules");
+    std::fs::write(
+        &rules,
+        "ruleset \"x\"\nscore \"a\" +5 on page where\nstage mql when reached sqll\n",
+    )
+    .unwrap();
+    std::env::set_var("LEADSCORE_RULES", &rules);
+    std::env::set_var("LEADSCORE_ALLOW_UNSIGNED", "1");
+    let err = Score::from_env()
+        .await
+        .err()
+        .expect("broken rules: no start");
+    let text = err.to_string();
+    assert!(
+        text.contains("broken.rules:2:"),
+        "the diagnostics name file:line:col: {text}"
+    );
+    assert!(text.contains("error[E"), "{text}");
 }

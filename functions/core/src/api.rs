@@ -238,6 +238,14 @@ pub trait LeadStore {
         Ok(None)
     }
 
+    /// Whether the store can keep this call (as `record`, the form kept in the history): a
+    /// store with limits (key or item sizes) refuses a call beyond them, which the API
+    /// reports like an invalid call: `Err((field, message))`, the field's JSON path within
+    /// the call (`""` for the call as a whole). Everything is accepted by default.
+    fn check_call(&self, _call: &Call, _record: &Value) -> Result<(), (String, String)> {
+        Ok(())
+    }
+
     /// Erases a lead (merged ids followed), its history and its idempotency records.
     /// Returns the erased lead's id, or `None` when there was no such lead.
     async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
@@ -496,8 +504,30 @@ impl<S: LeadStore> Api<S> {
             match result {
                 Ok(call) => {
                     let record = record_of(raw_call(index), &call);
-                    slots.push(Ok(accepted.len()));
-                    accepted.push(Accepted { call, record });
+                    let too_large =
+                        self.store
+                            .check_call(&call, &record)
+                            .err()
+                            .map(|(field, message)| {
+                                let at = if value.get("batch").is_some() {
+                                    format!("batch[{index}]")
+                                } else {
+                                    String::new()
+                                };
+                                let path = match (at.is_empty(), field.is_empty()) {
+                                    (_, true) => at,
+                                    (true, false) => field,
+                                    (false, false) => format!("{at}.{field}"),
+                                };
+                                CallError { path, message }
+                            });
+                    match too_large {
+                        Some(err) => slots.push(Err(err)),
+                        None => {
+                            slots.push(Ok(accepted.len()));
+                            accepted.push(Accepted { call, record });
+                        }
+                    }
                 }
                 Err(err) => slots.push(Err(err)),
             }

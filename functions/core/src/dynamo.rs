@@ -48,6 +48,12 @@ use std::time::Duration;
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// How many times a commit is tried (conflicts, throttling) before the caller gets an error.
 pub const MAX_ATTEMPTS: u32 = 20;
+/// The largest call kept in the history: a DynamoDB item holds 400 KB at most, with the
+/// key and the other attributes.
+pub const MAX_CALL_BYTES: usize = 350 * 1024;
+/// The longest id (`userId`, `anonymousId`, `previousId`, `messageId`) the table can key:
+/// DynamoDB sort keys hold 1 KB, with a prefix and a time.
+pub const MAX_ID_BYTES: usize = 512;
 /// Partitions of the sparse `due` index.
 pub const DUE_SHARDS: u32 = 16;
 /// The name of the sparse index of leads that time passing can change.
@@ -85,7 +91,9 @@ struct StateItem {
     /// Set on a merged anonymous id: the lead it was merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     merged_into: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The state as JSON text: DynamoDB numbers cannot hold every f64 and maps nest 32 deep
+    /// at most, so a profile from user input is kept as text.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text")]
     state: Option<LeadState>,
     /// Ids merged into this lead (their calls stay in their own partitions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -111,6 +119,31 @@ struct StateItem {
     due_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_at: Option<i64>,
+}
+
+/// Serialises an optional value as JSON text (a string attribute).
+mod json_text {
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(&serde_json::to_string(v).map_err(S::Error::custom)?),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| serde_json::from_str(&t).map_err(D::Error::custom))
+            .transpose()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +186,8 @@ pub struct TickReport {
     pub committed: u64,
     /// Notifications written.
     pub notifications: u64,
+    /// Leads that could not be ticked (they stay due for the next tick).
+    pub failed: u64,
 }
 
 /// The DynamoDB implementation of [`LeadStore`].
@@ -193,8 +228,17 @@ pub fn time_can_change(program: &Program, state: &LeadState) -> bool {
     if program.half_life.is_some() && state.engagement.abs() >= 0.001 {
         return true;
     }
+    // windowed history matters to a stage not yet reached until it is older than the
+    // longest window
     let unreached = state.reached.iter().any(Option::is_none);
-    let windows = state.aggregates.iter().any(|a| !a.is_empty());
+    let horizon = state
+        .clock
+        .unwrap_or(0)
+        .saturating_sub(program.longest_window);
+    let windows = state
+        .aggregates
+        .iter()
+        .any(|a| a.last().is_some_and(|(at, _)| *at > horizon));
     unreached && windows
 }
 
@@ -203,21 +247,21 @@ fn shard_of(id: &str) -> String {
     format!("DUE#{}", u32::from(digest[0]) % DUE_SHARDS)
 }
 
-/// The notification id: the same lead, transition and target always give the same id, so
-/// receivers can dedupe on it.
-pub fn notification_id(lead: &str, kind: &str, name: &str, target: &str) -> String {
+/// The notification id: the same lead, transition (with its time) and target always give
+/// the same id, so receivers can dedupe on it; a lead erased and seen again gets new ids.
+pub fn notification_id(lead: &str, kind: &str, name: &str, at: &str, target: &str) -> String {
     let mut hasher = Sha256::new();
-    for part in [lead, kind, name, target] {
+    for part in [lead, kind, name, at, target] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
     format!("ntf_{}", &hex::encode(hasher.finalize())[..20])
 }
 
-/// The backoff before attempt `attempt` (from 1): exponential from 10 ms, capped at 1 s,
+/// The backoff before attempt `attempt` (from 1): exponential from 10 ms, capped at 0.5 s,
 /// with jitter.
 fn backoff(attempt: u32) -> Duration {
-    let base = 10u64.saturating_mul(1 << attempt.min(7)).min(1000);
+    let base = 10u64.saturating_mul(1 << attempt.min(6)).min(500);
     let jitter = u64::from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -441,9 +485,18 @@ impl DynamoStore {
             })?;
         match out.item {
             None => Ok(None),
-            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(|e| {
-                CommitError::Fatal(format!("lead `{id}` is not a valid state item: {e}"))
-            }),
+            Some(item) => {
+                let mut item: StateItem = serde_dynamo::from_item(item).map_err(|e| {
+                    CommitError::Fatal(format!("lead `{id}` is not a valid state item: {e}"))
+                })?;
+                // a state computed by other rules: make its vectors fit this program
+                if item.rules_hash != self.program.hash {
+                    if let Some(state) = item.state.as_mut() {
+                        state.fit_to(&self.program);
+                    }
+                }
+                Ok(Some(item))
+            }
         }
     }
 
@@ -720,8 +773,8 @@ impl DynamoStore {
                     at,
                 ),
             };
-            let id = notification_id(known, kind, name, target);
             let at_text = format_rfc3339(at);
+            let id = notification_id(known, kind, name, &at_text, target);
             let message = serde_json::json!({
                 "id": id,
                 "kind": kind,
@@ -746,23 +799,29 @@ impl DynamoStore {
     }
 
     /// Applies a run of calls for one lead id (the same `lead_id()`), from the first; returns
-    /// how many it consumed (a call that merges another lead ends a run).
+    /// how many it consumed (a call that merges another lead ends a run; a run too large for
+    /// one transaction is committed in parts) and the lead as committed, which the next part
+    /// of the same run starts from without reading it again. `carry` is that lead.
     async fn apply_run(
         &self,
         run: &[Accepted],
         arrival: u64,
         out: &mut Vec<Processed>,
-    ) -> Result<usize, StoreError> {
+        carry: Option<Loaded>,
+    ) -> Result<(usize, Option<Loaded>), StoreError> {
         let program = Arc::clone(&self.program);
         let Some(first) = run.first() else {
-            return Ok(0);
+            return Ok((0, None));
         };
         let mut dups: HashSet<String> = HashSet::new();
         let mut no_merge: HashSet<String> = HashSet::new();
-        let mut loaded: Option<Loaded> = None;
+        let mut loaded: Option<Loaded> = carry;
         let mut last_error = String::from("too many conflicting writes");
+        // a second pass over the same read (duplicates found, or no merge after all) needs
+        // no backoff: nobody else is in the way
+        let mut again_at_once = false;
         for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
+            if attempt > 0 && !std::mem::take(&mut again_at_once) {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff(attempt)).await;
             }
@@ -789,12 +848,13 @@ impl DynamoStore {
                 match self.merge_one(first, &other, &lead, arrival).await {
                     Ok(Some(processed)) => {
                         out.push(processed);
-                        return Ok(1);
+                        return Ok((1, None));
                     }
                     Ok(None) => {
                         // the other id was merged elsewhere already: an ordinary call
                         no_merge.insert(other);
                         loaded = Some(lead);
+                        again_at_once = true;
                         continue;
                     }
                     Err(CommitError::Cancelled(failed)) => {
@@ -895,7 +955,7 @@ impl DynamoStore {
             let consumed = results.len();
             if applied == 0 {
                 out.extend(results);
-                return Ok(consumed);
+                return Ok((consumed, Some(lead)));
             }
             let version = lead.version().map_or(1, |v| v + 1);
             let merged = lead.merged().to_vec();
@@ -912,7 +972,11 @@ impl DynamoStore {
             match self.transact(items).await {
                 Ok(()) => {
                     out.extend(results);
-                    return Ok(consumed);
+                    let committed = Loaded {
+                        known: lead.known,
+                        item: Some(new_item),
+                    };
+                    return Ok((consumed, Some(committed)));
                 }
                 Err(CommitError::Cancelled(failed)) => {
                     let mut state_failed = false;
@@ -926,6 +990,7 @@ impl DynamoStore {
                     if !state_failed {
                         // the state is still as read: evaluate again without the duplicates
                         loaded = Some(lead);
+                        again_at_once = true;
                     }
                 }
                 Err(CommitError::Transient(e)) => last_error = e,
@@ -1066,9 +1131,17 @@ impl DynamoStore {
                     continue;
                 };
                 report.visited += 1;
-                if let Some(notes) = self.tick_lead(id, now).await? {
-                    report.committed += 1;
-                    report.notifications += notes;
+                // one lead that cannot be ticked now must not stop the others
+                match self.tick_lead(id, now).await {
+                    Ok(Some(notes)) => {
+                        report.committed += 1;
+                        report.notifications += notes;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        report.failed += 1;
+                        tracing::warn!(lead = id, error = %err, "tick failed; the lead stays due");
+                    }
                 }
             }
         }
@@ -1203,22 +1276,53 @@ impl LeadStore for DynamoStore {
         &self.program
     }
 
+    fn check_call(&self, call: &Call, record: &Value) -> Result<(), (String, String)> {
+        let ids = [
+            ("userId", call.user_id.as_deref()),
+            ("anonymousId", call.anonymous_id.as_deref()),
+            ("previousId", call.previous_id.as_deref()),
+            ("messageId", Some(call.message_id.as_str())),
+        ];
+        for (field, id) in ids {
+            if let Some(id) = id.filter(|id| id.len() > MAX_ID_BYTES) {
+                return Err((
+                    field.to_owned(),
+                    format!(
+                        "`{field}` has {} bytes; ids may have {MAX_ID_BYTES} bytes at most",
+                        id.len()
+                    ),
+                ));
+            }
+        }
+        let size = serde_json::to_vec(record).map_or(0, |v| v.len());
+        if size > MAX_CALL_BYTES {
+            return Err((
+                String::new(),
+                format!("the call has {size} bytes; a stored call may have {MAX_CALL_BYTES} bytes at most"),
+            ));
+        }
+        Ok(())
+    }
+
     async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
         let base = u64::try_from(now_micros())
             .unwrap_or(0)
             .saturating_mul(1000);
         let mut out = Vec::with_capacity(calls.len());
         let mut i = 0;
+        let mut carry = None;
         while i < calls.len() {
             let id = calls[i].call.lead_id();
             let end = calls[i..]
                 .iter()
                 .position(|a| a.call.lead_id() != id)
                 .map_or(calls.len(), |p| i + p);
-            let consumed = self
-                .apply_run(&calls[i..end], base + i as u64, &mut out)
+            let (consumed, committed) = self
+                .apply_run(&calls[i..end], base + i as u64, &mut out, carry.take())
                 .await?;
             i += consumed.max(1);
+            // the rest of the same run starts from the state just committed
+            carry = committed.filter(|_| i < end);
         }
         Ok(out)
     }

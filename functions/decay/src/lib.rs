@@ -24,12 +24,14 @@ pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreEr
         visited,
         committed,
         notifications,
+        failed,
     } = store.tick_due(at).await?;
-    tracing::info!(visited, committed, notifications, "tick");
+    tracing::info!(visited, committed, notifications, failed, "tick");
     Ok(json!({
         "at": leadscore_rules::time::format_rfc3339(at),
         "visited": visited,
         "committed": committed,
         "notifications": notifications,
+        "failed": failed,
     }))
 }
