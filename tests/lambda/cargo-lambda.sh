@@ -44,7 +44,7 @@ TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 "$LEADSCORE" dynamodb create-table
 
 INVOKE_PORT=$(free_port)
-# CI has built the release profile already; LEADSCORE_LAMBDA_PROFILE=debug reuses a dev build
+# release by default; LEADSCORE_LAMBDA_PROFILE=debug builds in the dev profile (what .ci/run uses)
 PROFILE_FLAG=(--release)
 [ "${LEADSCORE_LAMBDA_PROFILE:-release}" = debug ] && PROFILE_FLAG=()
 cargo lambda watch "${PROFILE_FLAG[@]}" --bin score --invoke-port "$INVOKE_PORT" \
