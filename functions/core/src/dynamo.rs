@@ -146,6 +146,17 @@ mod json_text {
     }
 }
 
+impl StateItem {
+    /// What the latest call did, as kept in `latest_hits`.
+    fn hits(&self) -> Option<LatestHits> {
+        let stored: StoredHits = serde_json::from_str(self.latest_hits.as_deref()?).ok()?;
+        Some(LatestHits {
+            at: stored.at,
+            trace: stored.trace,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredHits {
     at: Micros,
@@ -888,15 +899,7 @@ impl DynamoStore {
             let mut writes: Vec<TransactWriteItem> = Vec::new();
             let mut msg_index: Vec<(usize, String)> = Vec::new();
             let mut seen: HashSet<&str> = HashSet::new();
-            let mut hits: Option<LatestHits> = item.as_ref().and_then(|i| {
-                i.latest_hits
-                    .as_deref()
-                    .and_then(|h| serde_json::from_str::<StoredHits>(h).ok())
-                    .map(|h| LatestHits {
-                        at: h.at,
-                        trace: h.trace,
-                    })
-            });
+            let mut hits: Option<LatestHits> = item.as_ref().and_then(StateItem::hits);
             let mut applied = 0usize;
             for (k, accepted) in run.iter().enumerate() {
                 if k > 0 && needs_merge(&accepted.call).is_some() {
@@ -1175,14 +1178,7 @@ impl DynamoStore {
             eval::tick(&program, &mut state, now, &mut transitions);
             let notes = self.note_items(id, &state, &transitions).map_err(fatal)?;
             let count = notes.len() as u64;
-            let hits = item
-                .latest_hits
-                .as_deref()
-                .and_then(|h| serde_json::from_str::<StoredHits>(h).ok())
-                .map(|h| LatestHits {
-                    at: h.at,
-                    trace: h.trace,
-                });
+            let hits = item.hits();
             let new_item = self.state_item(
                 id,
                 item.version + 1,
@@ -1337,14 +1333,7 @@ impl LeadStore for DynamoStore {
 
     async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
         let loaded = self.load_retrying(id).await?;
-        Ok(loaded
-            .item
-            .and_then(|item| item.latest_hits)
-            .and_then(|h| serde_json::from_str::<StoredHits>(&h).ok())
-            .map(|h| LatestHits {
-                at: h.at,
-                trace: h.trace,
-            }))
+        Ok(loaded.item.as_ref().and_then(StateItem::hits))
     }
 
     async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
