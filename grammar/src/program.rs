@@ -281,6 +281,122 @@ impl Program {
     }
 }
 
+/// Which keys of one object a program can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keys {
+    /// Every key (a rule reads the object itself).
+    All,
+    /// Only these.
+    Some(std::collections::BTreeSet<Box<str>>),
+}
+
+impl Keys {
+    /// Whether a rule can read `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::Some(keys) => keys.contains(key),
+        }
+    }
+
+    fn add(&mut self, key: Option<&str>) {
+        match (self, key) {
+            (Keys::All, _) => {}
+            (this, None) => *this = Keys::All,
+            (Keys::Some(keys), Some(k)) => {
+                keys.insert(k.into());
+            }
+        }
+    }
+}
+
+/// What of a call a program can read: the top-level keys of event `properties`, of the
+/// profile (`lead.x` reads `x`) and of the company (`lead.company.x` reads `x` under
+/// `company`). A call stripped of every other key evaluates exactly as the whole call, so
+/// `replay` skips the rest while parsing instead of keeping it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// Top-level keys of event properties.
+    pub properties: Keys,
+    /// Top-level keys of the profile (identify traits).
+    pub traits: Keys,
+    /// Keys under `company` (group traits).
+    pub company: Keys,
+}
+
+impl Reads {
+    fn expr(&mut self, e: &Expr) {
+        match e {
+            Expr::Prop(path) => self.properties.add(path.first().map(|k| &**k)),
+            Expr::Trait(path) => {
+                let first = path.first().map(|k| &**k);
+                self.traits.add(first);
+                if first == Some("company") {
+                    self.company.add(path.get(1).map(|k| &**k));
+                }
+            }
+            Expr::Const(_) | Expr::Score | Expr::Fit | Expr::Engagement | Expr::Agg(_) => {}
+        }
+    }
+
+    fn pred(&mut self, p: &Pred) {
+        match p {
+            Pred::Const(_) | Pred::Reached(_) => {}
+            Pred::And(ps) | Pred::Or(ps) => ps.iter().for_each(|p| self.pred(p)),
+            Pred::Not(p) => self.pred(p),
+            Pred::Cmp(_, a, b) | Pred::In(a, b) => {
+                self.expr(a);
+                self.expr(b);
+            }
+            Pred::Between(a, b, c) => {
+                self.expr(a);
+                self.expr(b);
+                self.expr(c);
+            }
+            Pred::Matches(e, _) | Pred::Exists(e) | Pred::Truthy(e) => self.expr(e),
+            Pred::Event(_, filter) => {
+                if let Some(f) = filter {
+                    self.pred(f);
+                }
+            }
+        }
+    }
+}
+
+impl Program {
+    /// What of a call this program can read (see [`Reads`]).
+    pub fn reads(&self) -> Reads {
+        let none = || Keys::Some(std::collections::BTreeSet::new());
+        let mut r = Reads {
+            properties: none(),
+            traits: none(),
+            company: none(),
+        };
+        for f in &self.fits {
+            r.pred(&f.when);
+        }
+        for s in &self.scores {
+            s.filter.iter().for_each(|p| r.pred(p));
+        }
+        for s in &self.stages {
+            r.pred(&s.when);
+        }
+        for c in &self.conversions {
+            c.filter.iter().for_each(|p| r.pred(p));
+            if let Some(v) = &c.value {
+                r.properties.add(v.first().map(|k| &**k));
+            }
+        }
+        for a in &self.aggregates {
+            a.filter.iter().for_each(|p| r.pred(p));
+            if let AggKind::Sum { property } = &a.kind {
+                r.properties.add(property.first().map(|k| &**k));
+            }
+        }
+        r
+    }
+}
+
 /// The result of compiling a rule set: the program when there are no errors, and every
 /// diagnostic (errors and warnings) in source order.
 #[derive(Debug)]

@@ -1403,3 +1403,51 @@ fn state_stays_bounded_over_100k_events() {
     assert_eq!(lead.reached("heavy"), None);
     assert_eq!(lead.state.events, 100_000);
 }
+
+// ---------------------------------------------------------------------------------------
+// what a program reads
+
+fn key_set(keys: &[&str]) -> leadscore_rules::program::Keys {
+    leadscore_rules::program::Keys::Some(keys.iter().map(|k| Box::<str>::from(*k)).collect())
+}
+
+#[test]
+fn a_program_reads_the_first_key_of_every_property_and_trait_path() {
+    let p = program(
+        r#"
+ruleset "reads"
+fit "Senior" +10 when lead.title matches /vp/i and lead.company.size.band == "large"
+score "Pricing" +5 on page where path starts_with "/pricing" and utm.campaign exists
+stage pql when count("Feature Used" where feature in ["a"]) within 7d >= 2 and lead.plan == "trial"
+stage buyer when sum(revenue of "Order Completed" where plan == "b") within 7d > 10 and lead.region == "eu"
+stage sql when event "Form Submitted" where form == "demo"
+conversion "Purchase" on "Order Completed" where currency == "EUR" value amount
+"#,
+    );
+    let reads = p.reads();
+    assert_eq!(
+        reads.properties,
+        key_set(&["amount", "currency", "feature", "form", "path", "plan", "revenue", "utm"])
+    );
+    assert_eq!(
+        reads.traits,
+        key_set(&["company", "plan", "region", "title"])
+    );
+    assert_eq!(reads.company, key_set(&["size"]));
+    assert!(!reads.properties.contains("url"));
+}
+
+#[test]
+fn reading_the_company_itself_reads_all_of_it() {
+    let p = program(
+        r#"
+ruleset "reads"
+fit "Has company" +10 when lead.company exists
+"#,
+    );
+    let reads = p.reads();
+    assert_eq!(reads.company, leadscore_rules::program::Keys::All);
+    assert!(reads.company.contains("anything"));
+    assert_eq!(reads.traits, key_set(&["company"]));
+    assert_eq!(reads.properties, key_set(&[]));
+}

@@ -2,12 +2,12 @@
 //! SPEC §4 or a table for people.
 
 use crate::ReplayFormat;
-use leadscore_core::engine::Engine;
+use leadscore_core::engine::{Engine, MessageKey, MessageKeys};
 use leadscore_core::output::{
-    lead_object, notification_object, replay_document, sorted_leads, sorted_notifications,
-    summary_object,
+    lead_object, replay_document, sorted_notifications, summary_object, LeadJson, NotificationJson,
 };
-use leadscore_core::segment::{parse_body, Call, CallError, TimePolicy};
+use leadscore_core::segment::{parse_body_reading, Call, CallError, TimePolicy};
+use leadscore_rules::program::Reads;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::io::Write;
@@ -15,14 +15,18 @@ use std::path::Path;
 
 type Line = Result<Vec<Result<Call, CallError>>, CallError>;
 
+/// A parsed line: its number, its calls, and the message key of its first call (computed
+/// with the parse; a batch's other calls get theirs when they are applied).
+type Parsed = (usize, Line, Option<MessageKey>);
+
 /// Bytes read per block: parsing of one block overlaps applying the previous one. The file
 /// is streamed, never held whole in memory.
 const BLOCK: usize = 2 << 20;
 
 /// One block of the input: whole lines, parsed.
 struct Block {
-    /// The non-blank lines' numbers (from 1) and calls.
-    parsed: Vec<(usize, Line)>,
+    /// The non-blank lines, parsed.
+    parsed: Vec<Parsed>,
     /// The byte offset of each line of the block, blank ones included.
     starts: Vec<u64>,
     /// The offset of the block's first byte.
@@ -85,6 +89,8 @@ fn content(line: &str) -> &str {
 fn read_blocks(
     mut input: std::fs::File,
     keep_text: bool,
+    reads: &Reads,
+    keys: MessageKeys,
     tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
 ) {
     use std::io::Read;
@@ -130,10 +136,20 @@ fn read_blocks(
                 items.push((line_no, c));
             }
         }
-        let parsed: Vec<(usize, Line)> = items
+        let parsed: Vec<Parsed> = items
             .par_iter()
             .with_min_len(256)
-            .map(|(n, l)| (*n, parse_body(l, &TimePolicy::Required)))
+            .map(|(n, l)| {
+                let line = parse_body_reading(l, &TimePolicy::Required, Some(reads));
+                let first = match &line {
+                    Ok(calls) => match calls.first() {
+                        Some(Ok(call)) => Some(keys.key(&call.message_id)),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                };
+                (*n, line, first)
+            })
             .collect();
         let block = Block {
             parsed,
@@ -196,10 +212,14 @@ pub fn run(
         blocks: Vec::new(),
     });
     let lines = &lines;
+    // calls keep only what the rules read (Program::reads): they evaluate the same, and
+    // cost less to build, apply and drop
+    let reads = program.reads();
+    let reads = &reads;
     // a merge reads the merged leads' calls again from their lines
     let loader = move |line: u32, index: u32| -> Option<Call> {
         let text = lines.borrow().line(line)?;
-        let calls = parse_body(&text, &TimePolicy::Required).ok()?;
+        let calls = parse_body_reading(&text, &TimePolicy::Required, Some(reads)).ok()?;
         calls.into_iter().nth(index as usize)?.ok()
     };
     let mut engine = Engine::with_loader(&program, Box::new(loader));
@@ -216,7 +236,8 @@ pub fn run(
     // Parse blocks on the thread pool while this thread applies the previous block.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Block>>(2);
-        scope.spawn(move || read_blocks(input, keep_text, &tx));
+        let keys = engine.message_keys();
+        scope.spawn(move || read_blocks(input, keep_text, reads, keys, &tx));
         let mut busy = std::time::Duration::ZERO;
         for block in rx {
             let t = std::time::Instant::now();
@@ -236,7 +257,7 @@ pub fn run(
                 }
             }
             let parsed_chunk = block.parsed;
-            for (line, parsed) in &parsed_chunk {
+            for (line, parsed, first) in &parsed_chunk {
                 let line = *line;
                 match parsed {
                     Err(e) => {
@@ -247,8 +268,17 @@ pub fn run(
                         for (index, call) in calls.iter().enumerate() {
                             match call {
                                 Ok(call) => {
+                                    let message = match first {
+                                        Some(key) if index == 0 => *key,
+                                        _ => keys.key(&call.message_id),
+                                    };
                                     #[allow(clippy::cast_possible_truncation)]
-                                    engine.process_line(call, line as u32, index as u32);
+                                    engine.process_line_keyed(
+                                        call,
+                                        message,
+                                        line as u32,
+                                        index as u32,
+                                    );
                                 }
                                 Err(e) => {
                                     rejected += 1;
@@ -308,21 +338,22 @@ pub fn run(
     0
 }
 
-/// Writes the JSON document exactly as `serde_json::to_writer_pretty` would, rendering the
-/// lead objects on all cores.
+/// Leads (or notifications) rendered per task on the thread pool.
+const RENDER_CHUNK: usize = 1024;
+
+/// Writes the JSON document exactly as `serde_json::to_writer_pretty` would write
+/// [`replay_document`](leadscore_core::output::replay_document), rendering the leads and
+/// notifications straight from the engine on all cores.
 fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {
     let program = engine.program();
-    let leads = sorted_leads(engine);
-    let rendered: Vec<String> = leads
-        .par_iter()
-        .with_min_len(512)
-        .map(|(id, state)| indented(&lead_object(program, id, state), 4))
-        .collect();
-    let notes: Vec<String> = sorted_notifications(engine)
-        .par_iter()
-        .with_min_len(512)
-        .map(|n| indented(&notification_object(program, n), 4))
-        .collect();
+    let mut leads: Vec<(&String, &leadscore_rules::LeadState)> =
+        engine.leads().map(|(id, r)| (id, &r.state)).collect();
+    leads.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let rendered = render_list(&leads, |(id, state)| LeadJson { program, id, state })?;
+    let notes = render_list(&sorted_notifications(engine), |n| NotificationJson {
+        program,
+        notification: n,
+    })?;
     let summary = indented(&summary_object(program, &leads, rejected), 2);
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
@@ -332,14 +363,72 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
     writeln!(out, ",\n  \"summary\": {}\n}}", summary.trim_start())
 }
 
-fn write_list(out: &mut impl Write, key: &str, items: &[String]) -> std::io::Result<()> {
-    if items.is_empty() {
+/// The items of a list of the document, pretty-printed at the depth of the list's items
+/// (4 spaces), separated by `,\n`, in chunks rendered on the thread pool.
+fn render_list<T: Sync, J: serde::Serialize>(
+    items: &[T],
+    json: impl Fn(&T) -> J + Sync,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let last = items.len().saturating_sub(1);
+    items
+        .par_chunks(RENDER_CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut buf = Vec::with_capacity(chunk.len() * 512);
+            for (i, item) in chunk.iter().enumerate() {
+                buf.extend_from_slice(b"    ");
+                let mut ser = serde_json::Serializer::with_formatter(
+                    Indent {
+                        out: &mut buf,
+                        pad: b"    ",
+                    },
+                    serde_json::ser::PrettyFormatter::with_indent(b"  "),
+                );
+                json(item)
+                    .serialize(&mut ser)
+                    .map_err(std::io::Error::other)?;
+                buf.extend_from_slice(if c * RENDER_CHUNK + i < last {
+                    b",\n"
+                } else {
+                    b"\n"
+                });
+            }
+            Ok(buf)
+        })
+        .collect()
+}
+
+/// A writer that indents every line after the first by `pad` (JSON text has no raw newline
+/// inside a string, so every newline is a line break of the pretty printer).
+struct Indent<'a> {
+    out: &'a mut Vec<u8>,
+    pad: &'static [u8],
+}
+
+impl Write for Indent<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.out.extend_from_slice(&rest[..=i]);
+            self.out.extend_from_slice(self.pad);
+            rest = &rest[i + 1..];
+        }
+        self.out.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_list(out: &mut impl Write, key: &str, chunks: &[Vec<u8>]) -> std::io::Result<()> {
+    if chunks.iter().all(Vec::is_empty) {
         return write!(out, "  \"{key}\": []");
     }
     writeln!(out, "  \"{key}\": [")?;
-    for (i, item) in items.iter().enumerate() {
-        out.write_all(item.as_bytes())?;
-        out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
+    for chunk in chunks {
+        out.write_all(chunk)?;
     }
     write!(out, "  ]")
 }

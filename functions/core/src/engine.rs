@@ -135,12 +135,45 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
     (state, new)
 }
 
+/// A `messageId` as the engine remembers it: a 128-bit hash, keyed per engine
+/// ([`MessageKeys`]). Remembering a million ids costs 16 bytes each and no allocation, and
+/// two different ids collide with a probability of about 2⁻¹²⁸ per pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageKey(u128);
+
+/// Turns `messageId`s into the [`MessageKey`]s of one engine (its seed is random per
+/// engine, so colliding ids cannot be prepared in advance). `Copy` and `Send`: `replay`
+/// computes the keys on the threads that parse the calls.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageKeys {
+    seed: u64,
+}
+
+impl MessageKeys {
+    fn random() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        MessageKeys {
+            seed: RandomState::new().hash_one(0x6c65_6164_u64),
+        }
+    }
+
+    /// The key of a `messageId`.
+    #[inline]
+    pub fn key(&self, message_id: &str) -> MessageKey {
+        MessageKey(xxhash_rust::xxh3::xxh3_128_with_seed(
+            message_id.as_bytes(),
+            self.seed,
+        ))
+    }
+}
+
 /// The embedded engine: a rule program and the leads it has seen.
 pub struct Engine<'p> {
     program: &'p Program,
     leads: AHashMap<String, LeadRecord>,
     aliases: AHashMap<String, String>,
-    seen: AHashSet<Box<str>>,
+    keys: MessageKeys,
+    seen: AHashSet<MessageKey>,
     notifications: Vec<Notification>,
     arrivals: u64,
     loader: Option<Loader<'p>>,
@@ -154,6 +187,7 @@ impl<'p> Engine<'p> {
             program,
             leads: AHashMap::new(),
             aliases: AHashMap::new(),
+            keys: MessageKeys::random(),
             seen: AHashSet::new(),
             notifications: Vec::new(),
             arrivals: 0,
@@ -211,7 +245,8 @@ impl<'p> Engine<'p> {
     pub fn process(&mut self, call: Arc<Call>) -> Outcome {
         let kept = Kept::Call(Arc::clone(&call));
         let mut transitions = Vec::new();
-        let applied = self.process_kept(&call, kept, &mut transitions);
+        let message = self.keys.key(&call.message_id);
+        let applied = self.process_kept(&call, message, kept, &mut transitions);
         let lead = self.resolve(call.lead_id()).to_string();
         if applied {
             Outcome::Applied { lead, transitions }
@@ -223,17 +258,41 @@ impl<'p> Engine<'p> {
     /// Processes call `index` of input line `line`; the history keeps only the reference
     /// (see [`Engine::with_loader`]). Returns false for a duplicate.
     pub fn process_line(&mut self, call: &Call, line: u32, index: u32) -> bool {
-        self.process_kept(call, Kept::Line { line, index }, &mut Vec::new())
+        let message = self.keys.key(&call.message_id);
+        self.process_line_keyed(call, message, line, index)
     }
 
-    fn process_kept(&mut self, call: &Call, kept: Kept, transitions: &mut Vec<Transition>) -> bool {
+    /// [`Engine::process_line`] with the call's `messageId` already turned into its key by
+    /// this engine's [`Engine::message_keys`].
+    pub fn process_line_keyed(
+        &mut self,
+        call: &Call,
+        message: MessageKey,
+        line: u32,
+        index: u32,
+    ) -> bool {
+        self.process_kept(call, message, Kept::Line { line, index }, &mut Vec::new())
+    }
+
+    /// How this engine turns `messageId`s into keys.
+    pub fn message_keys(&self) -> MessageKeys {
+        self.keys
+    }
+
+    fn process_kept(
+        &mut self,
+        call: &Call,
+        message: MessageKey,
+        kept: Kept,
+        transitions: &mut Vec<Transition>,
+    ) -> bool {
+        if !self.seen.insert(message) {
+            return false;
+        }
         let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
             Some(known) => std::borrow::Cow::Owned(known.clone()),
             None => std::borrow::Cow::Borrowed(call.lead_id()),
         };
-        if !self.seen.insert(call.message_id.as_str().into()) {
-            return false;
-        }
         self.arrivals += 1;
         let seq = self.arrivals;
 
@@ -365,7 +424,7 @@ impl Engine<'_> {
     /// Whether a call with this `messageId` was applied (a new call with it would be a
     /// duplicate).
     pub fn is_seen(&self, message_id: &str) -> bool {
-        self.seen.contains(message_id)
+        self.seen.contains(&self.keys.key(message_id))
     }
 
     /// Erases a lead (merged ids followed): its state, its history, the ids merged into it,
@@ -376,7 +435,7 @@ impl Engine<'_> {
         let record = self.leads.remove(&known)?;
         for (_, kept) in &record.history {
             if let Some(call) = self.fetch(kept) {
-                self.seen.remove(call.message_id.as_str());
+                self.seen.remove(&self.keys.key(&call.message_id));
             }
         }
         self.aliases

@@ -8,9 +8,12 @@
 
 use crate::segment::{Call, CallError, TimePolicy, MAX_FUTURE};
 use leadscore_rules::event::{CallKind, Event};
+use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::time::parse_rfc3339;
 use serde::de::{self, Deserializer, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
@@ -44,6 +47,75 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
         }
         d.deserialize_any(IdVisitor)
     }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads an object into a map, keeping only the keys a program can read (all of them
+/// without a program); the values of other keys are skipped, never built.
+struct Project<'k>(Option<&'k Keys>);
+
+impl<'de> DeserializeSeed<'de> for Project<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Project<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if self.0.is_none_or(|keys| keys.contains(&key)) {
+                // a repeated key keeps its last value, as `serde_json::Map` does
+                let value: Value = map.next_value()?;
+                out.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The object `raw` holds (an empty one when absent), cut to `keys`; `None` when it is not
+/// an object.
+fn project(raw: Option<&RawValue>, keys: Option<&Keys>) -> Option<Map<String, Value>> {
+    let Some(raw) = raw else {
+        return Some(Map::new());
+    };
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Project(keys).deserialize(&mut de).ok()
 }
 
 #[derive(Deserialize)]
@@ -85,10 +157,10 @@ struct RawCall<'a> {
     sent_at: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     received_at: Option<Cow<'a, str>>,
-    #[serde(default)]
-    properties: Option<Map<String, Value>>,
-    #[serde(default)]
-    traits: Option<Map<String, Value>>,
+    #[serde(borrow, default)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    traits: Option<&'a RawValue>,
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -110,7 +182,7 @@ fn non_empty(id: Option<Id<'_>>) -> Option<Option<String>> {
 }
 
 /// Builds the call, or `None` to let the exact path decide.
-fn finish(raw: RawCall<'_>, policy: &TimePolicy) -> Option<Call> {
+fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Option<Call> {
     let kind = match raw.ty.as_deref().or(raw.action.as_deref()) {
         Some("track") => CallKind::Track,
         Some("identify") => CallKind::Identify,
@@ -160,21 +232,24 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy) -> Option<Call> {
     let properties = match kind {
         CallKind::Track => {
             name = raw.event.filter(|e| !e.is_empty())?.into_owned();
-            raw.properties.unwrap_or_default()
+            project(raw.properties, reads.map(|r| &r.properties))?
         }
         CallKind::Page | CallKind::Screen => {
-            let mut properties = raw.properties.unwrap_or_default();
+            let keys = reads.map(|r| &r.properties);
+            let mut properties = project(raw.properties, keys)?;
             if let Some(page_name) = raw.name {
-                properties
-                    .entry("name")
-                    .or_insert_with(|| Value::String(page_name.into_owned()));
+                if keys.is_none_or(|k| k.contains("name")) {
+                    properties
+                        .entry("name")
+                        .or_insert_with(|| Value::String(page_name.into_owned()));
+                }
             }
             properties
         }
-        CallKind::Identify => raw.traits?,
+        CallKind::Identify => project(Some(raw.traits?), reads.map(|r| &r.traits))?,
         CallKind::Group => {
             group_id = Some(non_empty(raw.group_id)??);
-            raw.traits?
+            project(Some(raw.traits?), reads.map(|r| &r.company))?
         }
         CallKind::Alias => {
             previous_id = Some(non_empty(raw.previous_id)??);
@@ -198,18 +273,27 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy) -> Option<Call> {
     })
 }
 
-/// The calls of one request body or line, or `None` when the exact path must decide.
-pub(crate) fn parse_body(text: &str, policy: &TimePolicy) -> Option<Vec<Result<Call, CallError>>> {
+/// The calls of one request body or line, or `None` when the exact path must decide. With
+/// `reads`, properties and traits keep only the keys the program can read.
+pub(crate) fn parse_body(
+    text: &str,
+    policy: &TimePolicy,
+    reads: Option<&Reads>,
+) -> Option<Vec<Result<Call, CallError>>> {
     if text.contains("\"batch\"") {
         let batch: RawBatch<'_> = serde_json::from_str(text).ok()?;
         if batch.batch.is_empty() {
             return None;
         }
-        let calls: Option<Vec<Call>> = batch.batch.into_iter().map(|c| finish(c, policy)).collect();
+        let calls: Option<Vec<Call>> = batch
+            .batch
+            .into_iter()
+            .map(|c| finish(c, policy, reads))
+            .collect();
         return Some(calls?.into_iter().map(Ok).collect());
     }
     let raw: RawCall<'_> = serde_json::from_str(text).ok()?;
-    Some(vec![Ok(finish(raw, policy)?)])
+    Some(vec![Ok(finish(raw, policy, reads)?)])
 }
 
 #[cfg(test)]
@@ -281,21 +365,73 @@ mod tests {
             } else {
                 TimePolicy::Required
             };
-            if let Some(fast) = parse_body(&text, &policy) {
+            if let Some(fast) = parse_body(&text, &policy, None) {
                 let slow = exact(&text, &policy).expect("the exact path accepts what the fast path accepts");
-                prop_assert_eq!(fast, slow);
+                prop_assert_eq!(fast, slow.clone());
+                let reads = some_reads();
+                let cut_fast = parse_body(&text, &policy, Some(&reads)).expect("projection keeps the fast path");
+                prop_assert_eq!(cut_fast, cut(slow, &reads));
             }
         }
+    }
+
+    /// `reads` that keep `path` and `name` of events, `plan` and `company` of the profile
+    /// and `employees` of the company.
+    fn some_reads() -> Reads {
+        let keys = |k: &[&str]| Keys::Some(k.iter().map(|k| Box::<str>::from(*k)).collect());
+        Reads {
+            properties: keys(&["path", "name"]),
+            traits: keys(&["plan", "company"]),
+            company: keys(&["employees"]),
+        }
+    }
+
+    /// The exact path's calls, cut to `reads` by hand.
+    fn cut(calls: Vec<Result<Call, CallError>>, reads: &Reads) -> Vec<Result<Call, CallError>> {
+        calls
+            .into_iter()
+            .map(|c| {
+                c.map(|mut call| {
+                    let keys = match call.event.kind {
+                        CallKind::Identify => &reads.traits,
+                        CallKind::Group => &reads.company,
+                        _ => &reads.properties,
+                    };
+                    call.event.properties.retain(|k, _| keys.contains(k));
+                    call
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_only_the_keys_the_program_reads() {
+        let reads = some_reads();
+        for text in [
+            r#"{"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","name":"Pricing","properties":{"path":"/pricing","url":"https://x","big":{"a":[1,2,{"b":null}]}}}"#,
+            r#"{"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","name":"Pricing","properties":{"path":"/a","path":"/b"}}"#,
+            r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","properties":{"u\u0072l":"x","p\u0061th":"/esc"}}"#,
+            r#"{"type":"identify","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","traits":{"plan":"trial","email":"a@b","employees":5,"company":{"name":"Acme"}}}"#,
+            r#"{"traits":{"employees":120,"plan":"x","name":"Acme"},"type":"group","groupId":"g1","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+            r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+        ] {
+            let fast = parse_body(text, &TimePolicy::Required, Some(&reads)).expect("fast path");
+            let exact = cut(exact(text, &TimePolicy::Required).unwrap(), &reads);
+            assert_eq!(fast, exact, "{text}");
+        }
+        // not an object: the exact path decides
+        let text = r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","properties":[1]}"#;
+        assert!(parse_body(text, &TimePolicy::Required, Some(&reads)).is_none());
     }
 
     #[test]
     fn takes_the_fast_path_for_ordinary_calls() {
         let text = r#"{"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","name":"Pricing","properties":{"path":"/pricing"},"context":{"campaign":{"source":"google"}}}"#;
-        let fast = parse_body(text, &TimePolicy::Required).expect("fast path");
+        let fast = parse_body(text, &TimePolicy::Required, None).expect("fast path");
         assert_eq!(fast, exact(text, &TimePolicy::Required).unwrap());
         let batch = format!(r#"{{"batch":[{text},{text}]}}"#);
         assert_eq!(
-            parse_body(&batch, &TimePolicy::Required)
+            parse_body(&batch, &TimePolicy::Required, None)
                 .expect("fast")
                 .len(),
             2
@@ -312,7 +448,10 @@ mod tests {
             r#"{"batch":[]}"#,
             r#"{"type":"fly","userId":"u","messageId":"m","timestamp":"2026-01-01T09:00:00Z"}"#,
         ] {
-            assert!(parse_body(text, &TimePolicy::Required).is_none(), "{text}");
+            assert!(
+                parse_body(text, &TimePolicy::Required, None).is_none(),
+                "{text}"
+            );
         }
     }
 }

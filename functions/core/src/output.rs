@@ -3,7 +3,7 @@
 
 use crate::engine::{Engine, Notification};
 use leadscore_rules::eval::{LeadState, Transition};
-use leadscore_rules::time::{format_rfc3339, SECOND};
+use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::Program;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
@@ -77,6 +77,19 @@ impl Serialize for Node {
     }
 }
 
+/// The conversions a lead made, by index, in the contract's order: by first time, then
+/// declaration order.
+fn made_conversions(state: &LeadState) -> Vec<(usize, &leadscore_rules::eval::ConversionState)> {
+    let mut convs: Vec<(usize, &leadscore_rules::eval::ConversionState)> = state
+        .conversions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+        .collect();
+    convs.sort_by_key(|(i, c)| (c.at, *i));
+    convs
+}
+
 /// A lead as the contract prints it.
 pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
     let mut reached = Ordered::default();
@@ -85,13 +98,7 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
             reached.push(&stage.name, Value::String(format_rfc3339(*at)));
         }
     }
-    let mut convs: Vec<(usize, &leadscore_rules::eval::ConversionState)> = state
-        .conversions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
-        .collect();
-    convs.sort_by_key(|(i, c)| (c.at, *i));
+    let convs = made_conversions(state);
     let conversions: Vec<Node> = convs
         .into_iter()
         .map(|(i, c)| {
@@ -138,11 +145,140 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
     o
 }
 
-/// A notification as the contract prints it.
-pub fn notification_object(program: &Program, n: &Notification) -> Node {
-    let mut o = Ordered::default();
-    o.push("target", Value::String(n.target.clone()));
-    let (kind, key, name, at) = match n.transition {
+/// A score as the contract prints it (see [`score_value`]), serialised without building a
+/// [`Value`].
+struct Score(f64);
+
+impl Serialize for Score {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match score_value(self.0) {
+            Value::Number(n) => n.serialize(s),
+            _ => s.serialize_unit(),
+        }
+    }
+}
+
+/// The `reached` object of a lead: stage → time, in declaration order.
+struct Reached<'a>(&'a Program, &'a LeadState);
+
+impl Serialize for Reached<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Reached(program, state) = self;
+        let mut map = s.serialize_map(None)?;
+        for (stage, at) in program.stages.iter().zip(&state.reached) {
+            if let Some(at) = at {
+                map.serialize_entry(&stage.name, &format_rfc3339(*at))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The `conversions` list of a lead, by first time (then declaration order).
+struct Conversions<'a>(&'a Program, &'a LeadState);
+
+impl Serialize for Conversions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let Conversions(program, state) = self;
+        let convs = made_conversions(state);
+        let mut seq = s.serialize_seq(Some(convs.len()))?;
+        for (i, c) in convs {
+            seq.serialize_element(&Conversion(&program.conversions[i], c, state))?;
+        }
+        seq.end()
+    }
+}
+
+/// One conversion of a lead.
+struct Conversion<'a>(
+    &'a leadscore_rules::program::ConversionRule,
+    &'a leadscore_rules::eval::ConversionState,
+    &'a LeadState,
+);
+
+impl Serialize for Conversion<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Conversion(rule, c, state) = self;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("name", &rule.name)?;
+        map.serialize_entry("at", &format_rfc3339(c.at))?;
+        map.serialize_entry("count", &c.count)?;
+        if rule.value.is_some() {
+            map.serialize_entry("value", &Value::from((c.value * 100.0).round() / 100.0))?;
+        }
+        map.serialize_entry(
+            "seconds_to_convert",
+            &(c.at - state.first_seen).div_euclid(SECOND),
+        )?;
+        map.end()
+    }
+}
+
+/// A lead as the contract prints it, serialised straight from its state: the same JSON as
+/// [`lead_object`] (a test holds them together) without building a tree first. `replay`
+/// prints every lead through it.
+pub struct LeadJson<'a> {
+    /// The program the state belongs to.
+    pub program: &'a Program,
+    /// The lead's id.
+    pub id: &'a str,
+    /// The lead's state.
+    pub state: &'a LeadState,
+}
+
+impl Serialize for LeadJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let LeadJson { program, id, state } = *self;
+        let seen = |t| (state.events > 0).then(|| format_rfc3339(t));
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", id)?;
+        map.serialize_entry("score", &Score(state.score()))?;
+        map.serialize_entry("fit", &Score(state.fit))?;
+        map.serialize_entry("engagement", &Score(state.engagement))?;
+        map.serialize_entry("stage", &state.stage(program))?;
+        map.serialize_entry("reached", &Reached(program, state))?;
+        map.serialize_entry("conversions", &Conversions(program, state))?;
+        map.serialize_entry("source", &state.source)?;
+        map.serialize_entry("first_seen", &seen(state.first_seen))?;
+        map.serialize_entry("last_seen", &seen(state.last_seen))?;
+        map.serialize_entry("events", &state.events)?;
+        map.end()
+    }
+}
+
+/// A notification as the contract prints it, serialised straight from the notification:
+/// the same JSON as [`notification_object`].
+pub struct NotificationJson<'a> {
+    /// The program that produced it.
+    pub program: &'a Program,
+    /// The notification.
+    pub notification: &'a Notification,
+}
+
+impl Serialize for NotificationJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let NotificationJson {
+            program,
+            notification: n,
+        } = *self;
+        let (kind, key, name, at) = notification_parts(program, n);
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("target", &n.target)?;
+        map.serialize_entry("kind", kind)?;
+        map.serialize_entry("lead", &n.lead)?;
+        map.serialize_entry(key, name)?;
+        map.serialize_entry("at", &format_rfc3339(at))?;
+        map.end()
+    }
+}
+
+/// A notification's `kind`, the key that names what happened, its name and its time.
+fn notification_parts<'p>(
+    program: &'p Program,
+    n: &Notification,
+) -> (&'static str, &'static str, &'p str, Micros) {
+    match n.transition {
         Transition::StageReached { stage, at } => {
             ("stage_reached", "stage", &program.stages[stage].name, at)
         }
@@ -152,10 +288,17 @@ pub fn notification_object(program: &Program, n: &Notification) -> Node {
             &program.conversions[conversion].name,
             at,
         ),
-    };
+    }
+}
+
+/// A notification as the contract prints it.
+pub fn notification_object(program: &Program, n: &Notification) -> Node {
+    let mut o = Ordered::default();
+    o.push("target", Value::String(n.target.clone()));
+    let (kind, key, name, at) = notification_parts(program, n);
     o.push("kind", Value::String(kind.into()));
     o.push("lead", Value::String(n.lead.clone()));
-    o.push(key, Value::String(name.clone()));
+    o.push(key, Value::String(name.to_string()));
     o.push("at", Value::String(format_rfc3339(at)));
     Node::O(o)
 }

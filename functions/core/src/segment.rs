@@ -251,7 +251,19 @@ pub fn parse_body(
     text: &str,
     time: &TimePolicy,
 ) -> Result<Vec<Result<Call, CallError>>, CallError> {
-    if let Some(calls) = crate::fast::parse_body(text, time) {
+    parse_body_reading(text, time, None)
+}
+
+/// [`parse_body`], keeping in properties and traits only the keys a program can read
+/// ([`Program::reads`](leadscore_rules::Program::reads)) when it can do so while parsing:
+/// the calls evaluate exactly as the whole ones, and cost less to build, keep and drop.
+/// A call may still carry other keys.
+pub fn parse_body_reading(
+    text: &str,
+    time: &TimePolicy,
+    reads: Option<&leadscore_rules::program::Reads>,
+) -> Result<Vec<Result<Call, CallError>>, CallError> {
+    if let Some(calls) = crate::fast::parse_body(text, time, reads) {
         return Ok(calls);
     }
     let value: Value = serde_json::from_str(text)

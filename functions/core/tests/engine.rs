@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use leadscore_core::engine::{Engine, Outcome};
-use leadscore_core::output::replay_document;
+use leadscore_core::output::{
+    lead_object, notification_object, replay_document, LeadJson, NotificationJson,
+};
 use leadscore_core::segment::{normalize_body, normalize_call, Call, TimePolicy};
 use leadscore_rules::program::NotifyWhen;
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros, SECOND};
@@ -491,6 +493,31 @@ proptest! {
         prop_assert_eq!(&first, &second);
         let doc: Value = serde_json::from_str(&first).unwrap();
         check_notifications(&program, &doc)?;
+    }
+
+    /// The lead and notification objects `replay` serialises straight from the state print
+    /// exactly what the ordered objects of the contract print.
+    #[test]
+    fn direct_json_equals_the_contract_objects(gens in calls()) {
+        let program = compile_rules(RULES);
+        let mut engine = Engine::new(&program);
+        for c in to_json(&gens) {
+            engine.process(call(&c));
+        }
+        for (id, record) in engine.leads() {
+            let direct = LeadJson { program: &program, id, state: &record.state };
+            prop_assert_eq!(
+                serde_json::to_string_pretty(&direct).unwrap(),
+                serde_json::to_string_pretty(&lead_object(&program, id, &record.state)).unwrap()
+            );
+        }
+        for n in engine.notifications() {
+            let direct = NotificationJson { program: &program, notification: n };
+            prop_assert_eq!(
+                serde_json::to_string_pretty(&direct).unwrap(),
+                serde_json::to_string_pretty(&notification_object(&program, n)).unwrap()
+            );
+        }
     }
 
     /// (b) Delivering every call 2–3 times (right after, or at a random later place) gives the
