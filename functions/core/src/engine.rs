@@ -289,11 +289,7 @@ impl<'p> Engine<'p> {
         if !self.seen.insert(message) {
             return false;
         }
-        let known = match self.aliases.is_empty() {
-            true => None,
-            false => self.aliases.get(call.lead_id()),
-        };
-        let key: std::borrow::Cow<'_, str> = match known {
+        let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
             Some(known) => std::borrow::Cow::Owned(known.clone()),
             None => std::borrow::Cow::Borrowed(call.lead_id()),
         };

@@ -18,59 +18,35 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
 
-/// An id: a non-empty string, or an integer written as its decimal string.
-struct Id<'a>(Cow<'a, str>);
+/// A string, borrowed from the text when it has no escapes, or an integer written as its
+/// decimal string: an id (checked non-empty by [`non_empty`]), or an object key.
+struct Text<'a>(Cow<'a, str>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct IdVisitor;
-        impl<'de> Visitor<'de> for IdVisitor {
-            type Value = Id<'de>;
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or an integer")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Id(Cow::Borrowed(v)))
+                Ok(Text(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Id(Cow::Owned(v.to_owned())))
+                Ok(Text(Cow::Owned(v.to_owned())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Id(Cow::Owned(v)))
+                Ok(Text(Cow::Owned(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Id(Cow::Owned(v.to_string())))
+                Ok(Text(Cow::Owned(v.to_string())))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Id(Cow::Owned(v.to_string())))
+                Ok(Text(Cow::Owned(v.to_string())))
             }
         }
-        d.deserialize_any(IdVisitor)
-    }
-}
-
-/// An object key, borrowed from the text when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
+        d.deserialize_any(TextVisitor)
     }
 }
 
@@ -95,7 +71,7 @@ impl<'de> Visitor<'de> for Project<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Map::new();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if self.0.is_none_or(|keys| keys.contains(&key)) {
                 // a repeated key keeps its last value, as `serde_json::Map` does
                 let value: Value = map.next_value()?;
@@ -140,13 +116,13 @@ struct RawCall<'a> {
     #[serde(borrow, default)]
     event: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    user_id: Option<Id<'a>>,
+    user_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    anonymous_id: Option<Id<'a>>,
+    anonymous_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    previous_id: Option<Id<'a>>,
+    previous_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    group_id: Option<Id<'a>>,
+    group_id: Option<Text<'a>>,
     #[serde(borrow, default)]
     message_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -173,11 +149,11 @@ struct RawBatch<'a> {
     batch: Vec<RawCall<'a>>,
 }
 
-fn non_empty(id: Option<Id<'_>>) -> Option<Option<String>> {
+fn non_empty(id: Option<Text<'_>>) -> Option<Option<String>> {
     match id {
         None => Some(None),
-        Some(Id(s)) if s.is_empty() => None,
-        Some(Id(s)) => Some(Some(s.into_owned())),
+        Some(Text(s)) if s.is_empty() => None,
+        Some(Text(s)) => Some(Some(s.into_owned())),
     }
 }
 
