@@ -80,10 +80,7 @@ pub fn progress_bytes(len: u64) -> ProgressBar {
 
 /// The final states of one engine's leads, sorted by id.
 pub fn states<'e>(engine: &'e Engine<'_>) -> Vec<(&'e str, &'e LeadState)> {
-    let mut v: Vec<(&str, &LeadState)> = engine
-        .leads()
-        .map(|(id, r)| (id.as_str(), &r.state))
-        .collect();
+    let mut v: Vec<(&str, &LeadState)> = engine.leads().map(|(id, r)| (id, &r.state)).collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
 }

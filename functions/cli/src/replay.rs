@@ -346,7 +346,7 @@ const RENDER_CHUNK: usize = 1024;
 /// notifications straight from the engine on all cores.
 fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {
     let program = engine.program();
-    let mut leads: Vec<(&String, &leadscore_rules::LeadState)> =
+    let mut leads: Vec<(&str, &leadscore_rules::LeadState)> =
         engine.leads().map(|(id, r)| (id, &r.state)).collect();
     leads.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
     let rendered = render_list(&leads, |(id, state)| LeadJson { program, id, state })?;
@@ -464,7 +464,7 @@ fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std:
         "events",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_string()).collect()];
-    let mut ids: Vec<&String> = engine.leads().map(|(id, _)| id).collect();
+    let mut ids: Vec<&str> = engine.leads().map(|(id, _)| id).collect();
     ids.sort();
     for id in ids {
         let Some(rec) = engine.lead(id) else { continue };
@@ -486,7 +486,7 @@ fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std:
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "-".into());
         rows.push(vec![
-            id.clone(),
+            id.to_string(),
             s("score"),
             s("fit"),
             s("engagement"),

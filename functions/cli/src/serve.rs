@@ -204,11 +204,12 @@ impl LeadStore for Journaled<'_> {
     }
 
     async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
-        let Some(record) = self.engine.lead(id) else {
+        if self.engine.lead(id).is_none() {
             return Ok(None);
-        };
-        let ids: HashSet<String> = record
-            .history
+        }
+        let ids: HashSet<String> = self
+            .engine
+            .history(id)
             .iter()
             .filter_map(|(_, kept)| match kept {
                 Kept::Call(call) => Some(call.message_id.clone()),

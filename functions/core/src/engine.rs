@@ -7,6 +7,7 @@
 
 use crate::segment::Call;
 use ahash::{AHashMap, AHashSet};
+use hashbrown::HashTable;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{CallKind, Program};
@@ -42,18 +43,38 @@ pub enum Kept {
 /// Reads a kept call again: `(line, index) → call`.
 pub type Loader<'a> = Box<dyn Fn(u32, u32) -> Option<Call> + 'a>;
 
-/// One lead as the embedded store keeps it.
+/// One lead as the embedded store keeps it. Its accepted calls are in the engine's
+/// history ([`Engine::history`]).
 #[derive(Debug, Clone)]
 pub struct LeadRecord {
+    /// The lead's key in the engine's table.
+    key: LeadKey,
     /// The bounded state.
     pub state: LeadState,
-    /// Accepted calls with their arrival order, kept for merges and `explain`.
-    pub history: Vec<(u64, Kept)>,
     /// Arrival order of the lead's first call (decides the source on merge).
     pub first_arrival: u64,
     /// What the lead's latest call did (rule hits, refusals, decay), when the engine keeps
     /// it ([`Engine::keep_latest_hits`]).
     pub latest_hits: Option<LatestHits>,
+    /// The lead's id.
+    id: Box<str>,
+    /// Where the lead's latest call is in the engine's history: its arrival order (0: none).
+    last: u64,
+}
+
+impl LeadRecord {
+    /// The lead's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// One accepted call in the engine's history: the call, and the arrival order of the
+/// previous call of the same lead (0: none). A lead's calls form a chain from its latest.
+#[derive(Debug, Clone)]
+struct Entry {
+    kept: Option<Kept>,
+    prev: u64,
 }
 
 /// What one call did to its lead: its time and the trace of the step.
@@ -141,6 +162,19 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageKey(u128);
 
+/// A lead id as the engine's table knows it: a 128-bit hash like [`MessageKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct LeadKey(u128);
+
+impl LeadKey {
+    /// The hash the table places the key by.
+    #[inline]
+    #[allow(clippy::cast_possible_truncation)]
+    fn hash(self) -> u64 {
+        self.0 as u64
+    }
+}
+
 /// Turns `messageId`s into the [`MessageKey`]s of one engine (its seed is random per
 /// engine, so colliding ids cannot be prepared in advance). `Copy` and `Send`: `replay`
 /// computes the keys on the threads that parse the calls.
@@ -165,17 +199,34 @@ impl MessageKeys {
             self.seed,
         ))
     }
+
+    /// The key of a lead id (a different seed: a lead id and a `messageId` that are equal
+    /// get unrelated keys).
+    #[inline]
+    fn lead(&self, id: &str) -> LeadKey {
+        LeadKey(xxhash_rust::xxh3::xxh3_128_with_seed(
+            id.as_bytes(),
+            self.seed ^ 0x9e37_79b9_7f4a_7c15,
+        ))
+    }
 }
 
 /// The embedded engine: a rule program and the leads it has seen.
+///
+/// Leads live in one vector in order of creation and are found through a table of
+/// `(key, index)` pairs, so finding a lead reads the table and then the record, nothing
+/// else. Accepted calls are appended to one history in arrival order, each linked to the
+/// previous call of its lead, so keeping a call costs one append.
 pub struct Engine<'p> {
     program: &'p Program,
-    leads: AHashMap<String, LeadRecord>,
+    records: Vec<LeadRecord>,
+    table: HashTable<(LeadKey, usize)>,
     aliases: AHashMap<String, String>,
     keys: MessageKeys,
     seen: AHashSet<MessageKey>,
     notifications: Vec<Notification>,
-    arrivals: u64,
+    /// Accepted calls; the call of arrival order `n` is at `n - 1`.
+    history: Vec<Entry>,
     loader: Option<Loader<'p>>,
     keep_hits: bool,
 }
@@ -185,12 +236,13 @@ impl<'p> Engine<'p> {
     pub fn new(program: &'p Program) -> Self {
         Engine {
             program,
-            leads: AHashMap::new(),
+            records: Vec::new(),
+            table: HashTable::new(),
             aliases: AHashMap::new(),
             keys: MessageKeys::random(),
             seen: AHashSet::new(),
             notifications: Vec::new(),
-            arrivals: 0,
+            history: Vec::new(),
             loader: None,
             keep_hits: false,
         }
@@ -205,7 +257,9 @@ impl<'p> Engine<'p> {
     /// Makes room for about this many calls and leads (avoids rehashing a large replay).
     pub fn reserve(&mut self, calls: usize, leads: usize) {
         self.seen.reserve(calls);
-        self.leads.reserve(leads);
+        self.history.reserve(calls);
+        self.records.reserve(leads);
+        self.table.reserve(leads, |(k, _)| k.hash());
     }
 
     /// An engine whose history holds line references, read again with `loader` when two
@@ -222,13 +276,70 @@ impl<'p> Engine<'p> {
     }
 
     /// The leads, by id (unsorted).
-    pub fn leads(&self) -> impl Iterator<Item = (&String, &LeadRecord)> {
-        self.leads.iter()
+    pub fn leads(&self) -> impl Iterator<Item = (&str, &LeadRecord)> {
+        self.records.iter().map(|r| (r.id(), r))
     }
 
     /// One lead, following merged ids.
     pub fn lead(&self, id: &str) -> Option<&LeadRecord> {
-        self.leads.get(self.resolve(id))
+        self.index(self.resolve(id)).map(|i| &self.records[i])
+    }
+
+    /// The accepted calls of a lead (merged ids followed), each with its arrival order,
+    /// in arrival order. Kept for merges and `explain`.
+    pub fn history(&self, id: &str) -> Vec<(u64, Kept)> {
+        let Some(record) = self.lead(id) else {
+            return Vec::new();
+        };
+        let mut calls = Vec::new();
+        let mut at = record.last;
+        while let Some(entry) = self.entry(at) {
+            if let Some(kept) = &entry.kept {
+                calls.push((at, kept.clone()));
+            }
+            at = entry.prev;
+        }
+        calls.sort_unstable_by_key(|(seq, _)| *seq);
+        calls
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.history.get(i)
+    }
+
+    /// Where a lead (an id already resolved) is in `records`.
+    fn index(&self, id: &str) -> Option<usize> {
+        let key = self.keys.lead(id);
+        self.table
+            .find(key.hash(), |(k, _)| *k == key)
+            .map(|&(_, i)| i)
+    }
+
+    /// Takes a lead out (an id already resolved): the last record takes its place.
+    fn remove(&mut self, id: &str) -> Option<LeadRecord> {
+        let key = self.keys.lead(id);
+        let Ok(entry) = self.table.find_entry(key.hash(), |(k, _)| *k == key) else {
+            return None;
+        };
+        let ((_, i), _) = entry.remove();
+        let record = self.records.swap_remove(i);
+        if let Some(moved) = self.records.get(i) {
+            let moved = moved.key;
+            if let Some(slot) = self.table.find_mut(moved.hash(), |(k, _)| *k == moved) {
+                slot.1 = i;
+            }
+        }
+        Some(record)
+    }
+
+    /// Adds a lead that is not in the table; returns its index.
+    fn insert(&mut self, record: LeadRecord) -> usize {
+        let i = self.records.len();
+        self.table
+            .insert_unique(record.key.hash(), (record.key, i), |(k, _)| k.hash());
+        self.records.push(record);
+        i
     }
 
     /// Notifications in production order.
@@ -293,8 +404,7 @@ impl<'p> Engine<'p> {
             Some(known) => std::borrow::Cow::Owned(known.clone()),
             None => std::borrow::Cow::Borrowed(call.lead_id()),
         };
-        self.arrivals += 1;
-        let seq = self.arrivals;
+        let seq = self.history.len() as u64 + 1;
 
         // Identity merge: alias(previousId -> userId), or a call carrying both ids.
         let other = match call.event.kind {
@@ -309,18 +419,19 @@ impl<'p> Engine<'p> {
         }
 
         let program = self.program;
-        let record = match self.leads.get_mut(key.as_ref()) {
-            Some(record) => record,
-            None => self
-                .leads
-                .entry(key.to_string())
-                .or_insert_with(|| LeadRecord {
-                    state: LeadState::new(program),
-                    history: Vec::new(),
-                    first_arrival: seq,
-                    latest_hits: None,
-                }),
+        let lead = self.keys.lead(&key);
+        let i = match self.table.find(lead.hash(), |(k, _)| *k == lead) {
+            Some(&(_, i)) => i,
+            None => self.insert(LeadRecord {
+                key: lead,
+                state: LeadState::new(program),
+                first_arrival: seq,
+                latest_hits: None,
+                id: key.as_ref().into(),
+                last: 0,
+            }),
         };
+        let record = &mut self.records[i];
         if self.keep_hits {
             let mut trace = Vec::new();
             eval::apply_traced(
@@ -337,7 +448,11 @@ impl<'p> Engine<'p> {
         } else {
             eval::apply(program, &mut record.state, &call.event, transitions);
         }
-        record.history.push((seq, kept));
+        self.history.push(Entry {
+            kept: Some(kept),
+            prev: record.last,
+        });
+        record.last = seq;
         if !transitions.is_empty() {
             self.announce(&key, transitions);
         }
@@ -348,7 +463,7 @@ impl<'p> Engine<'p> {
     /// order; records the alias so later calls with `from` reach `into`.
     fn merge(&mut self, from: &str, into: &str, transitions: &mut Vec<Transition>) {
         self.aliases.insert(from.to_string(), into.to_string());
-        let Some(absorbed) = self.leads.remove(from) else {
+        let Some(absorbed) = self.remove(from) else {
             return;
         };
         // any lead that had been merged into `from` now follows `into`
@@ -358,28 +473,53 @@ impl<'p> Engine<'p> {
             }
         }
         let program = self.program;
-        let previous = self.leads.remove(into);
-        let mut history = absorbed.history;
+        let previous = self.remove(into);
         let mut first_arrival = absorbed.first_arrival;
+        // the combined history: the known lead's chain continues into the absorbed one's
+        let mut seqs = self.chain(absorbed.last);
+        let mut last = absorbed.last;
         if let Some(prev) = &previous {
-            history.extend(prev.history.iter().cloned());
             first_arrival = first_arrival.min(prev.first_arrival);
+            let known = self.chain(prev.last);
+            if let (Some(&oldest), Some(&newest)) = (known.last(), known.first()) {
+                if let Some(entry) = usize::try_from(oldest - 1)
+                    .ok()
+                    .and_then(|i| self.history.get_mut(i))
+                {
+                    entry.prev = absorbed.last;
+                }
+                last = newest;
+            }
+            seqs.extend(known);
         }
-        let mut calls: Vec<(u64, Arc<Call>)> = history
+        let mut calls: Vec<(u64, Arc<Call>)> = seqs
             .iter()
-            .filter_map(|(seq, kept)| self.fetch(kept).map(|c| (*seq, c)))
+            .filter_map(|&seq| {
+                let kept = self.entry(seq)?.kept.as_ref()?;
+                self.fetch(kept).map(|c| (seq, c))
+            })
             .collect();
         let (state, new) = merged_state(program, &mut calls, previous.as_ref().map(|p| &p.state));
         transitions.extend(new);
-        self.leads.insert(
-            into.to_string(),
-            LeadRecord {
-                state,
-                history,
-                first_arrival,
-                latest_hits: None,
-            },
-        );
+        self.insert(LeadRecord {
+            key: self.keys.lead(into),
+            state,
+            first_arrival,
+            latest_hits: None,
+            id: into.into(),
+            last,
+        });
+    }
+
+    /// The arrival orders of a chain of calls, from `last` back to the lead's first.
+    fn chain(&self, last: u64) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        let mut at = last;
+        while let Some(entry) = self.entry(at) {
+            seqs.push(at);
+            at = entry.prev;
+        }
+        seqs
     }
 
     fn fetch(&self, kept: &Kept) -> Option<Arc<Call>> {
@@ -408,13 +548,13 @@ impl<'p> Engine<'p> {
     /// Ticks every lead at time `at` (decay, then stages; SPEC §6 `decay`).
     pub fn tick_all(&mut self, at: Micros) {
         let program = self.program;
-        let mut ids: Vec<String> = self.leads.keys().cloned().collect();
-        ids.sort();
-        for id in ids {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by(|&a, &b| self.records[a].id.cmp(&self.records[b].id));
+        for i in order {
             let mut transitions = Vec::new();
-            if let Some(record) = self.leads.get_mut(&id) {
-                eval::tick(program, &mut record.state, at, &mut transitions);
-            }
+            let record = &mut self.records[i];
+            eval::tick(program, &mut record.state, at, &mut transitions);
+            let id = record.id.clone();
             self.announce(&id, &transitions);
         }
     }
@@ -432,9 +572,17 @@ impl Engine<'_> {
     /// forgotten). Returns the erased record, or `None` when there is no such lead.
     pub fn forget(&mut self, id: &str) -> Option<LeadRecord> {
         let known = self.resolve(id).to_owned();
-        let record = self.leads.remove(&known)?;
-        for (_, kept) in &record.history {
-            if let Some(call) = self.fetch(kept) {
+        let record = self.remove(&known)?;
+        // the calls are erased from the history too; their places stay, empty
+        for seq in self.chain(record.last) {
+            let Some(kept) = usize::try_from(seq - 1)
+                .ok()
+                .and_then(|i| self.history.get_mut(i))
+                .and_then(|entry| entry.kept.take())
+            else {
+                continue;
+            };
+            if let Some(call) = self.fetch(&kept) {
                 self.seen.remove(&self.keys.key(&call.message_id));
             }
         }

@@ -251,7 +251,7 @@ pub fn explain_lead(
     let program: &Program = engine.program();
     let lead = engine.resolve(id).to_string();
     let Some(record) = engine.lead(&lead) else {
-        let mut ids: Vec<&str> = engine.leads().map(|(k, _)| k.as_str()).collect();
+        let mut ids: Vec<&str> = engine.leads().map(|(k, _)| k).collect();
         ids.sort_unstable();
         let did_you_mean =
             leadscore_rules::diagnostic::did_you_mean(id, ids.iter().copied()).map(str::to_string);
@@ -262,9 +262,9 @@ pub fn explain_lead(
         });
     };
     let mut calls = Vec::new();
-    for (seq, kept) in &record.history {
+    for (seq, kept) in engine.history(&lead) {
         match kept {
-            Kept::Call(call) => calls.push((*seq, Arc::clone(call))),
+            Kept::Call(call) => calls.push((seq, call)),
             Kept::Line { .. } => return Err(ExplainError::NotInMemory),
         }
     }

@@ -304,9 +304,8 @@ pub fn notification_object(program: &Program, n: &Notification) -> Node {
 }
 
 /// The leads of an engine, sorted by id (the contract's order).
-pub fn sorted_leads<'e>(engine: &'e Engine<'_>) -> Vec<(&'e String, &'e LeadState)> {
-    let mut leads: Vec<(&String, &LeadState)> =
-        engine.leads().map(|(id, r)| (id, &r.state)).collect();
+pub fn sorted_leads<'e>(engine: &'e Engine<'_>) -> Vec<(&'e str, &'e LeadState)> {
+    let mut leads: Vec<(&str, &LeadState)> = engine.leads().map(|(id, r)| (id, &r.state)).collect();
     leads.sort_unstable_by(|a, b| a.0.cmp(b.0));
     leads
 }
@@ -322,11 +321,7 @@ pub fn sorted_notifications<'e>(engine: &'e Engine<'_>) -> Vec<&'e Notification>
 
 /// The `summary` object: leads, leads per stage reached, converted leads, conversion rate
 /// (converted ÷ leads × 100) and rejected calls.
-pub fn summary_object(
-    program: &Program,
-    leads: &[(&String, &LeadState)],
-    rejected: u64,
-) -> Ordered {
+pub fn summary_object(program: &Program, leads: &[(&str, &LeadState)], rejected: u64) -> Ordered {
     let mut reached_counts = vec![0u64; program.stages.len()];
     let mut converted = 0u64;
     for (_, s) in leads {

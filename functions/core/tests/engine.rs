@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use leadscore_core::engine::{Engine, Outcome};
+use leadscore_core::engine::{Engine, Kept, Outcome};
 use leadscore_core::output::{
     lead_object, notification_object, replay_document, LeadJson, NotificationJson,
 };
@@ -828,7 +828,51 @@ fn anonymous_history_joins_the_known_lead() {
     // combined history: mql at the identify (engagement 40, fit now 15)
     assert_eq!(u1["reached"], json!({"mql": at(4 * DAY)}));
     assert_eq!(engine.resolve("a1"), "u1");
-    assert!(engine.lead("a1").is_some_and(|r| r.history.len() == 5));
+    // both leads' calls, in arrival order, under either id
+    let seqs: Vec<u64> = engine.history("a1").iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(engine.history("u1").len(), 5);
+}
+
+#[test]
+fn a_lead_merged_twice_keeps_every_call_and_forgetting_it_erases_them() {
+    let program = compile_rules(MERGE_RULES);
+    let mut engine = Engine::new(&program);
+    for c in [
+        page("anonymousId", "a1", 1, "/pricing", "m1"),
+        page("anonymousId", "a2", 2, "/pricing", "m2"),
+        identify("u1", 3, json!({"title": "VP"}), "m3"),
+        page("anonymousId", "a1", 4, "/pricing", "m4"),
+        alias("a1", "u1", 5, "m5"),
+        page("anonymousId", "a2", 6, "/pricing", "m6"),
+        alias("a2", "u1", 7, "m7"),
+        page("userId", "u1", 8, "/pricing", "m8"),
+        page("anonymousId", "b1", 9, "/pricing", "m9"),
+    ] {
+        engine.process(call(&c));
+    }
+    let ids: Vec<String> = engine
+        .history("a2")
+        .iter()
+        .map(|(_, kept)| match kept {
+            Kept::Call(c) => c.message_id.clone(),
+            Kept::Line { .. } => panic!("kept in memory"),
+        })
+        .collect();
+    assert_eq!(ids, ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]);
+    assert_eq!(engine.lead("u1").map(|r| r.state.events), Some(8));
+    assert_eq!(engine.leads().count(), 2);
+
+    assert!(engine.forget("a1").is_some());
+    assert!(engine.history("u1").is_empty());
+    assert!(!engine.is_seen("m4"));
+    assert!(engine.is_seen("m9"));
+    let ids: Vec<&str> = engine.leads().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["b1"]);
+    assert_eq!(engine.history("b1").len(), 1);
+    // the forgotten calls can arrive again, as a new lead
+    engine.process(call(&page("userId", "u1", 10, "/pricing", "m8")));
+    assert_eq!(engine.lead("u1").map(|r| r.state.events), Some(1));
 }
 
 #[test]
