@@ -20,7 +20,7 @@ use std::fmt;
 
 /// A string, borrowed from the text when it has no escapes, or an integer written as its
 /// decimal string: an id (checked non-empty by [`non_empty`]), or an object key.
-struct Text<'a>(Cow<'a, str>);
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -86,61 +86,70 @@ impl<'de> Visitor<'de> for Project<'_> {
 
 /// The object `raw` holds (an empty one when absent), cut to `keys`; `None` when it is not
 /// an object.
-fn project(raw: Option<&RawValue>, keys: Option<&Keys>) -> Option<Map<String, Value>> {
+fn project(raw: Option<&str>, keys: Option<&Keys>) -> Option<Map<String, Value>> {
     let Some(raw) = raw else {
         return Some(Map::new());
     };
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    if let Some(map) = crate::scan::project(raw, keys) {
+        return Some(map);
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
     Project(keys).deserialize(&mut de).ok()
 }
 
-#[derive(Deserialize)]
-struct Campaign {
-    #[serde(default)]
-    source: Option<Value>,
+/// The text of a value of any kind, borrowed.
+fn raw_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    Ok(Option::<&'de RawValue>::deserialize(d)?.map(RawValue::get))
 }
 
-#[derive(Deserialize)]
-struct Context {
+#[derive(Deserialize, Default)]
+pub(crate) struct Campaign {
     #[serde(default)]
-    campaign: Option<Campaign>,
+    pub(crate) source: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+pub(crate) struct Context {
+    #[serde(default)]
+    pub(crate) campaign: Option<Campaign>,
+}
+
+/// The envelope of a call, its strings borrowed; `properties` and `traits` as their text.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RawCall<'a> {
+pub(crate) struct RawCall<'a> {
     #[serde(rename = "type", borrow, default)]
-    ty: Option<Cow<'a, str>>,
+    pub(crate) ty: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    action: Option<Cow<'a, str>>,
+    pub(crate) action: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
+    pub(crate) event: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    user_id: Option<Text<'a>>,
+    pub(crate) user_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    anonymous_id: Option<Text<'a>>,
+    pub(crate) anonymous_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    previous_id: Option<Text<'a>>,
+    pub(crate) previous_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    group_id: Option<Text<'a>>,
+    pub(crate) group_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    message_id: Option<Cow<'a, str>>,
+    pub(crate) message_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    timestamp: Option<Cow<'a, str>>,
+    pub(crate) timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    original_timestamp: Option<Cow<'a, str>>,
+    pub(crate) original_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    sent_at: Option<Cow<'a, str>>,
+    pub(crate) sent_at: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    received_at: Option<Cow<'a, str>>,
+    pub(crate) received_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub(crate) properties: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub(crate) traits: Option<&'a str>,
     #[serde(borrow, default)]
-    properties: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    traits: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(crate) name: Option<Cow<'a, str>>,
     #[serde(default)]
-    context: Option<Context>,
+    pub(crate) context: Option<Context>,
 }
 
 #[derive(Deserialize)]
@@ -268,7 +277,10 @@ pub(crate) fn parse_body(
             .collect();
         return Some(calls?.into_iter().map(Ok).collect());
     }
-    let raw: RawCall<'_> = serde_json::from_str(text).ok()?;
+    let raw: RawCall<'_> = match crate::scan::call(text) {
+        Some(raw) => raw,
+        None => serde_json::from_str(text).ok()?,
+    };
     Some(vec![Ok(finish(raw, policy, reads)?)])
 }
 

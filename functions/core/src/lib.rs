@@ -11,4 +11,5 @@ pub mod output;
 pub mod report;
 pub mod rules;
 pub mod ruletest;
+mod scan;
 pub mod segment;

@@ -1,0 +1,432 @@
+//! A byte scanner for the calls the fast path sees most: one call per body or line, strings
+//! without escapes. It reads the envelope in one pass, borrowing every string, and skips
+//! what no one reads while still checking it is JSON.
+//!
+//! It gives up (`None`) on anything else: escapes, integer ids, `null` in a known field,
+//! numbers with exponents, deep nesting, a repeated field. Giving up is always safe: the
+//! caller then takes the `serde` fast path, and after it the exact path, which owns every
+//! error message. Whatever it accepts, `serde_json` accepts too and reads the same (tests
+//! below and in `fast` hold it to that).
+
+use crate::fast::{Campaign, Context, RawCall, Text};
+use leadscore_rules::program::Keys;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// Nesting deeper than this gives up (`serde_json` stops at 128).
+const MAX_DEPTH: usize = 64;
+
+/// A number token longer than this gives up (`serde_json` may find it out of range).
+const MAX_NUMBER: usize = 40;
+
+struct Scan<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Scan {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    /// The next byte that is not JSON whitespace (not consumed).
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&c) = self.bytes.get(self.at) {
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                self.at += 1;
+            } else {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Consumes `c` (after whitespace).
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.at += 1)
+    }
+
+    /// A string without escapes or control characters, borrowed from the text.
+    #[inline]
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = self.bytes[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if self.bytes[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        self.text.get(start..start + len)
+    }
+
+    /// A number token, checked against the JSON grammar; no exponent.
+    fn number(&mut self) -> Option<&'a str> {
+        self.peek()?;
+        let start = self.at;
+        let digits = |s: &mut Self| {
+            let from = s.at;
+            while s.bytes.get(s.at).is_some_and(u8::is_ascii_digit) {
+                s.at += 1;
+            }
+            s.at - from
+        };
+        if self.bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        match self.bytes.get(self.at) {
+            Some(b'0') => self.at += 1,
+            Some(b'1'..=b'9') => {
+                digits(self);
+            }
+            _ => return None,
+        }
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) || self.at - start > MAX_NUMBER {
+            return None;
+        }
+        self.text.get(start..self.at)
+    }
+
+    /// Consumes a literal (`true`, `false`, `null`).
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// Skips one value, checking it; returns its text.
+    fn skip(&mut self, depth: usize) -> Option<&'a str> {
+        let first = self.peek()?;
+        let start = self.at;
+        match first {
+            b'"' => {
+                self.str()?;
+            }
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                if self.peek()? == b'}' {
+                    self.at += 1;
+                } else {
+                    loop {
+                        self.str()?;
+                        self.eat(b':')?;
+                        self.skip(depth + 1)?;
+                        if self.after_member(b'}')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                if self.peek()? == b']' {
+                    self.at += 1;
+                } else {
+                    loop {
+                        self.skip(depth + 1)?;
+                        if self.after_member(b']')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => {
+                self.number()?;
+            }
+        }
+        self.text.get(start..self.at)
+    }
+
+    /// After a member or element: `,` (more follow: false) or the closing byte (true).
+    #[inline]
+    fn after_member(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(false)
+            }
+            c if c == close => {
+                self.at += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// One value, owned, as `serde_json` reads it.
+    fn value(&mut self) -> Option<Value> {
+        match self.peek()? {
+            b'"' => Some(Value::String(self.str()?.to_owned())),
+            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Value::Null),
+            // numbers, objects and arrays: checked here, built by serde_json itself
+            _ => serde_json::from_str(self.skip(0)?).ok(),
+        }
+    }
+
+    /// Members of an object: calls `member(self, key)` with the value next to be read; it
+    /// must consume it.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.str()?;
+            self.eat(b':')?;
+            member(self, key)?;
+            if self.after_member(b'}')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// Whether only whitespace is left.
+    fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+}
+
+/// Sets a field read once; a repeated field gives up, as `serde` refuses it.
+#[inline]
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+/// One call (a body or line that is a single JSON object), or `None` to let `serde` decide.
+pub(crate) fn call(text: &str) -> Option<RawCall<'_>> {
+    let mut s = Scan::new(text);
+    let mut raw = RawCall::default();
+    s.object(|s, key| match key {
+        "type" => once(&mut raw.ty, text_field(s)?),
+        "action" => once(&mut raw.action, text_field(s)?),
+        "event" => once(&mut raw.event, text_field(s)?),
+        "name" => once(&mut raw.name, text_field(s)?),
+        "userId" => once(&mut raw.user_id, Text(text_field(s)?)),
+        "anonymousId" => once(&mut raw.anonymous_id, Text(text_field(s)?)),
+        "previousId" => once(&mut raw.previous_id, Text(text_field(s)?)),
+        "groupId" => once(&mut raw.group_id, Text(text_field(s)?)),
+        "messageId" => once(&mut raw.message_id, text_field(s)?),
+        "timestamp" => once(&mut raw.timestamp, text_field(s)?),
+        "originalTimestamp" => once(&mut raw.original_timestamp, text_field(s)?),
+        "sentAt" => once(&mut raw.sent_at, text_field(s)?),
+        "receivedAt" => once(&mut raw.received_at, text_field(s)?),
+        "properties" | "traits" => {
+            if s.peek()? != b'{' {
+                return None;
+            }
+            let object = s.skip(0)?;
+            let slot = if key == "traits" {
+                &mut raw.traits
+            } else {
+                &mut raw.properties
+            };
+            once(slot, object)
+        }
+        "context" => once(&mut raw.context, context(s)?),
+        "batch" => None,
+        _ => s.skip(0).map(drop),
+    })?;
+    s.at_end().then_some(raw)
+}
+
+/// A string field, borrowed.
+fn text_field<'a>(s: &mut Scan<'a>) -> Option<Cow<'a, str>> {
+    s.str().map(Cow::Borrowed)
+}
+
+/// `context`, of which only `campaign.source` is read.
+fn context(s: &mut Scan<'_>) -> Option<Context> {
+    let mut campaign = None;
+    s.object(|s, key| match key {
+        "campaign" => {
+            let mut source = None;
+            s.object(|s, key| match key {
+                "source" => once(&mut source, s.value()?),
+                _ => s.skip(1).map(drop),
+            })?;
+            once(&mut campaign, Campaign { source })
+        }
+        _ => s.skip(1).map(drop),
+    })?;
+    Some(Context { campaign })
+}
+
+/// The object `text` holds, keeping only `keys` (all without keys); `None` to let `serde`
+/// decide.
+pub(crate) fn project(text: &str, keys: Option<&Keys>) -> Option<Map<String, Value>> {
+    let mut s = Scan::new(text);
+    let mut out = Map::new();
+    s.object(|s, key| {
+        if keys.is_none_or(|k| k.contains(key)) {
+            // a repeated key keeps its last value, as `serde_json::Map` does
+            out.insert(key.to_owned(), s.value()?);
+            Some(())
+        } else {
+            s.skip(1).map(drop)
+        }
+    })?;
+    s.at_end().then_some(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CALL: &str = r#"{"messageId":"m1","userId":"u1","timestamp":"2026-01-01T00:00:00Z","type":"track","event":"Order Completed","properties":{"revenue":480,"items":[{"sku":"a","n":-1.5}],"ok":true,"none":null,"empty":{},"list":[]},"context":{"campaign":{"source":"google","medium":"cpc"},"ip":"1.2.3.4"},"extra":[1,{"a":false}]}"#;
+
+    #[test]
+    fn reads_an_ordinary_call() {
+        let raw = call(CALL).expect("scanned");
+        assert_eq!(raw.ty.as_deref(), Some("track"));
+        assert_eq!(raw.event.as_deref(), Some("Order Completed"));
+        assert_eq!(raw.user_id.map(|t| t.0).as_deref(), Some("u1"));
+        assert_eq!(raw.message_id.as_deref(), Some("m1"));
+        assert_eq!(
+            raw.context.and_then(|c| c.campaign).and_then(|c| c.source),
+            Some(Value::from("google"))
+        );
+        let props = project(raw.properties.expect("properties"), None).expect("projected");
+        let expected: Value = serde_json::from_str(CALL).unwrap();
+        assert_eq!(Value::Object(props), expected["properties"]);
+    }
+
+    #[test]
+    fn projects_only_the_keys_asked_for() {
+        let keys = Keys::Some(["revenue", "none"].iter().map(|k| (*k).into()).collect());
+        let text = r#"{"revenue":1,"url":"x","revenue":2.25,"none":null}"#;
+        let map = project(text, Some(&keys)).expect("projected");
+        assert_eq!(
+            Value::Object(map),
+            serde_json::json!({"revenue": 2.25, "none": null})
+        );
+    }
+
+    #[test]
+    fn gives_up_on_what_it_does_not_read_itself() {
+        for text in [
+            r#"{"type":"track","userId":"u\"1"}"#, // an escape
+            r#"{"type":"track","userId":7}"#,      // an integer id
+            r#"{"type":null}"#,                    // null in a known field
+            r#"{"type":"track","type":"page"}"#,   // a repeated field
+            r#"{"x":1e400}"#,                      // an exponent
+            r#"{"batch":[]}"#,                     // a batch
+            r#"{"properties":[1]}"#,               // properties not an object
+            r#"{"context":"x"}"#,                  // context not an object
+            r#"{"context":{"campaign":{"source":1,"source":2}}}"#,
+        ] {
+            assert!(call(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_json() {
+        for text in [
+            "",
+            "{",
+            "}",
+            "[]",
+            "{}x",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":{"b":1}"#,
+            "{\"a\":\"x\ty\"}",
+            r#"{"a":"x}"#,
+            r#"{"a":1}{"b":2}"#,
+            r#"{,"a":1}"#,
+            r#"{"a":+1}"#,
+        ] {
+            assert!(call(text).is_none(), "{text}");
+            assert!(
+                serde_json::from_str::<Value>(text).is_err() || text == "[]",
+                "{text}"
+            );
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(call(&deep).is_none());
+    }
+
+    /// Turns a byte position into a valid cut of `text`.
+    fn boundary(text: &str, at: usize) -> usize {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Whatever the scanner accepts, serde_json accepts, and both read the same call.
+        #[test]
+        fn accepts_only_what_serde_json_reads_the_same(
+            at in 0usize..400,
+            cut in 0usize..4,
+            insert in prop::sample::select(vec!["", "\"", "{", "}", "[", "]", ",", ":", "1", "-",
+                ".", "e", "null", "x", " ", "\\", "\u{1}", "\"a\":1,", "é"]),
+        ) {
+            let at = boundary(CALL, at);
+            let end = boundary(CALL, at + cut);
+            let text = format!("{}{}{}", &CALL[..at], insert, &CALL[end..]);
+            if let Some(raw) = call(&text) {
+                let value: Value = serde_json::from_str(&text).expect("serde_json accepts it");
+                let serde: crate::fast::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
+                prop_assert_eq!(raw.ty.as_deref(), serde.ty.as_deref());
+                prop_assert_eq!(raw.event.as_deref(), serde.event.as_deref());
+                prop_assert_eq!(raw.message_id.as_deref(), serde.message_id.as_deref());
+                prop_assert_eq!(raw.timestamp.as_deref(), serde.timestamp.as_deref());
+                prop_assert_eq!(raw.user_id.map(|t| t.0), serde.user_id.map(|t| t.0));
+                prop_assert_eq!(
+                    raw.context.and_then(|c| c.campaign).and_then(|c| c.source),
+                    serde.context.and_then(|c| c.campaign).and_then(|c| c.source)
+                );
+                match (raw.properties, serde.properties) {
+                    (Some(p), Some(q)) => {
+                        let map = project(p, None).expect("properties scanned");
+                        prop_assert_eq!(Value::Object(map), value["properties"].clone());
+                        prop_assert_eq!(p, q);
+                    }
+                    (p, q) => prop_assert_eq!(p, q),
+                }
+            }
+        }
+    }
+}
