@@ -37,6 +37,23 @@ struct Block {
     text: Option<String>,
 }
 
+/// Lines warmed together before they are applied ([`Engine::warm`]).
+const WARM: usize = 32;
+
+/// The message key of call `index` of a line: the first's was computed with the parse.
+#[inline]
+fn message_key(
+    keys: MessageKeys,
+    call: &Call,
+    index: usize,
+    first: Option<MessageKey>,
+) -> MessageKey {
+    match first {
+        Some(key) if index == 0 => key,
+        _ => keys.key(&call.message_id),
+    }
+}
+
 /// Where a merge reads a lead's earlier lines again.
 struct Lines {
     /// The byte offset of line `n` at `n - 1`.
@@ -257,32 +274,41 @@ pub fn run(
                 }
             }
             let parsed_chunk = block.parsed;
-            for (line, parsed, first) in &parsed_chunk {
-                let line = *line;
-                match parsed {
-                    Err(e) => {
-                        rejected += 1;
-                        let _ = writeln!(report, "{name}:{line}: {e}");
-                    }
-                    Ok(calls) => {
+            // a few dozen lines at a time: warm what their calls will read, then apply them
+            for lines in parsed_chunk.chunks(WARM) {
+                for (_, parsed, first) in lines {
+                    if let Ok(calls) = parsed {
                         for (index, call) in calls.iter().enumerate() {
-                            match call {
-                                Ok(call) => {
-                                    let message = match first {
-                                        Some(key) if index == 0 => *key,
-                                        _ => keys.key(&call.message_id),
-                                    };
-                                    #[allow(clippy::cast_possible_truncation)]
-                                    engine.process_line_keyed(
-                                        call,
-                                        message,
-                                        line as u32,
-                                        index as u32,
-                                    );
-                                }
-                                Err(e) => {
-                                    rejected += 1;
-                                    let _ = writeln!(report, "{name}:{line}: {e}");
+                            if let Ok(call) = call {
+                                engine.warm(call, message_key(keys, call, index, *first));
+                            }
+                        }
+                    }
+                }
+                for (line, parsed, first) in lines {
+                    let line = *line;
+                    match parsed {
+                        Err(e) => {
+                            rejected += 1;
+                            let _ = writeln!(report, "{name}:{line}: {e}");
+                        }
+                        Ok(calls) => {
+                            for (index, call) in calls.iter().enumerate() {
+                                match call {
+                                    Ok(call) => {
+                                        let message = message_key(keys, call, index, *first);
+                                        #[allow(clippy::cast_possible_truncation)]
+                                        engine.process_line_keyed(
+                                            call,
+                                            message,
+                                            line as u32,
+                                            index as u32,
+                                        );
+                                    }
+                                    Err(e) => {
+                                        rejected += 1;
+                                        let _ = writeln!(report, "{name}:{line}: {e}");
+                                    }
                                 }
                             }
                         }

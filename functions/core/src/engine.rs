@@ -385,6 +385,22 @@ impl<'p> Engine<'p> {
         self.process_kept(call, message, Kept::Line { line, index }, &mut Vec::new())
     }
 
+    /// Reads, without changing anything, what processing this call will read first: its
+    /// place in the duplicate set, its lead's place in the table and the lead's state.
+    /// `replay` warms a few dozen calls before processing them, so their cache misses
+    /// overlap instead of stalling one call at a time.
+    pub fn warm(&self, call: &Call, message: MessageKey) {
+        let id = self.resolve(call.lead_id());
+        let found = self.index(id).and_then(|i| self.records.get(i)).map(|r| {
+            (
+                r.state.clock,
+                r.state.reached.first().copied(),
+                r.state.aggregates.first().map(Vec::len),
+            )
+        });
+        std::hint::black_box((self.seen.contains(&message), found));
+    }
+
     /// How this engine turns `messageId`s into keys.
     pub fn message_keys(&self) -> MessageKeys {
         self.keys
