@@ -123,7 +123,7 @@ fn replay(program: &Program, lines: &[String]) -> BTreeMap<String, Value> {
         .leads()
         .map(|(id, r)| {
             (
-                id.clone(),
+                id.to_string(),
                 serde_json::to_value(lead_object(program, id, &r.state)).unwrap(),
             )
         })
@@ -805,7 +805,7 @@ async fn decay_ticks_due_leads_like_replay_as_of() {
         .leads()
         .map(|(id, r)| {
             (
-                id.clone(),
+                id.to_string(),
                 serde_json::to_value(lead_object(&program, id, &r.state)).unwrap(),
             )
         })
