@@ -117,19 +117,7 @@ impl<'a> Scan<'a> {
                 if depth >= MAX_DEPTH {
                     return None;
                 }
-                self.at += 1;
-                if self.peek()? == b'}' {
-                    self.at += 1;
-                } else {
-                    loop {
-                        self.str()?;
-                        self.eat(b':')?;
-                        self.skip(depth + 1)?;
-                        if self.after_member(b'}')? {
-                            break;
-                        }
-                    }
-                }
+                self.object(|s, _| s.skip(depth + 1).map(drop))?;
             }
             b'[' => {
                 if depth >= MAX_DEPTH {
