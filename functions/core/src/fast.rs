@@ -265,6 +265,10 @@ pub(crate) fn parse_body(
     policy: &TimePolicy,
     reads: Option<&Reads>,
 ) -> Option<Vec<Result<Call, CallError>>> {
+    // the scanner gives up on a `batch` key, so a line it reads is never a batch
+    if let Some(raw) = crate::scan::call(text) {
+        return Some(vec![Ok(finish(raw, policy, reads)?)]);
+    }
     if text.contains("\"batch\"") {
         let batch: RawBatch<'_> = serde_json::from_str(text).ok()?;
         if batch.batch.is_empty() {
@@ -277,10 +281,7 @@ pub(crate) fn parse_body(
             .collect();
         return Some(calls?.into_iter().map(Ok).collect());
     }
-    let raw: RawCall<'_> = match crate::scan::call(text) {
-        Some(raw) => raw,
-        None => serde_json::from_str(text).ok()?,
-    };
+    let raw: RawCall<'_> = serde_json::from_str(text).ok()?;
     Some(vec![Ok(finish(raw, policy, reads)?)])
 }
 

@@ -54,12 +54,13 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes or control characters, borrowed from the text.
-    #[inline]
+    #[inline(always)]
     fn str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = string_end(self.bytes.get(start..)?)?;
-        if self.bytes[start + len] != b'"' {
+        let rest = self.bytes.get(start..)?;
+        let len = string_end(rest)?;
+        if *rest.get(len)? != b'"' {
             return None;
         }
         self.at = start + len + 1;
@@ -168,8 +169,16 @@ impl<'a> Scan<'a> {
             b't' => self.literal(b"true").map(|()| Value::Bool(true)),
             b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Value::Null),
-            // numbers, objects and arrays: checked here, built by serde_json itself
-            _ => serde_json::from_str(self.skip(0)?).ok(),
+            // numbers, objects and arrays: checked here, built by serde_json itself, except
+            // small non-negative integers, which serde_json reads as these same `u64`s
+            _ => {
+                let token = self.skip(0)?;
+                if token.len() <= 18 && token.bytes().all(|c| c.is_ascii_digit()) {
+                    token.parse::<u64>().ok().map(Value::from)
+                } else {
+                    serde_json::from_str(token).ok()
+                }
+            }
         }
     }
 
@@ -346,6 +355,26 @@ mod tests {
             Value::Object(map),
             serde_json::json!({"revenue": 2.25, "none": null})
         );
+    }
+
+    #[test]
+    fn reads_numbers_as_serde_json_does() {
+        let text = r#"{"z":0,"n":480,"max":999999999999999999,"big":18446744073709551615,"over":18446744073709551616,"neg":-3,"f":1.5,"g":0.1,"h":-0.0}"#;
+        let map = project(text, None).expect("projected");
+        let expected: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(Value::Object(map.clone()), expected);
+        // the same representation, not only equal values: integers stay integers
+        for (key, value) in &map {
+            let Value::Number(n) = value else {
+                panic!("{key}")
+            };
+            let e = expected[key].as_number().unwrap();
+            assert_eq!(
+                (n.is_u64(), n.is_i64(), n.is_f64()),
+                (e.is_u64(), e.is_i64(), e.is_f64()),
+                "{key}"
+            );
+        }
     }
 
     #[test]
