@@ -404,11 +404,11 @@ fn render_list<T: Sync, J: serde::Serialize>(
             for (i, item) in chunk.iter().enumerate() {
                 buf.extend_from_slice(b"    ");
                 let mut ser = serde_json::Serializer::with_formatter(
-                    Indent {
-                        out: &mut buf,
-                        pad: b"    ",
+                    &mut buf,
+                    Nested {
+                        depth: 2,
+                        has_value: false,
                     },
-                    serde_json::ser::PrettyFormatter::with_indent(b"  "),
                 );
                 json(item)
                     .serialize(&mut ser)
@@ -424,26 +424,87 @@ fn render_list<T: Sync, J: serde::Serialize>(
         .collect()
 }
 
-/// A writer that indents every line after the first by `pad` (JSON text has no raw newline
-/// inside a string, so every newline is a line break of the pretty printer).
-struct Indent<'a> {
-    out: &'a mut Vec<u8>,
-    pad: &'static [u8],
+/// `serde_json`'s pretty printer with an indent of two spaces, for a value printed `depth`
+/// levels deep: every line break is followed by the indent of its depth, and nothing else
+/// differs (the same output as indenting each line of the pretty text by `2 × depth`).
+struct Nested {
+    depth: usize,
+    has_value: bool,
 }
 
-impl Write for Indent<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.out.extend_from_slice(&rest[..=i]);
-            self.out.extend_from_slice(self.pad);
-            rest = &rest[i + 1..];
-        }
-        self.out.extend_from_slice(rest);
-        Ok(buf.len())
+impl Nested {
+    fn line<W: ?Sized + Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(w)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn indent<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
+        for _ in 0..self.depth {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn begin<W: ?Sized + Write>(&mut self, w: &mut W, open: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(open)
+    }
+
+    fn end<W: ?Sized + Write>(&mut self, w: &mut W, close: &[u8]) -> std::io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        if self.has_value {
+            w.write_all(b"\n")?;
+            self.indent(w)?;
+        }
+        w.write_all(close)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.begin(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.end(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.begin(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.end(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
         Ok(())
     }
 }
