@@ -222,8 +222,10 @@ pub fn run(
     };
     let keep_text = again.is_none();
     let name = events.display().to_string();
+    // one line start per line: about one per 128 bytes of a file of Segment calls
+    let expected_lines = usize::try_from(size.unwrap_or(0) / 128).unwrap_or(0);
     let lines = std::cell::RefCell::new(Lines {
-        starts: Vec::new(),
+        starts: Vec::with_capacity(expected_lines),
         end: 0,
         file: again,
         blocks: Vec::new(),
@@ -275,16 +277,19 @@ pub fn run(
             }
             let parsed_chunk = block.parsed;
             // a few dozen lines at a time: warm what their calls will read, then apply them
+            let mut warm = Vec::with_capacity(WARM);
             for lines in parsed_chunk.chunks(WARM) {
+                warm.clear();
                 for (_, parsed, first) in lines {
                     if let Ok(calls) = parsed {
                         for (index, call) in calls.iter().enumerate() {
                             if let Ok(call) = call {
-                                engine.warm(call, message_key(keys, call, index, *first));
+                                warm.push((call, message_key(keys, call, index, *first)));
                             }
                         }
                     }
                 }
+                engine.warm(&warm);
                 for (line, parsed, first) in lines {
                     let line = *line;
                     match parsed {

@@ -156,6 +156,9 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
     (state, new)
 }
 
+/// The most calls [`Engine::warm`] warms at once.
+pub const WARM_MAX: usize = 64;
+
 /// A `messageId` as the engine remembers it: a 128-bit hash, keyed per engine
 /// ([`MessageKeys`]). Remembering a million ids costs 16 bytes each and no allocation, and
 /// two different ids collide with a probability of about 2⁻¹²⁸ per pair.
@@ -385,20 +388,45 @@ impl<'p> Engine<'p> {
         self.process_kept(call, message, Kept::Line { line, index }, &mut Vec::new())
     }
 
-    /// Reads, without changing anything, what processing this call will read first: its
-    /// place in the duplicate set, its lead's place in the table and the lead's state.
-    /// `replay` warms a few dozen calls before processing them, so their cache misses
-    /// overlap instead of stalling one call at a time.
-    pub fn warm(&self, call: &Call, message: MessageKey) {
-        let id = self.resolve(call.lead_id());
-        let found = self.index(id).and_then(|i| self.records.get(i)).map(|r| {
-            (
-                r.state.clock,
-                r.state.reached.first().copied(),
-                r.state.aggregates.first().map(Vec::len),
-            )
-        });
-        std::hint::black_box((self.seen.contains(&message), found));
+    /// Reads, without changing anything, what processing these calls will read first:
+    /// their places in the duplicate set, their leads' places in the table and the leads'
+    /// state. `replay` warms a few dozen calls before processing them.
+    ///
+    /// It reads in stages, each over all the calls (the duplicate set, then the table, then
+    /// the records, then the state's vectors), so the cache misses of one stage are
+    /// independent of each other and overlap, instead of each call waiting on its own chain
+    /// of misses. Calls past the first [`WARM_MAX`] are not warmed.
+    pub fn warm(&self, calls: &[(&Call, MessageKey)]) {
+        let calls = &calls[..calls.len().min(WARM_MAX)];
+        let mut seen = 0usize;
+        for (_, message) in calls {
+            seen += usize::from(self.seen.contains(message));
+        }
+        let mut found = [usize::MAX; WARM_MAX];
+        for (slot, (call, _)) in found.iter_mut().zip(calls) {
+            if let Some(i) = self.index(self.resolve(call.lead_id())) {
+                *slot = i;
+            }
+        }
+        let mut clocks = 0i64;
+        for &i in &found[..calls.len()] {
+            if let Some(r) = self.records.get(i) {
+                clocks = clocks.wrapping_add(r.state.clock.unwrap_or(0));
+            }
+        }
+        let mut sizes = 0usize;
+        for &i in &found[..calls.len()] {
+            if let Some(r) = self.records.get(i) {
+                let s = &r.state;
+                sizes += s.reached.first().map_or(0, |r| usize::from(r.is_some()));
+                sizes += s
+                    .aggregates
+                    .first()
+                    .map_or(0, |a| a.first().map_or(0, |_| 1));
+                sizes += s.limits.first().map_or(0, |l| l.len());
+            }
+        }
+        std::hint::black_box((seen, clocks, sizes));
     }
 
     /// How this engine turns `messageId`s into keys.
