@@ -630,3 +630,76 @@ fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std:
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use leadscore_core::segment::normalize_call;
+    use leadscore_rules::{compile, SourceFile};
+    use std::sync::Arc;
+
+    /// The document rendered on the thread pool is byte for byte what
+    /// `serde_json::to_writer_pretty` writes for the contract document: nested objects and
+    /// lists, empty ones, notifications, strings that need escaping, more leads than one
+    /// render chunk.
+    #[test]
+    fn write_json_is_the_pretty_contract_document() {
+        let rules = r#"
+ruleset "pretty \"doc\""
+fit "Senior" +15 when lead.title matches /vp/i
+score "Pricing" +10 on page where path starts_with "/pricing"
+score "Demo" +40 on "Form Submitted" where form == "demo"
+stage mql when score >= 20
+stage sql when reached mql and event "Form Submitted" where form == "demo"
+conversion "Purchase" on "Order Completed" value revenue
+notify sales when reached sql
+notify revenue when converted
+"#;
+        let compiled = compile(&[SourceFile {
+            name: "t.rules".into(),
+            text: rules.into(),
+        }]);
+        let program = compiled.program.expect("rules compile");
+        let mut engine = Engine::new(&program);
+        let mut n = 0;
+        let mut send = |engine: &mut Engine<'_>, mut call: Value| {
+            n += 1;
+            call["messageId"] = Value::from(format!("m{n}"));
+            call["timestamp"] = Value::from(format!("2026-01-01T00:{:02}:00Z", n % 60));
+            let call = normalize_call(&call, "", &TimePolicy::Required).unwrap();
+            engine.process(Arc::new(call));
+        };
+        for i in 0..(2 * RENDER_CHUNK + 7) {
+            let id = format!("u{i}\t\"é\"");
+            send(
+                &mut engine,
+                serde_json::json!({"type": "page", "userId": id, "properties": {"path": "/pricing"},
+                                   "context": {"campaign": {"source": "ads \"q\""}}}),
+            );
+            if i % 3 != 0 {
+                send(
+                    &mut engine,
+                    serde_json::json!({"type": "identify", "userId": id, "traits": {"title": "VP"}}),
+                );
+                send(
+                    &mut engine,
+                    serde_json::json!({"type": "track", "event": "Form Submitted", "userId": id,
+                                       "properties": {"form": "demo"}}),
+                );
+            }
+            if i % 5 == 0 {
+                send(
+                    &mut engine,
+                    serde_json::json!({"type": "track", "event": "Order Completed", "userId": id,
+                                       "properties": {"revenue": 49.5}}),
+                );
+            }
+        }
+        assert!(engine.notifications().len() > RENDER_CHUNK);
+        let mut out = Vec::new();
+        write_json(&mut out, &engine, 3).unwrap();
+        let expected = serde_json::to_string_pretty(&replay_document(&engine, 3)).unwrap() + "\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}
