@@ -385,13 +385,31 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
         program,
         notification: n,
     })?;
-    let summary = indented(&summary_object(program, &leads, rejected), 2);
+    let mut summary = Vec::new();
+    pretty_at(&mut summary, 1, &summary_object(program, &leads, rejected))?;
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
     write_list(out, "leads", &rendered)?;
     writeln!(out, ",")?;
     write_list(out, "notifications", &notes)?;
-    writeln!(out, ",\n  \"summary\": {}\n}}", summary.trim_start())
+    write!(out, ",\n  \"summary\": ")?;
+    out.write_all(&summary)?;
+    writeln!(out, "\n}}")
+}
+
+/// Appends the pretty JSON of a value that sits `depth` levels deep in the document.
+fn pretty_at(
+    buf: &mut Vec<u8>,
+    depth: usize,
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    let nested = Nested {
+        depth,
+        has_value: false,
+    };
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(buf, nested))
+        .map_err(std::io::Error::other)
 }
 
 /// The items of a list of the document, pretty-printed at the depth of the list's items
@@ -408,16 +426,7 @@ fn render_list<T: Sync, J: serde::Serialize>(
             let mut buf = Vec::with_capacity(chunk.len() * 512);
             for (i, item) in chunk.iter().enumerate() {
                 buf.extend_from_slice(b"    ");
-                let mut ser = serde_json::Serializer::with_formatter(
-                    &mut buf,
-                    Nested {
-                        depth: 2,
-                        has_value: false,
-                    },
-                );
-                json(item)
-                    .serialize(&mut ser)
-                    .map_err(std::io::Error::other)?;
+                pretty_at(&mut buf, 2, &json(item))?;
                 buf.extend_from_slice(if c * RENDER_CHUNK + i < last {
                     b",\n"
                 } else {
@@ -523,21 +532,6 @@ fn write_list(out: &mut impl Write, key: &str, chunks: &[Vec<u8>]) -> std::io::R
         out.write_all(chunk)?;
     }
     write!(out, "  ]")
-}
-
-/// Pretty JSON of a value, every line indented by `by` spaces.
-fn indented(value: &impl serde::Serialize, by: usize) -> String {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let pad = " ".repeat(by);
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for (i, line) in text.lines().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&pad);
-        out.push_str(line);
-    }
-    out
 }
 
 fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {

@@ -402,29 +402,26 @@ impl<'p> Engine<'p> {
         for (_, message) in calls {
             seen += usize::from(self.seen.contains(message));
         }
-        let mut found = [usize::MAX; WARM_MAX];
+        // where each lead's record is (finding it reads the table, not the record)
+        let mut found: [Option<&LeadRecord>; WARM_MAX] = [None; WARM_MAX];
         for (slot, (call, _)) in found.iter_mut().zip(calls) {
-            if let Some(i) = self.index(self.resolve(call.lead_id())) {
-                *slot = i;
-            }
+            *slot = self
+                .index(self.resolve(call.lead_id()))
+                .and_then(|i| self.records.get(i));
         }
-        let mut clocks = 0i64;
-        for &i in &found[..calls.len()] {
-            if let Some(r) = self.records.get(i) {
-                clocks = clocks.wrapping_add(r.state.clock.unwrap_or(0));
-            }
-        }
+        let records = found.iter().flatten();
+        let clocks = records
+            .clone()
+            .fold(0i64, |sum, r| sum.wrapping_add(r.state.clock.unwrap_or(0)));
         let mut sizes = 0usize;
-        for &i in &found[..calls.len()] {
-            if let Some(r) = self.records.get(i) {
-                let s = &r.state;
-                sizes += s.reached.first().map_or(0, |r| usize::from(r.is_some()));
-                sizes += s
-                    .aggregates
-                    .first()
-                    .map_or(0, |a| a.first().map_or(0, |_| 1));
-                sizes += s.limits.first().map_or(0, |l| l.len());
-            }
+        for r in records {
+            let s = &r.state;
+            sizes += s.reached.first().map_or(0, |r| usize::from(r.is_some()));
+            sizes += s
+                .aggregates
+                .first()
+                .map_or(0, |a| a.first().map_or(0, |_| 1));
+            sizes += s.limits.first().map_or(0, Vec::len);
         }
         std::hint::black_box((seen, clocks, sizes));
     }
