@@ -11,8 +11,51 @@ pub const SECOND: Micros = 1_000_000;
 /// Parses an RFC 3339 time (`2026-01-01T09:00:00Z`, `2026-01-01T10:00:00+01:00`,
 /// fractions allowed). Returns `None` when the text is not an RFC 3339 time.
 pub fn parse_rfc3339(text: &str) -> Option<Micros> {
+    if let Some(at) = parse_utc_seconds(text) {
+        return Some(at);
+    }
     let parsed = DateTime::parse_from_rfc3339(text).ok()?;
     Some(parsed.timestamp_micros())
+}
+
+/// The form senders use most, `YYYY-MM-DDTHH:MM:SSZ`, read directly; `None` for anything
+/// else (other forms, a leap second, an invalid date), which chrono then decides.
+#[inline]
+fn parse_utc_seconds(text: &str) -> Option<Micros> {
+    let b: &[u8; 20] = text.as_bytes().try_into().ok()?;
+    let sep = |i: usize, c: u8| b[i] == c;
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':'))
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, len: usize| -> Option<i64> {
+        b[from..from + len].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // days from 1970-01-01 to the date (H. Hinnant, `days_from_civil`)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60 * SECOND + second * SECOND)
 }
 
 /// Prints a time in UTC as RFC 3339 with `Z`, with a fraction only when the time has one
@@ -43,6 +86,60 @@ mod tests {
         assert_eq!(format_rfc3339(t), "2026-01-01T09:00:00.25Z");
         let t = parse_rfc3339("2026-01-01T10:00:00.123456+01:00").unwrap();
         assert_eq!(format_rfc3339(t), "2026-01-01T09:00:00.123456Z");
+    }
+
+    /// The direct reading of `YYYY-MM-DDTHH:MM:SSZ` gives what chrono gives, and leaves to
+    /// chrono what it cannot read.
+    #[test]
+    fn reads_utc_seconds_as_chrono_does() {
+        use proptest::prelude::*;
+        let chrono = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|d| d.timestamp_micros())
+        };
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(
+                &(
+                    0u32..10_000,
+                    0u32..14,
+                    0u32..33,
+                    0u32..25,
+                    0u32..61,
+                    0u32..62,
+                ),
+                |(y, mo, d, h, mi, s)| {
+                    let t = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+                    if let Some(at) = parse_utc_seconds(&t) {
+                        prop_assert_eq!(Some(at), chrono(&t), "{}", t);
+                    }
+                    prop_assert_eq!(parse_rfc3339(&t), chrono(&t), "{}", t);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        for t in [
+            "2024-02-29T23:59:59Z",
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01t00:00:00z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00+00:00",
+            "2026-01-01T00:00:0aZ",
+            "+026-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(t), chrono(t), "{t}");
+        }
+        assert_eq!(
+            parse_utc_seconds("2026-01-01T00:00:00Z"),
+            Some(1_767_225_600 * SECOND)
+        );
     }
 
     #[test]
