@@ -65,7 +65,7 @@ fn events(n: usize) -> Vec<Event> {
             kind,
             name,
             time: t,
-            properties,
+            properties: properties.into(),
             source: None,
         });
     }

@@ -2,7 +2,7 @@
 //!
 //! No clocks, no I/O: replaying the same events in the same order gives the same state.
 
-use crate::event::{CallKind, Event};
+use crate::event::{CallKind, Event, Properties};
 use crate::program::{AggKind, Expr, NotifyWhen, Pred, Program, SUM_KEEP};
 use crate::syntax::CmpOp;
 use crate::time::Micros;
@@ -25,7 +25,7 @@ pub struct ConversionState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct LeadState {
     /// Profile traits (identify), with the company (group) under `company`.
-    pub profile: Map<String, Value>,
+    pub profile: Properties,
     /// Current fit.
     pub fit: f64,
     /// Current engagement (as of `clock`).
@@ -180,7 +180,7 @@ impl Tracer for Vec<TraceEntry> {
 }
 
 /// Computes fit from a profile.
-pub fn compute_fit(program: &Program, profile: &Map<String, Value>) -> f64 {
+pub fn compute_fit(program: &Program, profile: &Properties) -> f64 {
     let ctx = Ctx {
         profile,
         fit: 0.0,
@@ -281,13 +281,18 @@ pub fn apply_traced(
         CallKind::Group => {
             let company = state
                 .profile
-                .entry("company".to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
+                .get_or_insert_with("company", || Value::Object(Map::new()));
             if !company.is_object() {
                 *company = Value::Object(Map::new());
             }
             if let Value::Object(map) = company {
-                merge_traits(map, &event.properties);
+                for (k, v) in &event.properties {
+                    if v.is_null() {
+                        map.remove(k);
+                    } else {
+                        map.insert(k.clone(), v.clone());
+                    }
+                }
             }
             refit(program, state, tracer);
         }
@@ -355,7 +360,7 @@ pub fn apply_traced(
             }
             let value = match &agg.kind {
                 AggKind::Count { .. } => 1.0,
-                AggKind::Sum { property } => match lookup(&event.properties, property) {
+                AggKind::Sum { property } => match lookup_in(&event.properties, property) {
                     Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
                     _ => continue,
                 },
@@ -398,7 +403,7 @@ pub fn apply_traced(
             let value = conv
                 .value
                 .as_ref()
-                .and_then(|p| lookup(&event.properties, p))
+                .and_then(|p| lookup_in(&event.properties, p))
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0);
             match &mut state.conversions[c] {
@@ -463,7 +468,7 @@ fn refit(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
 }
 
 /// Merges traits into a profile: a trait set to `null` is removed.
-pub fn merge_traits(profile: &mut Map<String, Value>, traits: &Map<String, Value>) {
+pub fn merge_traits(profile: &mut Properties, traits: &Properties) {
     for (k, v) in traits {
         if v.is_null() {
             profile.remove(k);
@@ -543,7 +548,19 @@ fn ctx<'a>(
 #[inline]
 pub fn lookup<'a>(map: &'a Map<String, Value>, path: &[Box<str>]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
-    let mut v = map.get(&**first)?;
+    follow(map.get(&**first)?, rest)
+}
+
+/// [`lookup`] in an event's properties.
+#[inline]
+pub fn lookup_in<'a>(properties: &'a Properties, path: &[Box<str>]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    follow(properties.get(first)?, rest)
+}
+
+/// The value at `rest` under `v`; `null` counts as missing.
+#[inline]
+fn follow<'a>(mut v: &'a Value, rest: &[Box<str>]) -> Option<&'a Value> {
     for seg in rest {
         v = v.as_object()?.get(&**seg)?;
     }
@@ -643,7 +660,7 @@ pub fn compare_values(op: CmpOp, a: &V<'_>, b: &V<'_>) -> bool {
 
 /// The values a condition reads.
 pub struct Ctx<'a> {
-    profile: &'a Map<String, Value>,
+    profile: &'a Properties,
     fit: f64,
     engagement: f64,
     event: Option<&'a Event>,
@@ -657,8 +674,8 @@ impl<'a> Ctx<'a> {
     fn value(&self, e: &'a Expr) -> V<'a> {
         match e {
             Expr::Const(v) => V::of(Some(v)),
-            Expr::Prop(path) => V::of(self.event.and_then(|ev| lookup(&ev.properties, path))),
-            Expr::Trait(path) => V::of(lookup(self.profile, path)),
+            Expr::Prop(path) => V::of(self.event.and_then(|ev| lookup_in(&ev.properties, path))),
+            Expr::Trait(path) => V::of(lookup_in(self.profile, path)),
             Expr::Score => V::Num(self.fit + self.engagement),
             Expr::Fit => V::Num(self.fit),
             Expr::Engagement => V::Num(self.engagement),

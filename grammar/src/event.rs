@@ -56,8 +56,241 @@ pub struct Event {
     /// `properties` of track/page/screen (page: Segment's page properties plus `name`),
     /// `traits` of identify/group; empty for alias.
     #[serde(default)]
-    pub properties: Map<String, Value>,
+    pub properties: Properties,
     /// `context.campaign.source`, when the call has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+}
+
+/// The properties (or traits) of one event, or a lead's profile: each key once, in key order, exactly as a
+/// `serde_json::Map` holds them, and serialized the same way.
+///
+/// A sorted vector rather than a map: an event has a handful of properties, often only the
+/// few the rules read, and one small allocation holds them all where a `Map` allocates a
+/// B-tree node of several hundred bytes. Finding a key is a binary search over them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Properties {
+    entries: Vec<(String, Value)>,
+}
+
+/// What [`Properties`] gives for a missing key when indexed, as `serde_json` does.
+static NULL: Value = Value::Null;
+
+impl Properties {
+    /// No properties.
+    pub const fn new() -> Self {
+        Properties {
+            entries: Vec::new(),
+        }
+    }
+
+    /// No properties, with room for `n`.
+    pub fn with_capacity(n: usize) -> Self {
+        Properties {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The value of `key`, to change it.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.find(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    /// The value of `key`, set to `value()` first when it is missing.
+    pub fn get_or_insert_with(&mut self, key: &str, value: impl FnOnce() -> Value) -> &mut Value {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (key.to_owned(), value()));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// Whether `key` is there.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key`; returns the value it replaces.
+    pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Takes `key` out; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// Keeps only the properties for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut Value) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// The properties in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &Value)> + ExactSizeIterator {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// The same properties as a JSON object.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.entries.into_iter().collect()
+    }
+
+    /// The same properties as a JSON object, copied.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl From<Map<String, Value>> for Properties {
+    fn from(map: Map<String, Value>) -> Self {
+        // a map iterates in key order, each key once
+        Properties {
+            entries: map.into_iter().collect(),
+        }
+    }
+}
+
+impl From<Properties> for Value {
+    fn from(p: Properties) -> Self {
+        Value::Object(p.into_map())
+    }
+}
+
+impl FromIterator<(String, Value)> for Properties {
+    /// A key given twice keeps its last value, as a `Map` does.
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let mut p = Properties::new();
+        for (k, v) in iter {
+            p.insert(k, v);
+        }
+        p
+    }
+}
+
+impl IntoIterator for Properties {
+    type Item = (String, Value);
+    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Properties {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Value)>,
+        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl std::ops::Index<&str> for Properties {
+    type Output = Value;
+    /// The value of a key, `null` when it is missing (as indexing a `serde_json::Value`).
+    fn index(&self, key: &str) -> &Value {
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Map::<String, Value>::deserialize(deserializer).map(Properties::from)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::from),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of inserts and removes leaves the same properties as a `Map`, in
+        /// the same order, serialized the same way.
+        #[test]
+        fn behaves_as_a_map(ops in proptest::collection::vec(("[a-e]{1,2}", value(), any::<bool>()), 0..40)) {
+            let mut map = Map::new();
+            let mut props = Properties::new();
+            for (k, v, remove) in ops {
+                if remove {
+                    prop_assert_eq!(map.remove(&k), props.remove(&k));
+                } else {
+                    prop_assert_eq!(map.insert(k.clone(), v.clone()), props.insert(k, v));
+                }
+                prop_assert_eq!(map.len(), props.len());
+            }
+            for (k, v) in &map {
+                prop_assert_eq!(props.get(k), Some(v));
+            }
+            prop_assert_eq!(serde_json::to_string(&map).unwrap(), serde_json::to_string(&props).unwrap());
+            prop_assert_eq!(Properties::from(map.clone()), props.clone());
+            prop_assert_eq!(props.into_map(), map);
+        }
+    }
+
+    #[test]
+    fn deserializes_as_a_map_does() {
+        let p: Properties = serde_json::from_str(r#"{"b":1,"a":2,"b":3}"#).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(p["b"], json!(3));
+        assert_eq!(p["missing"], Value::Null);
+        assert_eq!(Value::from(p), json!({"a": 2, "b": 3}));
+    }
 }

@@ -15,7 +15,7 @@ pub mod time;
 
 pub use diagnostic::{Diagnostic, SourceFile};
 pub use eval::{apply, tick, LeadState, Transition};
-pub use event::{CallKind, Event};
+pub use event::{CallKind, Event, Properties};
 pub use program::{compile, Compiled, Program};
 
 /// Prints a duration in the units of the language (`7d`, `12h`, `90s`).

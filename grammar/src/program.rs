@@ -287,11 +287,12 @@ pub enum Keys {
     /// Every key (a rule reads the object itself).
     All,
     /// Only these.
-    Some(std::collections::BTreeSet<Box<str>>),
+    Some(KeySet),
 }
 
 impl Keys {
     /// Whether a rule can read `key`.
+    #[inline]
     pub fn contains(&self, key: &str) -> bool {
         match self {
             Keys::All => true,
@@ -303,10 +304,58 @@ impl Keys {
         match (self, key) {
             (Keys::All, _) => {}
             (this, None) => *this = Keys::All,
-            (Keys::Some(keys), Some(k)) => {
-                keys.insert(k.into());
-            }
+            (Keys::Some(keys), Some(k)) => keys.insert(k),
         }
+    }
+}
+
+/// A few keys, asked about once per key of every call parsed: the lengths present are a
+/// bit mask, so most keys that are not there are turned away without a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeySet {
+    /// The keys, sorted, each once.
+    keys: Vec<Box<str>>,
+    /// Bit `n` is set when a key of `n` bytes is there (bit 63: 63 bytes or more).
+    lengths: u64,
+}
+
+impl KeySet {
+    /// No keys.
+    pub fn new() -> Self {
+        KeySet::default()
+    }
+
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    /// Whether `key` is there.
+    #[inline]
+    pub fn contains(&self, key: &str) -> bool {
+        self.lengths & KeySet::bit(key.len()) != 0 && self.keys.iter().any(|k| **k == *key)
+    }
+
+    /// Adds `key`.
+    pub fn insert(&mut self, key: &str) {
+        if let Err(i) = self.keys.binary_search_by(|k| (**k).cmp(key)) {
+            self.keys.insert(i, key.into());
+            self.lengths |= KeySet::bit(key.len());
+        }
+    }
+
+    /// The keys in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| &**k)
+    }
+}
+
+impl<K: AsRef<str>> FromIterator<K> for KeySet {
+    fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> Self {
+        let mut set = KeySet::new();
+        for k in iter {
+            set.insert(k.as_ref());
+        }
+        set
     }
 }
 
@@ -366,7 +415,7 @@ impl Reads {
 impl Program {
     /// What of a call this program can read (see [`Reads`]).
     pub fn reads(&self) -> Reads {
-        let none = || Keys::Some(std::collections::BTreeSet::new());
+        let none = || Keys::Some(KeySet::new());
         let mut r = Reads {
             properties: none(),
             traits: none(),
@@ -1484,5 +1533,28 @@ fn collect_event_names(cond: &Cond, out: &mut Vec<(String, Span)>) {
             }
         }
         Cond::Reached(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A key set answers as a `BTreeSet` of the same keys, long keys included.
+        #[test]
+        fn key_sets_answer_as_a_set(
+            keys in proptest::collection::vec("[ab]{0,3}|[ab]{62,66}", 0..8),
+            asked in proptest::collection::vec("[ab]{0,3}|[ab]{62,66}", 0..16),
+        ) {
+            let set: KeySet = keys.iter().collect();
+            let reference: std::collections::BTreeSet<&str> =
+                keys.iter().map(String::as_str).collect();
+            prop_assert!(set.iter().eq(reference.iter().copied()));
+            for k in keys.iter().chain(&asked) {
+                prop_assert_eq!(set.contains(k), reference.contains(k.as_str()), "{}", k);
+            }
+        }
     }
 }

@@ -121,7 +121,7 @@ pub fn run_events<R>(
                 calls.into_iter().nth(index as usize)?.ok()
             };
             let mut e = Engine::with_loader(p, Box::new(loader));
-            e.reserve(text.len() / 128, text.len() / 2048);
+            e.reserve(text.len() / 128, text.len() / 1024);
             e
         })
         .collect();

@@ -243,7 +243,7 @@ pub fn run(
     };
     let mut engine = Engine::with_loader(&program, Box::new(loader));
     let len = usize::try_from(size.unwrap_or(0)).unwrap_or(usize::MAX);
-    engine.reserve(len / 128, len / 2048);
+    engine.reserve(len / 128, len / 1024);
     let mut rejected = 0u64;
     // rejected lines are reported once the whole input has been read (a read error reports
     // only itself)

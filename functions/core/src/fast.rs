@@ -7,14 +7,14 @@
 //! message. A test checks that both paths agree.
 
 use crate::segment::{Call, CallError, TimePolicy, MAX_FUTURE};
-use leadscore_rules::event::{CallKind, Event};
+use leadscore_rules::event::{CallKind, Event, Properties};
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::time::parse_rfc3339;
 use serde::de::{self, Deserializer, Visitor};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -55,7 +55,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 struct Project<'k>(Option<&'k Keys>);
 
 impl<'de> DeserializeSeed<'de> for Project<'_> {
-    type Value = Map<String, Value>;
+    type Value = Properties;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -63,14 +63,14 @@ impl<'de> DeserializeSeed<'de> for Project<'_> {
 }
 
 impl<'de> Visitor<'de> for Project<'_> {
-    type Value = Map<String, Value>;
+    type Value = Properties;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Map::new();
+        let mut out = Properties::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if self.0.is_none_or(|keys| keys.contains(&key)) {
                 // a repeated key keeps its last value, as `serde_json::Map` does
@@ -86,9 +86,9 @@ impl<'de> Visitor<'de> for Project<'_> {
 
 /// The object `raw` holds (an empty one when absent), cut to `keys`; `None` when it is not
 /// an object.
-fn project(raw: Option<&str>, keys: Option<&Keys>) -> Option<Map<String, Value>> {
+fn project(raw: Option<&str>, keys: Option<&Keys>) -> Option<Properties> {
     let Some(raw) = raw else {
-        return Some(Map::new());
+        return Some(Properties::new());
     };
     if let Some(map) = crate::scan::project(raw, keys) {
         return Some(map);
@@ -224,9 +224,7 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
             let mut properties = project(raw.properties, keys)?;
             if let Some(page_name) = raw.name {
                 if keys.is_none_or(|k| k.contains("name")) {
-                    properties
-                        .entry("name")
-                        .or_insert_with(|| Value::String(page_name.into_owned()));
+                    properties.get_or_insert_with("name", || Value::String(page_name.into_owned()));
                 }
             }
             properties
@@ -239,7 +237,7 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
         CallKind::Alias => {
             previous_id = Some(non_empty(raw.previous_id)??);
             user_id.as_ref()?;
-            Map::new()
+            Properties::new()
         }
     };
     Some(Call {
@@ -342,7 +340,7 @@ mod tests {
             batch in any::<bool>(),
             online in any::<bool>(),
         ) {
-            let mut call = Map::new();
+            let mut call = serde_json::Map::new();
             for (k, v) in fields.into_iter().flatten() {
                 call.insert(k, v);
             }

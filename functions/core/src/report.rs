@@ -347,7 +347,7 @@ pub fn seconds_to_convert(state: &LeadState) -> Option<i64> {
 }
 
 /// A profile value by dotted path (`company.industry`); JSON null counts as missing.
-pub fn trait_at<'a>(profile: &'a serde_json::Map<String, Value>, path: &str) -> Option<&'a Value> {
+pub fn trait_at<'a>(profile: &'a leadscore_rules::Properties, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut v = profile.get(parts.next()?)?;
     for p in parts {

@@ -22,7 +22,7 @@ use leadscore_rules::diagnostic::did_you_mean;
 use leadscore_rules::eval::{self, compute_fit, LeadState, Transition};
 use leadscore_rules::program::{Matcher, Pred};
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros, SECOND};
-use leadscore_rules::{CallKind, Event, Program};
+use leadscore_rules::{CallKind, Event, Program, Properties};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -447,7 +447,24 @@ fn pairs(cur: &mut Cursor<'_>, strip_lead: bool) -> Res<Vec<(Vec<String>, Value)
 }
 
 /// Inserts a value at a dotted path, making objects on the way.
-fn insert_path(map: &mut Map<String, Value>, path: &[String], value: Value) {
+fn insert_path(properties: &mut Properties, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        properties.insert(first.clone(), value);
+        return;
+    }
+    let slot = properties.get_or_insert_with(first, || Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = slot {
+        insert_map_path(map, rest, value);
+    }
+}
+
+fn insert_map_path(map: &mut Map<String, Value>, path: &[String], value: Value) {
     let Some((last, init)) = path.split_last() else {
         return;
     };
@@ -521,7 +538,7 @@ fn parse_event(cur: &mut Cursor<'_>, line: usize, time: Micros) -> Res<Step> {
             }
         }
     };
-    let mut properties = Map::new();
+    let mut properties = Properties::new();
     for (path, value) in pairs(cur, false)? {
         insert_path(&mut properties, &path, value);
     }

@@ -10,7 +10,8 @@
 
 use crate::fast::{Campaign, Context, RawCall, Text};
 use leadscore_rules::program::Keys;
-use serde_json::{Map, Value};
+use leadscore_rules::Properties;
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// Nesting deeper than this gives up (`serde_json` stops at 128).
@@ -307,9 +308,9 @@ fn context(s: &mut Scan<'_>) -> Option<Context> {
 
 /// The object `text` holds, keeping only `keys` (all without keys); `None` to let `serde`
 /// decide.
-pub(crate) fn project(text: &str, keys: Option<&Keys>) -> Option<Map<String, Value>> {
+pub(crate) fn project(text: &str, keys: Option<&Keys>) -> Option<Properties> {
     let mut s = Scan::new(text);
-    let mut out = Map::new();
+    let mut out = Properties::new();
     s.object(|s, key| {
         if keys.is_none_or(|k| k.contains(key)) {
             // a repeated key keeps its last value, as `serde_json::Map` does
@@ -343,16 +344,16 @@ mod tests {
         );
         let props = project(raw.properties.expect("properties"), None).expect("projected");
         let expected: Value = serde_json::from_str(CALL).unwrap();
-        assert_eq!(Value::Object(props), expected["properties"]);
+        assert_eq!(Value::from(props), expected["properties"]);
     }
 
     #[test]
     fn projects_only_the_keys_asked_for() {
-        let keys = Keys::Some(["revenue", "none"].iter().map(|k| (*k).into()).collect());
+        let keys = Keys::Some(["revenue", "none"].into_iter().collect());
         let text = r#"{"revenue":1,"url":"x","revenue":2.25,"none":null}"#;
         let map = project(text, Some(&keys)).expect("projected");
         assert_eq!(
-            Value::Object(map),
+            Value::from(map),
             serde_json::json!({"revenue": 2.25, "none": null})
         );
     }
@@ -362,7 +363,7 @@ mod tests {
         let text = r#"{"z":0,"n":480,"max":999999999999999999,"big":18446744073709551615,"over":18446744073709551616,"neg":-3,"f":1.5,"g":0.1,"h":-0.0}"#;
         let map = project(text, None).expect("projected");
         let expected: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(Value::Object(map.clone()), expected);
+        assert_eq!(Value::from(map.clone()), expected);
         // the same representation, not only equal values: integers stay integers
         for (key, value) in &map {
             let Value::Number(n) = value else {
@@ -478,7 +479,7 @@ mod tests {
                 match (raw.properties, serde.properties) {
                     (Some(p), Some(q)) => {
                         let map = project(p, None).expect("properties scanned");
-                        prop_assert_eq!(Value::Object(map), value["properties"].clone());
+                        prop_assert_eq!(Value::from(map), value["properties"].clone());
                         prop_assert_eq!(p, q);
                     }
                     (p, q) => prop_assert_eq!(p, q),

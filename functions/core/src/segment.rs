@@ -201,7 +201,7 @@ pub fn normalize_call(value: &Value, prefix: &str, time: &TimePolicy) -> Result<
             kind,
             name,
             time: at,
-            properties,
+            properties: properties.into(),
             source,
         },
     })
@@ -335,7 +335,7 @@ pub fn normalize_call_owned(
         for (k, v) in std::mem::take(&mut out.event.properties) {
             map.entry(k).or_insert(v);
         }
-        out.event.properties = map;
+        out.event.properties = map.into();
     }
     Ok(out)
 }
@@ -636,7 +636,7 @@ mod tests {
         assert_eq!(call.previous_id, None);
         assert_eq!(call.group_id, None);
         assert_eq!(
-            Value::Object(call.event.properties),
+            Value::from(call.event.properties),
             json!({"plan": "pro", "seats": 3})
         );
         assert_eq!(call.event.source, None);
@@ -830,7 +830,7 @@ mod tests {
                              "properties": {"ignored": 1}}),
         );
         assert_eq!(
-            Value::Object(call.event.properties),
+            Value::from(call.event.properties),
             json!({"email": "x@y.z", "employees": "120", "gone": null})
         );
         assert_eq!(call.user_id.as_deref(), Some("u"));
@@ -859,7 +859,7 @@ mod tests {
                              "timestamp": T0, "traits": {"employees": 120}}));
         assert_eq!(call.group_id.as_deref(), Some("acme"));
         assert_eq!(
-            Value::Object(call.event.properties),
+            Value::from(call.event.properties),
             json!({"employees": 120})
         );
         let call = ok(json!({"type": "group", "userId": "u", "groupId": 7,
@@ -935,7 +935,7 @@ mod tests {
                            "tags": ["a", 1], "nested": {"x": null}});
         let call =
             ok(json!({"event": "E", "userId": "u", "timestamp": T0, "properties": props.clone()}));
-        assert_eq!(Value::Object(call.event.properties), props);
+        assert_eq!(Value::from(call.event.properties), props);
     }
 
     #[test]
@@ -948,7 +948,7 @@ mod tests {
         assert_eq!(call.event.kind, CallKind::Page);
         assert_eq!(call.event.name, "");
         assert_eq!(
-            Value::Object(call.event.properties),
+            Value::from(call.event.properties),
             json!({"path": "/pricing", "url": "https://x.io/pricing", "title": "Pricing",
                    "referrer": "", "search": "?a=1", "name": "Pricing"})
         );
@@ -966,10 +966,7 @@ mod tests {
     #[test]
     fn page_name_only_and_bad_name() {
         let call = ok(json!({"type": "page", "userId": "u", "timestamp": T0, "name": "Home"}));
-        assert_eq!(
-            Value::Object(call.event.properties),
-            json!({"name": "Home"})
-        );
+        assert_eq!(Value::from(call.event.properties), json!({"name": "Home"}));
         assert_eq!(
             err(json!({"type": "page", "userId": "u", "timestamp": T0, "name": 3})),
             "name: must be a string, found a number"
@@ -986,7 +983,7 @@ mod tests {
         );
         assert_eq!(call.event.kind, CallKind::Screen);
         assert_eq!(
-            Value::Object(call.event.properties),
+            Value::from(call.event.properties),
             json!({"tab": 2, "name": "Settings"})
         );
     }

@@ -89,7 +89,7 @@ fn event(kind: CallKind, name: &str, time: Micros, properties: Value) -> Event {
         kind,
         name: name.to_string(),
         time,
-        properties: obj(properties),
+        properties: obj(properties).into(),
         source: None,
     }
 }
