@@ -380,18 +380,24 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
     let mut leads: Vec<(&str, &leadscore_rules::LeadState)> =
         engine.leads().map(|(id, r)| (id, &r.state)).collect();
     leads.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let rendered = render_list(&leads, |(id, state)| LeadJson { program, id, state })?;
-    let notes = render_list(&sorted_notifications(engine), |n| NotificationJson {
-        program,
-        notification: n,
-    })?;
     let mut summary = Vec::new();
     pretty_at(&mut summary, 1, &summary_object(program, &leads, rejected))?;
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
-    write_list(out, "leads", &rendered)?;
+    let mut buffers = Vec::new();
+    write_list(out, "leads", &leads, &mut buffers, |(id, state)| LeadJson {
+        program,
+        id,
+        state,
+    })?;
     writeln!(out, ",")?;
-    write_list(out, "notifications", &notes)?;
+    let notifications = sorted_notifications(engine);
+    write_list(out, "notifications", &notifications, &mut buffers, |n| {
+        NotificationJson {
+            program,
+            notification: n,
+        }
+    })?;
     write!(out, ",\n  \"summary\": ")?;
     out.write_all(&summary)?;
     writeln!(out, "\n}}")
@@ -412,30 +418,46 @@ fn pretty_at(
         .map_err(std::io::Error::other)
 }
 
-/// The items of a list of the document, pretty-printed at the depth of the list's items
-/// (4 spaces), separated by `,\n`, in chunks rendered on the thread pool.
-fn render_list<T: Sync, J: serde::Serialize>(
+/// Chunks rendered at once: the pool renders a round of them, this thread writes it, and the
+/// next round renders into the same buffers (no fresh memory for the kernel to clear).
+const ROUND: usize = 8;
+
+/// Writes one list of the document: its items pretty-printed at the depth of the list's
+/// items (4 spaces), separated by `,\n`, rendered in chunks on the thread pool.
+fn write_list<T: Sync, J: serde::Serialize>(
+    out: &mut impl Write,
+    key: &str,
     items: &[T],
+    buffers: &mut Vec<Vec<u8>>,
     json: impl Fn(&T) -> J + Sync,
-) -> std::io::Result<Vec<Vec<u8>>> {
-    let last = items.len().saturating_sub(1);
-    items
-        .par_chunks(RENDER_CHUNK)
-        .enumerate()
-        .map(|(c, chunk)| {
-            let mut buf = Vec::with_capacity(chunk.len() * 512);
-            for (i, item) in chunk.iter().enumerate() {
-                buf.extend_from_slice(b"    ");
-                pretty_at(&mut buf, 2, &json(item))?;
-                buf.extend_from_slice(if c * RENDER_CHUNK + i < last {
-                    b",\n"
-                } else {
-                    b"\n"
-                });
-            }
-            Ok(buf)
-        })
-        .collect()
+) -> std::io::Result<()> {
+    if items.is_empty() {
+        return write!(out, "  \"{key}\": []");
+    }
+    writeln!(out, "  \"{key}\": [")?;
+    buffers.resize_with(ROUND, || Vec::with_capacity(RENDER_CHUNK * 512));
+    let last = items.len() - 1;
+    for (r, round) in items.chunks(RENDER_CHUNK * ROUND).enumerate() {
+        round
+            .par_chunks(RENDER_CHUNK)
+            .zip(buffers.par_iter_mut())
+            .enumerate()
+            .try_for_each(|(c, (chunk, buf))| {
+                buf.clear();
+                let first = (r * ROUND + c) * RENDER_CHUNK;
+                for (i, item) in chunk.iter().enumerate() {
+                    buf.extend_from_slice(b"    ");
+                    pretty_at(buf, 2, &json(item))?;
+                    buf.extend_from_slice(if first + i < last { b",\n" } else { b"\n" });
+                }
+                Ok::<(), std::io::Error>(())
+            })?;
+        let used = round.len().div_ceil(RENDER_CHUNK);
+        for buf in &buffers[..used] {
+            out.write_all(buf)?;
+        }
+    }
+    write!(out, "  ]")
 }
 
 /// `serde_json`'s pretty printer with an indent of two spaces, for a value printed `depth`
@@ -521,17 +543,6 @@ impl serde_json::ser::Formatter for Nested {
         self.has_value = true;
         Ok(())
     }
-}
-
-fn write_list(out: &mut impl Write, key: &str, chunks: &[Vec<u8>]) -> std::io::Result<()> {
-    if chunks.iter().all(Vec::is_empty) {
-        return write!(out, "  \"{key}\": []");
-    }
-    writeln!(out, "  \"{key}\": [")?;
-    for chunk in chunks {
-        out.write_all(chunk)?;
-    }
-    write!(out, "  ]")
 }
 
 fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::io::Result<()> {
@@ -664,7 +675,9 @@ notify revenue when converted
             let call = normalize_call(&call, "", &TimePolicy::Required).unwrap();
             engine.process(Arc::new(call));
         };
-        for i in 0..(2 * RENDER_CHUNK + 7) {
+        // more leads than one round of chunks, more notifications than one chunk
+        let leads = ROUND * RENDER_CHUNK + RENDER_CHUNK + 7;
+        for i in 0..leads {
             let id = format!("u{i}\t\"é\"");
             send(
                 &mut engine,
@@ -690,6 +703,7 @@ notify revenue when converted
                 );
             }
         }
+        assert_eq!(engine.leads().count(), leads);
         assert!(engine.notifications().len() > RENDER_CHUNK);
         let mut out = Vec::new();
         write_json(&mut out, &engine, 3).unwrap();
