@@ -150,6 +150,10 @@ pub(crate) struct RawCall<'a> {
     pub(crate) name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) context: Option<Context>,
+    /// The object the call's type reads (`properties` or `traits`), already cut to the keys
+    /// it keeps, when the scanner read it so; its text is then `""`.
+    #[serde(skip)]
+    pub(crate) projected: Option<Properties>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +218,11 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
     let mut name = String::new();
     let mut previous_id = None;
     let mut group_id = None;
+    let projected = raw.projected;
+    let project = |text: Option<&str>, keys: Option<&Keys>| match projected {
+        Some(p) => Some(p),
+        None => project(text, keys),
+    };
     let properties = match kind {
         CallKind::Track => {
             name = raw.event.filter(|e| !e.is_empty())?.into_owned();
@@ -264,7 +273,7 @@ pub(crate) fn parse_body(
     reads: Option<&Reads>,
 ) -> Option<Vec<Result<Call, CallError>>> {
     // the scanner gives up on a `batch` key, so a line it reads is never a batch
-    if let Some(raw) = crate::scan::call(text) {
+    if let Some(raw) = crate::scan::call(text, reads) {
         return Some(vec![Ok(finish(raw, policy, reads)?)]);
     }
     if text.contains("\"batch\"") {
@@ -401,6 +410,11 @@ mod tests {
             r#"{"type":"identify","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","traits":{"plan":"trial","email":"a@b","employees":5,"company":{"name":"Acme"}}}"#,
             r#"{"traits":{"employees":120,"plan":"x","name":"Acme"},"type":"group","groupId":"g1","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
             r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+            // the type before the object (read in the scanner's pass) and after it
+            r#"{"type":"group","groupId":"g1","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","properties":{"path":"/x"},"traits":{"employees":120,"plan":"x"}}"#,
+            r#"{"properties":{"path":"/p","url":"u"},"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+            r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","traits":{"plan":"p"},"properties":{"path":"/x","form":"f"}}"#,
+            r#"{"type":"identify","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","properties":{"path":"/x"},"traits":{"plan":"trial","title":"VP"}}"#,
         ] {
             let fast = parse_body(text, &TimePolicy::Required, Some(&reads)).expect("fast path");
             let exact = cut(exact(text, &TimePolicy::Required).unwrap(), &reads);

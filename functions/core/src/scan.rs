@@ -9,7 +9,7 @@
 //! below and in `fast` hold it to that).
 
 use crate::fast::{Campaign, Context, RawCall, Text};
-use leadscore_rules::program::Keys;
+use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::Properties;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -248,9 +248,14 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 /// One call (a body or line that is a single JSON object), or `None` to let `serde` decide.
-pub(crate) fn call(text: &str) -> Option<RawCall<'_>> {
+///
+/// When the call's `type` comes before its `properties` or `traits`, the object is read
+/// straight into the keys the call will keep (`reads`, all without it), in the same pass;
+/// otherwise its text is kept for [`crate::fast`] to read once the type is known.
+pub(crate) fn call<'a>(text: &'a str, reads: Option<&Reads>) -> Option<RawCall<'a>> {
     let mut s = Scan::new(text);
     let mut raw = RawCall::default();
+    let mut projected = None;
     s.object(|s, key| match key {
         "type" => once(&mut raw.ty, text_field(s)?),
         "action" => once(&mut raw.action, text_field(s)?),
@@ -269,18 +274,33 @@ pub(crate) fn call(text: &str) -> Option<RawCall<'_>> {
             if s.peek()? != b'{' {
                 return None;
             }
-            let object = s.skip(0)?;
-            let slot = if key == "traits" {
+            let traits = key == "traits";
+            // the keys this object keeps, when the type already says it is the one read
+            let keys = match (raw.ty.as_deref(), traits) {
+                (Some("track" | "page" | "screen"), false) => Some(reads.map(|r| &r.properties)),
+                (Some("identify"), true) => Some(reads.map(|r| &r.traits)),
+                (Some("group"), true) => Some(reads.map(|r| &r.company)),
+                _ => None,
+            };
+            let slot = if traits {
                 &mut raw.traits
             } else {
                 &mut raw.properties
             };
-            once(slot, object)
+            match keys {
+                Some(keys) => {
+                    // a projected object still counts as given, for a repeated key
+                    once(slot, "")?;
+                    once(&mut projected, s.project(1, keys)?)
+                }
+                None => once(slot, s.skip(0)?),
+            }
         }
         "context" => once(&mut raw.context, context(s)?),
         "batch" => None,
         _ => s.skip(0).map(drop),
     })?;
+    raw.projected = projected;
     s.at_end().then_some(raw)
 }
 
@@ -310,17 +330,26 @@ fn context(s: &mut Scan<'_>) -> Option<Context> {
 /// decide.
 pub(crate) fn project(text: &str, keys: Option<&Keys>) -> Option<Properties> {
     let mut s = Scan::new(text);
-    let mut out = Properties::new();
-    s.object(|s, key| {
-        if keys.is_none_or(|k| k.contains(key)) {
-            // a repeated key keeps its last value, as `serde_json::Map` does
-            out.insert(key.to_owned(), s.value()?);
-            Some(())
-        } else {
-            s.skip(1).map(drop)
-        }
-    })?;
+    let out = s.project(0, keys)?;
     s.at_end().then_some(out)
+}
+
+impl Scan<'_> {
+    /// The object next in the text (at nesting `depth`), keeping only `keys` (all without
+    /// keys).
+    fn project(&mut self, depth: usize, keys: Option<&Keys>) -> Option<Properties> {
+        let mut out = Properties::new();
+        self.object(|s, key| {
+            if keys.is_none_or(|k| k.contains(key)) {
+                // a repeated key keeps its last value, as `serde_json::Map` does
+                out.insert(key.to_owned(), s.value()?);
+                Some(())
+            } else {
+                s.skip(depth + 1).map(drop)
+            }
+        })?;
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -333,7 +362,7 @@ mod tests {
 
     #[test]
     fn reads_an_ordinary_call() {
-        let raw = call(CALL).expect("scanned");
+        let raw = call(CALL, None).expect("scanned");
         assert_eq!(raw.ty.as_deref(), Some("track"));
         assert_eq!(raw.event.as_deref(), Some("Order Completed"));
         assert_eq!(raw.user_id.map(|t| t.0).as_deref(), Some("u1"));
@@ -342,8 +371,22 @@ mod tests {
             raw.context.and_then(|c| c.campaign).and_then(|c| c.source),
             Some(Value::from("google"))
         );
-        let props = project(raw.properties.expect("properties"), None).expect("projected");
+        // the type came first: the properties were read in the same pass
+        assert_eq!(raw.properties, Some(""));
         let expected: Value = serde_json::from_str(CALL).unwrap();
+        assert_eq!(
+            Value::from(raw.projected.expect("projected")),
+            expected["properties"]
+        );
+    }
+
+    #[test]
+    fn keeps_the_text_of_properties_that_come_before_the_type() {
+        let text = r#"{"messageId":"m1","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"a":1,"b":[2]},"event":"E","type":"track"}"#;
+        let raw = call(text, None).expect("scanned");
+        assert!(raw.projected.is_none());
+        let props = project(raw.properties.expect("properties"), None).expect("projected");
+        let expected: Value = serde_json::from_str(text).unwrap();
         assert_eq!(Value::from(props), expected["properties"]);
     }
 
@@ -391,7 +434,7 @@ mod tests {
             r#"{"context":"x"}"#,                  // context not an object
             r#"{"context":{"campaign":{"source":1,"source":2}}}"#,
         ] {
-            assert!(call(text).is_none(), "{text}");
+            assert!(call(text, None).is_none(), "{text}");
         }
     }
 
@@ -420,14 +463,14 @@ mod tests {
             r#"{,"a":1}"#,
             r#"{"a":+1}"#,
         ] {
-            assert!(call(text).is_none(), "{text}");
+            assert!(call(text, None).is_none(), "{text}");
             assert!(
                 serde_json::from_str::<Value>(text).is_err() || text == "[]",
                 "{text}"
             );
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
-        assert!(call(&deep).is_none());
+        assert!(call(&deep, None).is_none());
     }
 
     proptest! {
@@ -464,7 +507,7 @@ mod tests {
             let at = boundary(CALL, at);
             let end = boundary(CALL, at + cut);
             let text = format!("{}{}{}", &CALL[..at], insert, &CALL[end..]);
-            if let Some(raw) = call(&text) {
+            if let Some(raw) = call(&text, None) {
                 let value: Value = serde_json::from_str(&text).expect("serde_json accepts it");
                 let serde: crate::fast::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
                 prop_assert_eq!(raw.ty.as_deref(), serde.ty.as_deref());
@@ -477,6 +520,10 @@ mod tests {
                     serde.context.and_then(|c| c.campaign).and_then(|c| c.source)
                 );
                 match (raw.properties, serde.properties) {
+                    (Some(""), Some(_)) => {
+                        let map = raw.projected.expect("projected with the type known");
+                        prop_assert_eq!(Value::from(map), value["properties"].clone());
+                    }
                     (Some(p), Some(q)) => {
                         let map = project(p, None).expect("properties scanned");
                         prop_assert_eq!(Value::from(map), value["properties"].clone());
