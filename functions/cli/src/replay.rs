@@ -37,8 +37,10 @@ struct Block {
     text: Option<String>,
 }
 
-/// Lines warmed together before they are applied ([`Engine::warm`]).
-const WARM: usize = 32;
+/// Calls per step of the prefetch pipeline: before a group is applied, the next group's
+/// lead state, the group after's records and the third group's table places are fetched
+/// ([`Engine::prefetch_tables`]).
+const GROUP: usize = 16;
 
 /// The message key of call `index` of a line: the first's was computed with the parse.
 #[inline]
@@ -276,48 +278,52 @@ pub fn run(
                 }
             }
             let parsed_chunk = block.parsed;
-            // a few dozen lines at a time: warm what their calls will read, then apply them
-            let mut warm = Vec::with_capacity(WARM);
-            for lines in parsed_chunk.chunks(WARM) {
-                warm.clear();
-                for (_, parsed, first) in lines {
-                    if let Ok(calls) = parsed {
-                        for (index, call) in calls.iter().enumerate() {
-                            if let Ok(call) = call {
-                                warm.push((call, message_key(keys, call, index, *first)));
-                            }
-                        }
+            // the block's calls in order, and its rejected lines
+            let mut calls = Vec::with_capacity(parsed_chunk.len());
+            let mut places = Vec::with_capacity(parsed_chunk.len());
+            for (line, parsed, first) in &parsed_chunk {
+                let line = *line;
+                match parsed {
+                    Err(e) => {
+                        rejected += 1;
+                        let _ = writeln!(report, "{name}:{line}: {e}");
                     }
-                }
-                engine.warm(&warm);
-                for (line, parsed, first) in lines {
-                    let line = *line;
-                    match parsed {
-                        Err(e) => {
-                            rejected += 1;
-                            let _ = writeln!(report, "{name}:{line}: {e}");
-                        }
-                        Ok(calls) => {
-                            for (index, call) in calls.iter().enumerate() {
-                                match call {
-                                    Ok(call) => {
-                                        let message = message_key(keys, call, index, *first);
-                                        #[allow(clippy::cast_possible_truncation)]
-                                        engine.process_line_keyed(
-                                            call,
-                                            message,
-                                            line as u32,
-                                            index as u32,
-                                        );
-                                    }
-                                    Err(e) => {
-                                        rejected += 1;
-                                        let _ = writeln!(report, "{name}:{line}: {e}");
-                                    }
+                    Ok(line_calls) => {
+                        for (index, call) in line_calls.iter().enumerate() {
+                            match call {
+                                Ok(call) => {
+                                    let message = message_key(keys, call, index, *first);
+                                    calls.push(engine.ahead(call, message));
+                                    #[allow(clippy::cast_possible_truncation)]
+                                    places.push((line as u32, index as u32));
+                                }
+                                Err(e) => {
+                                    rejected += 1;
+                                    let _ = writeln!(report, "{name}:{line}: {e}");
                                 }
                             }
                         }
                     }
+                }
+            }
+            // apply them a group at a time, fetching ahead what later groups will read
+            let group = |g: usize| {
+                let from = (g * GROUP).min(calls.len());
+                &calls[from..((g + 1) * GROUP).min(calls.len())]
+            };
+            for g in 0..3 {
+                engine.prefetch_tables(group(g));
+            }
+            engine.prefetch_records(group(0));
+            engine.prefetch_records(group(1));
+            engine.prefetch_state(group(0));
+            for g in 0..calls.len().div_ceil(GROUP) {
+                engine.prefetch_tables(group(g + 3));
+                engine.prefetch_records(group(g + 2));
+                engine.prefetch_state(group(g + 1));
+                let from = g * GROUP;
+                for (ahead, &(line, index)) in group(g).iter().zip(&places[from..]) {
+                    engine.process_line_keyed(ahead.call, ahead.message, line, index);
                 }
             }
             busy += t.elapsed();

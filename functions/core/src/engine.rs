@@ -5,9 +5,9 @@
 //! `replay`, `explain` and the local tools run on it; the Lambda functions use the same step
 //! function over DynamoDB.
 
+use crate::keytable::{safe_arch_prefetch, KeyTable};
 use crate::segment::Call;
-use ahash::{AHashMap, AHashSet};
-use hashbrown::HashTable;
+use ahash::AHashMap;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{CallKind, Program};
@@ -156,8 +156,15 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
     (state, new)
 }
 
-/// The most calls [`Engine::warm`] warms at once.
-pub const WARM_MAX: usize = 64;
+/// A call about to be processed, with its keys ([`Engine::ahead`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Ahead<'c> {
+    /// The call.
+    pub call: &'c Call,
+    /// Its `messageId`'s key.
+    pub message: MessageKey,
+    lead: LeadKey,
+}
 
 /// A `messageId` as the engine remembers it: a 128-bit hash, keyed per engine
 /// ([`MessageKeys`]). Remembering a million ids costs 16 bytes each and no allocation, and
@@ -168,15 +175,6 @@ pub struct MessageKey(u128);
 /// A lead id as the engine's table knows it: a 128-bit hash like [`MessageKey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct LeadKey(u128);
-
-impl LeadKey {
-    /// The hash the table places the key by.
-    #[inline]
-    #[allow(clippy::cast_possible_truncation)]
-    fn hash(self) -> u64 {
-        self.0 as u64
-    }
-}
 
 /// Turns `messageId`s into the [`MessageKey`]s of one engine (its seed is random per
 /// engine, so colliding ids cannot be prepared in advance). `Copy` and `Send`: `replay`
@@ -223,10 +221,11 @@ impl MessageKeys {
 pub struct Engine<'p> {
     program: &'p Program,
     records: Vec<LeadRecord>,
-    table: HashTable<(LeadKey, usize)>,
+    /// Lead key → index in `records`.
+    table: KeyTable<usize>,
     aliases: AHashMap<String, String>,
     keys: MessageKeys,
-    seen: AHashSet<MessageKey>,
+    seen: KeyTable<()>,
     notifications: Vec<Notification>,
     /// Accepted calls; the call of arrival order `n` is at `n - 1`.
     history: Vec<Entry>,
@@ -240,10 +239,10 @@ impl<'p> Engine<'p> {
         Engine {
             program,
             records: Vec::new(),
-            table: HashTable::new(),
+            table: KeyTable::new(),
             aliases: AHashMap::new(),
             keys: MessageKeys::random(),
-            seen: AHashSet::new(),
+            seen: KeyTable::new(),
             notifications: Vec::new(),
             history: Vec::new(),
             loader: None,
@@ -262,7 +261,7 @@ impl<'p> Engine<'p> {
         self.seen.reserve(calls);
         self.history.reserve(calls);
         self.records.reserve(leads);
-        self.table.reserve(leads, |(k, _)| k.hash());
+        self.table.reserve(leads);
     }
 
     /// An engine whose history holds line references, read again with `loader` when two
@@ -313,25 +312,15 @@ impl<'p> Engine<'p> {
 
     /// Where a lead (an id already resolved) is in `records`.
     fn index(&self, id: &str) -> Option<usize> {
-        let key = self.keys.lead(id);
-        self.table
-            .find(key.hash(), |(k, _)| *k == key)
-            .map(|&(_, i)| i)
+        self.table.get(self.keys.lead(id).0)
     }
 
     /// Takes a lead out (an id already resolved): the last record takes its place.
     fn remove(&mut self, id: &str) -> Option<LeadRecord> {
-        let key = self.keys.lead(id);
-        let Ok(entry) = self.table.find_entry(key.hash(), |(k, _)| *k == key) else {
-            return None;
-        };
-        let ((_, i), _) = entry.remove();
+        let i = self.table.remove(self.keys.lead(id).0)?;
         let record = self.records.swap_remove(i);
         if let Some(moved) = self.records.get(i) {
-            let moved = moved.key;
-            if let Some(slot) = self.table.find_mut(moved.hash(), |(k, _)| *k == moved) {
-                slot.1 = i;
-            }
+            self.table.set(moved.key.0, i);
         }
         Some(record)
     }
@@ -339,8 +328,7 @@ impl<'p> Engine<'p> {
     /// Adds a lead that is not in the table; returns its index.
     fn insert(&mut self, record: LeadRecord) -> usize {
         let i = self.records.len();
-        self.table
-            .insert_unique(record.key.hash(), (record.key, i), |(k, _)| k.hash());
+        self.table.insert(record.key.0, i);
         self.records.push(record);
         i
     }
@@ -388,42 +376,80 @@ impl<'p> Engine<'p> {
         self.process_kept(call, message, Kept::Line { line, index }, &mut Vec::new())
     }
 
-    /// Reads, without changing anything, what processing these calls will read first:
-    /// their places in the duplicate set, their leads' places in the table and the leads'
-    /// state. `replay` warms a few dozen calls before processing them.
+    /// A call that will be processed soon, with the key of the lead it reaches as of now,
+    /// for the prefetch stages below.
+    pub fn ahead<'c>(&self, call: &'c Call, message: MessageKey) -> Ahead<'c> {
+        Ahead {
+            call,
+            message,
+            lead: self.keys.lead(self.resolve(call.lead_id())),
+        }
+    }
+
+    /// Prefetch, first stage: asks the processor for the places of these calls in the
+    /// duplicate set and of their leads in the table. Prefetches are hints: they change
+    /// nothing, and a stale one (a lead merged since) only costs a wasted fetch.
     ///
-    /// It reads in stages, each over all the calls (the duplicate set, then the table, then
-    /// the records, then the state's vectors), so the cache misses of one stage are
-    /// independent of each other and overlap, instead of each call waiting on its own chain
-    /// of misses. Calls past the first [`WARM_MAX`] are not warmed.
-    pub fn warm(&self, calls: &[(&Call, MessageKey)]) {
-        let calls = &calls[..calls.len().min(WARM_MAX)];
-        let mut seen = 0usize;
-        for (_, message) in calls {
-            seen += usize::from(self.seen.contains(message));
+    /// `replay` runs the three stages a few dozen calls apart, so each stage's memory has
+    /// arrived when the next stage (or the call itself) reads it, instead of every call
+    /// waiting on its own chain of cache misses.
+    pub fn prefetch_tables(&self, calls: &[Ahead<'_>]) {
+        for a in calls {
+            self.seen.prefetch(a.message.0);
+            self.table.prefetch(a.lead.0);
         }
-        // where each lead's record is (finding it reads the table, not the record)
-        let mut found: [Option<&LeadRecord>; WARM_MAX] = [None; WARM_MAX];
-        for (slot, (call, _)) in found.iter_mut().zip(calls) {
-            *slot = self
-                .index(self.resolve(call.lead_id()))
-                .and_then(|i| self.records.get(i));
-        }
-        let records = found.iter().flatten();
-        let clocks = records
-            .clone()
-            .fold(0i64, |sum, r| sum.wrapping_add(r.state.clock.unwrap_or(0)));
-        let mut sizes = 0usize;
-        for r in records {
+    }
+
+    /// Prefetch, second stage: finds the leads in the table (fetched by the first stage)
+    /// and asks for their records.
+    pub fn prefetch_records(&self, calls: &[Ahead<'_>]) {
+        for a in calls {
+            let Some(r) = self.table.get(a.lead.0).and_then(|i| self.records.get(i)) else {
+                continue;
+            };
             let s = &r.state;
-            sizes += s.reached.first().map_or(0, |r| usize::from(r.is_some()));
-            sizes += s
-                .aggregates
-                .first()
-                .map_or(0, |a| a.first().map_or(0, |_| 1));
-            sizes += s.limits.first().map_or(0, Vec::len);
+            safe_arch_prefetch(&r.key);
+            safe_arch_prefetch(&r.last);
+            safe_arch_prefetch(&s.clock);
+            safe_arch_prefetch(&s.profile);
+            safe_arch_prefetch(&s.reached);
+            safe_arch_prefetch(&s.conversions);
+            safe_arch_prefetch(&s.limits);
+            safe_arch_prefetch(&s.aggregates);
         }
-        std::hint::black_box((seen, clocks, sizes));
+    }
+
+    /// Prefetch, third stage: asks for what the records (fetched by the second stage) point
+    /// to: stages reached, conversions, limit and aggregate windows, profile entries.
+    pub fn prefetch_state(&self, calls: &[Ahead<'_>]) {
+        for a in calls {
+            let Some(r) = self.table.get(a.lead.0).and_then(|i| self.records.get(i)) else {
+                continue;
+            };
+            let s = &r.state;
+            if let Some(x) = s.reached.first() {
+                safe_arch_prefetch(x);
+            }
+            if let Some(x) = s.conversions.first() {
+                safe_arch_prefetch(x);
+            }
+            for window in &s.limits {
+                if let Some(x) = window.first() {
+                    safe_arch_prefetch(x);
+                }
+            }
+            for window in &s.aggregates {
+                if let Some(x) = window.first() {
+                    safe_arch_prefetch(x);
+                }
+            }
+            for (key, _) in s.profile.iter() {
+                safe_arch_prefetch(key);
+                if let Some(x) = key.as_bytes().first() {
+                    safe_arch_prefetch(x);
+                }
+            }
+        }
     }
 
     /// How this engine turns `messageId`s into keys.
@@ -438,7 +464,7 @@ impl<'p> Engine<'p> {
         kept: Kept,
         transitions: &mut Vec<Transition>,
     ) -> bool {
-        if !self.seen.insert(message) {
+        if !self.seen.insert(message.0, ()) {
             return false;
         }
         let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
@@ -461,8 +487,8 @@ impl<'p> Engine<'p> {
 
         let program = self.program;
         let lead = self.keys.lead(&key);
-        let i = match self.table.find(lead.hash(), |(k, _)| *k == lead) {
-            Some(&(_, i)) => i,
+        let i = match self.table.get(lead.0) {
+            Some(i) => i,
             None => self.insert(LeadRecord {
                 key: lead,
                 state: LeadState::new(program),
@@ -605,7 +631,7 @@ impl Engine<'_> {
     /// Whether a call with this `messageId` was applied (a new call with it would be a
     /// duplicate).
     pub fn is_seen(&self, message_id: &str) -> bool {
-        self.seen.contains(&self.keys.key(message_id))
+        self.seen.contains(self.keys.key(message_id).0)
     }
 
     /// Erases a lead (merged ids followed): its state, its history, the ids merged into it,
@@ -624,7 +650,7 @@ impl Engine<'_> {
                 continue;
             };
             if let Some(call) = self.fetch(&kept) {
-                self.seen.remove(&self.keys.key(&call.message_id));
+                self.seen.remove(self.keys.key(&call.message_id).0);
             }
         }
         self.aliases

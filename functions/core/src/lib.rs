@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod engine;
 pub mod explain;
 mod fast;
+mod keytable;
 pub mod output;
 pub mod report;
 pub mod rules;
