@@ -61,6 +61,11 @@ fn parse_utc_seconds(text: &str) -> Option<Micros> {
 /// Prints a time in UTC as RFC 3339 with `Z`, with a fraction only when the time has one
 /// (`2026-01-01T09:00:00Z`, `2026-01-01T09:00:00.25Z`).
 pub fn format_rfc3339(at: Micros) -> String {
+    if at.rem_euclid(SECOND) == 0 {
+        if let Some(text) = format_utc_seconds(at / SECOND) {
+            return text;
+        }
+    }
     let Some(dt) = Utc.timestamp_micros(at).single() else {
         return at.to_string();
     };
@@ -71,6 +76,41 @@ pub fn format_rfc3339(at: Micros) -> String {
     // trim trailing zeros of the fraction: `.250000Z` -> `.25Z`
     let body = full.trim_end_matches('Z').trim_end_matches('0');
     format!("{body}Z")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time in whole seconds of the years 0 to 9999, written
+/// directly; `None` outside them (chrono then decides).
+fn format_utc_seconds(seconds: i64) -> Option<String> {
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // the date of a day count from 1970-01-01 (H. Hinnant, `civil_from_days`)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut out = String::with_capacity(20);
+    let mut push = |n: i64, width: u32, then: char| {
+        for p in (0..width).rev() {
+            let digit = (n / 10_i64.pow(p)) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+        out.push(then);
+    };
+    push(year, 4, '-');
+    push(month, 2, '-');
+    push(day, 2, 'T');
+    push(of_day / 3600, 2, ':');
+    push(of_day / 60 % 60, 2, ':');
+    push(of_day % 60, 2, 'Z');
+    Some(out)
 }
 
 #[cfg(test)]
@@ -86,6 +126,37 @@ mod tests {
         assert_eq!(format_rfc3339(t), "2026-01-01T09:00:00.25Z");
         let t = parse_rfc3339("2026-01-01T10:00:00.123456+01:00").unwrap();
         assert_eq!(format_rfc3339(t), "2026-01-01T09:00:00.123456Z");
+    }
+
+    /// Whole seconds are written as chrono writes them, over the whole range of years.
+    #[test]
+    fn writes_utc_seconds_as_chrono_does() {
+        use proptest::prelude::*;
+        let chrono = |s: i64| {
+            Utc.timestamp_opt(s, 0)
+                .single()
+                .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+        };
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&(-62_167_219_200i64..253_402_300_800), |s| {
+                prop_assert_eq!(format_utc_seconds(s), chrono(s), "{}", s);
+                Ok(())
+            })
+            .unwrap();
+        for s in [
+            0,
+            -1,
+            951_782_400,
+            1_767_225_599,
+            -62_167_219_200,
+            253_402_300_799,
+        ] {
+            assert_eq!(format_utc_seconds(s), chrono(s), "{s}");
+        }
+        assert_eq!(format_utc_seconds(253_402_300_800), None);
+        assert_eq!(format_utc_seconds(-62_167_219_201), None);
+        assert_eq!(format_rfc3339(-SECOND), "1969-12-31T23:59:59Z");
     }
 
     /// The direct reading of `YYYY-MM-DDTHH:MM:SSZ` gives what chrono gives, and leaves to
