@@ -469,13 +469,7 @@ fn refit(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
 
 /// Merges traits into a profile: a trait set to `null` is removed.
 pub fn merge_traits(profile: &mut Properties, traits: &Properties) {
-    for (k, v) in traits {
-        if v.is_null() {
-            profile.remove(k);
-        } else {
-            profile.insert(k.clone(), v.clone());
-        }
-    }
+    profile.merge_traits(traits);
 }
 
 fn insert_sorted(v: &mut Vec<Micros>, t: Micros) {

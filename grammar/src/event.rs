@@ -84,13 +84,6 @@ impl Properties {
         }
     }
 
-    /// No properties, with room for `n`.
-    pub fn with_capacity(n: usize) -> Self {
-        Properties {
-            entries: Vec::with_capacity(n),
-        }
-    }
-
     /// How many there are.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -109,11 +102,6 @@ impl Properties {
     #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.find(key).ok().map(|i| &self.entries[i].1)
-    }
-
-    /// The value of `key`, to change it.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
     /// The value of `key`, set to `value()` first when it is missing.
@@ -144,6 +132,36 @@ impl Properties {
         }
     }
 
+    /// Sets each key of `traits`, or removes it when its value is `null` (how traits
+    /// update a profile). One pass over both when `traits` is large, so merging any number
+    /// of keys costs their sum, not their product.
+    pub fn merge_traits(&mut self, traits: &Properties) {
+        if traits.len() <= 8 {
+            for (k, v) in traits {
+                if v.is_null() {
+                    self.remove(k);
+                } else {
+                    self.insert(k.clone(), v.clone());
+                }
+            }
+            return;
+        }
+        let old = std::mem::take(&mut self.entries);
+        let mut merged = Vec::with_capacity(old.len() + traits.len());
+        let mut old = old.into_iter().peekable();
+        for (k, v) in traits {
+            while let Some(entry) = old.next_if(|(o, _)| o < k) {
+                merged.push(entry);
+            }
+            old.next_if(|(o, _)| o == k);
+            if !v.is_null() {
+                merged.push((k.clone(), v.clone()));
+            }
+        }
+        merged.extend(old);
+        self.entries = merged;
+    }
+
     /// Takes `key` out; returns its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
@@ -168,11 +186,6 @@ impl Properties {
     pub fn into_map(self) -> Map<String, Value> {
         self.entries.into_iter().collect()
     }
-
-    /// The same properties as a JSON object, copied.
-    pub fn to_map(&self) -> Map<String, Value> {
-        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
 }
 
 impl From<Map<String, Value>> for Properties {
@@ -191,13 +204,20 @@ impl From<Properties> for Value {
 }
 
 impl FromIterator<(String, Value)> for Properties {
-    /// A key given twice keeps its last value, as a `Map` does.
+    /// A key given twice keeps its last value, as a `Map` does. Sorts once: building from
+    /// any number of keys in any order costs `n log n`.
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        let mut p = Properties::new();
-        for (k, v) in iter {
-            p.insert(k, v);
+        let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+        // stable: equal keys stay in the order given, and the last one is kept
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match kept.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => kept.push(entry),
+            }
         }
-        p
+        Properties { entries: kept }
     }
 }
 
@@ -282,6 +302,29 @@ mod tests {
             prop_assert_eq!(serde_json::to_string(&map).unwrap(), serde_json::to_string(&props).unwrap());
             prop_assert_eq!(Properties::from(map.clone()), props.clone());
             prop_assert_eq!(props.into_map(), map);
+        }
+
+        /// Building from pairs in any order, and merging traits of any size, give what a
+        /// `Map` gives.
+        #[test]
+        fn builds_and_merges_as_a_map(
+            pairs in proptest::collection::vec(("[a-j]{1,2}", value()), 0..40),
+            traits in proptest::collection::vec(("[a-j]{1,2}", value()), 0..40),
+        ) {
+            let map: Map<String, Value> = pairs.iter().cloned().collect();
+            let mut props: Properties = pairs.into_iter().collect();
+            prop_assert_eq!(props.clone().into_map(), map.clone());
+            let traits: Properties = traits.into_iter().collect();
+            let mut expected = map;
+            for (k, v) in &traits {
+                if v.is_null() {
+                    expected.remove(k);
+                } else {
+                    expected.insert(k.clone(), v.clone());
+                }
+            }
+            props.merge_traits(&traits);
+            prop_assert_eq!(props.into_map(), expected);
         }
     }
 

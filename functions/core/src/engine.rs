@@ -214,9 +214,8 @@ impl MessageKeys {
 
 /// The embedded engine: a rule program and the leads it has seen.
 ///
-/// Leads live in one vector in order of creation and are found through a table of
-/// `(key, index)` pairs, so finding a lead reads the table and then the record, nothing
-/// else. Accepted calls are appended to one history in arrival order, each linked to the
+/// Leads live in one vector in order of creation and are found through a table from lead
+/// key to index, so finding a lead reads the table and then the record, nothing else. Accepted calls are appended to one history in arrival order, each linked to the
 /// previous call of its lead, so keeping a call costs one append.
 pub struct Engine<'p> {
     program: &'p Program,
@@ -328,7 +327,8 @@ impl<'p> Engine<'p> {
     /// Adds a lead that is not in the table; returns its index.
     fn insert(&mut self, record: LeadRecord) -> usize {
         let i = self.records.len();
-        self.table.insert(record.key.0, i);
+        let new = self.table.insert(record.key.0, i);
+        debug_assert!(new, "a lead inserted twice");
         self.records.push(record);
         i
     }
@@ -443,7 +443,8 @@ impl<'p> Engine<'p> {
                     safe_arch_prefetch(x);
                 }
             }
-            for (key, _) in s.profile.iter() {
+            // the first few keys: a lookup's binary search starts there
+            for (key, _) in s.profile.iter().take(8) {
                 safe_arch_prefetch(key);
                 if let Some(x) = key.as_bytes().first() {
                     safe_arch_prefetch(x);

@@ -70,17 +70,17 @@ impl<'de> Visitor<'de> for Project<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Properties::new();
+        let mut out = Vec::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if self.0.is_none_or(|keys| keys.contains(&key)) {
-                // a repeated key keeps its last value, as `serde_json::Map` does
                 let value: Value = map.next_value()?;
-                out.insert(key.into_owned(), value);
+                out.push((key.into_owned(), value));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(out)
+        // sorted once; a repeated key keeps its last value, as `serde_json::Map` does
+        Ok(out.into_iter().collect())
     }
 }
 

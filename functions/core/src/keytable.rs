@@ -1,11 +1,11 @@
 //! A table of 128-bit hashed keys for the embedded engine: the leads it knows and the
 //! `messageId`s it has seen.
 //!
-//! The keys are already uniform hashes (xxh3), so the table places them by their low bits,
-//! probes linearly, and keeps key and value side by side: finding a key reads one slot,
-//! usually one cache line. Because a key's slot is known before the table is read, a replay
-//! can ask the processor to fetch it ahead of time ([`KeyTable::prefetch`]) while it works
-//! on earlier calls. Removal shifts the following slots back, so no tombstones build up.
+//! The keys are already uniform hashes (xxh3), so the table places them by their low bits
+//! and probes linearly: finding a key reads one slot of the key array (and one of the value
+//! array). Because a key's slot is known before the table is read, a replay can ask the
+//! processor to fetch it ahead of time ([`KeyTable::prefetch`]) while it works on earlier
+//! calls. Removal shifts the following slots back, so no tombstones build up.
 
 /// An open-addressing map from 128-bit hashed keys to small `Copy` values.
 ///
@@ -105,6 +105,9 @@ impl<V: Copy + Default> KeyTable<V> {
 
     /// Sets `key` to `value`; returns false (and changes nothing) when it is already there.
     pub(crate) fn insert(&mut self, key: u128, value: V) -> bool {
+        if self.contains(key) {
+            return false;
+        }
         if capacity_for(self.len + 1) > self.keys.len() {
             self.resize((self.keys.len() * 2).max(16));
         }

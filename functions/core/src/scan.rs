@@ -338,17 +338,17 @@ impl Scan<'_> {
     /// The object next in the text (at nesting `depth`), keeping only `keys` (all without
     /// keys).
     fn project(&mut self, depth: usize, keys: Option<&Keys>) -> Option<Properties> {
-        let mut out = Properties::new();
+        let mut out = Vec::new();
         self.object(|s, key| {
             if keys.is_none_or(|k| k.contains(key)) {
-                // a repeated key keeps its last value, as `serde_json::Map` does
-                out.insert(key.to_owned(), s.value()?);
+                out.push((key.to_owned(), s.value()?));
                 Some(())
             } else {
                 s.skip(depth + 1).map(drop)
             }
         })?;
-        Some(out)
+        // sorted once; a repeated key keeps its last value, as `serde_json::Map` does
+        Some(out.into_iter().collect())
     }
 }
 
