@@ -275,7 +275,7 @@ pub fn apply_traced(
     // 2. identify / group: merge traits, recompute fit
     match event.kind {
         CallKind::Identify => {
-            merge_traits(&mut state.profile, &event.properties);
+            state.profile.merge_traits(&event.properties);
             refit(program, state, tracer);
         }
         CallKind::Group => {
@@ -467,11 +467,6 @@ fn refit(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
     }
 }
 
-/// Merges traits into a profile: a trait set to `null` is removed.
-pub fn merge_traits(profile: &mut Properties, traits: &Properties) {
-    profile.merge_traits(traits);
-}
-
 fn insert_sorted(v: &mut Vec<Micros>, t: Micros) {
     let pos = v.partition_point(|&a| a <= t);
     v.insert(pos, t);
@@ -538,14 +533,7 @@ fn ctx<'a>(
     }
 }
 
-/// Looks up a dotted path in a JSON object; `null` counts as missing.
-#[inline]
-pub fn lookup<'a>(map: &'a Map<String, Value>, path: &[Box<str>]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    follow(map.get(&**first)?, rest)
-}
-
-/// [`lookup`] in an event's properties.
+/// Looks up a dotted path in an event's properties or a profile; `null` counts as missing.
 #[inline]
 pub fn lookup_in<'a>(properties: &'a Properties, path: &[Box<str>]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;

@@ -311,19 +311,19 @@ pub fn run(
                 let from = (g * GROUP).min(calls.len());
                 &calls[from..((g + 1) * GROUP).min(calls.len())]
             };
-            for g in 0..3 {
-                engine.prefetch_tables(group(g));
-            }
-            engine.prefetch_records(group(0));
-            engine.prefetch_records(group(1));
-            engine.prefetch_state(group(0));
-            for g in 0..calls.len().div_ceil(GROUP) {
-                engine.prefetch_tables(group(g + 3));
-                engine.prefetch_records(group(g + 2));
-                engine.prefetch_state(group(g + 1));
-                let from = g * GROUP;
-                for (ahead, &(line, index)) in group(g).iter().zip(&places[from..]) {
-                    engine.process_line_keyed(ahead.call, ahead.message, line, index);
+            // step s: group s enters the pipeline; group s - 3 leaves it, applied
+            for step in 0..calls.len().div_ceil(GROUP) + 3 {
+                engine.prefetch_tables(group(step));
+                if let Some(g) = step.checked_sub(1) {
+                    engine.prefetch_records(group(g));
+                }
+                if let Some(g) = step.checked_sub(2) {
+                    engine.prefetch_state(group(g));
+                }
+                if let Some(g) = step.checked_sub(3) {
+                    for (ahead, &(line, index)) in group(g).iter().zip(&places[g * GROUP..]) {
+                        engine.process_line_keyed(ahead.call, ahead.message, line, index);
+                    }
                 }
             }
             busy += t.elapsed();

@@ -403,10 +403,7 @@ impl<'p> Engine<'p> {
     /// Prefetch, second stage: finds the leads in the table (fetched by the first stage)
     /// and asks for their records.
     pub fn prefetch_records(&self, calls: &[Ahead<'_>]) {
-        for a in calls {
-            let Some(r) = self.table.get(a.lead.0).and_then(|i| self.records.get(i)) else {
-                continue;
-            };
+        for r in calls.iter().filter_map(|a| self.known(a)) {
             let s = &r.state;
             safe_arch_prefetch(&r.key);
             safe_arch_prefetch(&r.last);
@@ -422,35 +419,28 @@ impl<'p> Engine<'p> {
     /// Prefetch, third stage: asks for what the records (fetched by the second stage) point
     /// to: stages reached, conversions, limit and aggregate windows, profile entries.
     pub fn prefetch_state(&self, calls: &[Ahead<'_>]) {
-        for a in calls {
-            let Some(r) = self.table.get(a.lead.0).and_then(|i| self.records.get(i)) else {
-                continue;
-            };
-            let s = &r.state;
-            if let Some(x) = s.reached.first() {
+        fn first<T>(items: &[T]) {
+            if let Some(x) = items.first() {
                 safe_arch_prefetch(x);
-            }
-            if let Some(x) = s.conversions.first() {
-                safe_arch_prefetch(x);
-            }
-            for window in &s.limits {
-                if let Some(x) = window.first() {
-                    safe_arch_prefetch(x);
-                }
-            }
-            for window in &s.aggregates {
-                if let Some(x) = window.first() {
-                    safe_arch_prefetch(x);
-                }
-            }
-            // the first few keys: a lookup's binary search starts there
-            for (key, _) in s.profile.iter().take(8) {
-                safe_arch_prefetch(key);
-                if let Some(x) = key.as_bytes().first() {
-                    safe_arch_prefetch(x);
-                }
             }
         }
+        for r in calls.iter().filter_map(|a| self.known(a)) {
+            let s = &r.state;
+            first(&s.reached);
+            first(&s.conversions);
+            s.limits.iter().for_each(|w| first(w));
+            s.aggregates.iter().for_each(|w| first(w));
+            // a profile has a handful of keys, which a lookup compares: at most eight
+            for (key, _) in s.profile.iter().take(8) {
+                safe_arch_prefetch(key);
+                first(key.as_bytes());
+            }
+        }
+    }
+
+    /// The record of a call's lead as the table has it now (no alias followed again).
+    fn known(&self, a: &Ahead<'_>) -> Option<&LeadRecord> {
+        self.table.get(a.lead.0).and_then(|i| self.records.get(i))
     }
 
     /// How this engine turns `messageId`s into keys.

@@ -105,21 +105,18 @@ impl<V: Copy + Default> KeyTable<V> {
 
     /// Sets `key` to `value`; returns false (and changes nothing) when it is already there.
     pub(crate) fn insert(&mut self, key: u128, value: V) -> bool {
-        if self.contains(key) {
-            return false;
-        }
-        if capacity_for(self.len + 1) > self.keys.len() {
+        let mut at = self.probe(key);
+        if at.is_err() && capacity_for(self.len + 1) > self.keys.len() {
             self.resize((self.keys.len() * 2).max(16));
+            at = self.probe(key);
         }
-        match self.probe(key) {
-            Ok(_) => false,
-            Err(i) => {
-                self.keys[i] = stored(key);
-                self.values[i] = value;
-                self.len += 1;
-                true
-            }
-        }
+        let Err(i) = at else {
+            return false;
+        };
+        self.keys[i] = stored(key);
+        self.values[i] = value;
+        self.len += 1;
+        true
     }
 
     /// Changes the value of `key`, when it is there.
