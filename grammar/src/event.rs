@@ -208,16 +208,23 @@ impl FromIterator<(String, Value)> for Properties {
     /// any number of keys in any order costs `n log n`.
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+        // most objects come with a few keys, often already in order: nothing to do
+        if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Properties { entries };
+        }
         // stable: equal keys stay in the order given, and the last one is kept
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(String, Value)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match kept.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => kept.push(entry),
+        let mut kept = 0;
+        for i in 0..entries.len() {
+            if kept > 0 && entries[kept - 1].0 == entries[i].0 {
+                entries.swap(kept - 1, i);
+            } else {
+                entries.swap(kept, i);
+                kept += 1;
             }
         }
-        Properties { entries: kept }
+        entries.truncate(kept);
+        Properties { entries }
     }
 }
 
