@@ -61,10 +61,8 @@ fn parse_utc_seconds(text: &str) -> Option<Micros> {
 /// Prints a time in UTC as RFC 3339 with `Z`, with a fraction only when the time has one
 /// (`2026-01-01T09:00:00Z`, `2026-01-01T09:00:00.25Z`).
 pub fn format_rfc3339(at: Micros) -> String {
-    if at.rem_euclid(SECOND) == 0 {
-        if let Some(text) = format_utc_seconds(at / SECOND) {
-            return text;
-        }
+    if let Some(text) = rfc3339_seconds(at) {
+        return text.iter().map(|&b| char::from(b)).collect();
     }
     let Some(dt) = Utc.timestamp_micros(at).single() else {
         return at.to_string();
@@ -78,9 +76,13 @@ pub fn format_rfc3339(at: Micros) -> String {
     format!("{body}Z")
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a time in whole seconds of the years 0 to 9999, written
-/// directly; `None` outside them (chrono then decides).
-fn format_utc_seconds(seconds: i64) -> Option<String> {
+/// [`format_rfc3339`] of a time in whole seconds of the years 0 to 9999
+/// (`YYYY-MM-DDTHH:MM:SSZ`, ASCII), written without allocating; `None` for any other time.
+pub fn rfc3339_seconds(at: Micros) -> Option<[u8; 20]> {
+    if at.rem_euclid(SECOND) != 0 {
+        return None;
+    }
+    let seconds = at / SECOND;
     let days = seconds.div_euclid(86_400);
     let of_day = seconds.rem_euclid(86_400);
     // the date of a day count from 1970-01-01 (H. Hinnant, `civil_from_days`)
@@ -96,20 +98,20 @@ fn format_utc_seconds(seconds: i64) -> Option<String> {
     if !(0..=9999).contains(&year) {
         return None;
     }
-    let mut out = String::with_capacity(20);
-    let mut push = |n: i64, width: u32, then: char| {
-        for p in (0..width).rev() {
-            let digit = (n / 10_i64.pow(p)) % 10;
-            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, n: i64, width: usize| {
+        let mut n = n;
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            n /= 10;
         }
-        out.push(then);
     };
-    push(year, 4, '-');
-    push(month, 2, '-');
-    push(day, 2, 'T');
-    push(of_day / 3600, 2, ':');
-    push(of_day / 60 % 60, 2, ':');
-    push(of_day % 60, 2, 'Z');
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, of_day / 3600, 2);
+    put(14, of_day / 60 % 60, 2);
+    put(17, of_day % 60, 2);
     Some(out)
 }
 
@@ -132,6 +134,8 @@ mod tests {
     #[test]
     fn writes_utc_seconds_as_chrono_does() {
         use proptest::prelude::*;
+        let format_utc_seconds =
+            |s: i64| rfc3339_seconds(s * SECOND).map(|b| String::from_utf8(b.to_vec()).unwrap());
         let chrono = |s: i64| {
             Utc.timestamp_opt(s, 0)
                 .single()
@@ -157,6 +161,7 @@ mod tests {
         assert_eq!(format_utc_seconds(253_402_300_800), None);
         assert_eq!(format_utc_seconds(-62_167_219_201), None);
         assert_eq!(format_rfc3339(-SECOND), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339_seconds(SECOND / 2), None);
     }
 
     /// The direct reading of `YYYY-MM-DDTHH:MM:SSZ` gives what chrono gives, and leaves to

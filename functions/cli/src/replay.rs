@@ -4,7 +4,8 @@
 use crate::ReplayFormat;
 use leadscore_core::engine::{Engine, MessageKey, MessageKeys};
 use leadscore_core::output::{
-    lead_object, replay_document, sorted_notifications, summary_object, LeadJson, NotificationJson,
+    lead_object, replay_document, sorted_notifications, summary_object, write_lead_pretty,
+    NotificationJson,
 };
 use leadscore_core::segment::{parse_body_reading, Call, CallError, TimePolicy};
 use leadscore_rules::program::Reads;
@@ -352,7 +353,8 @@ pub fn run(
         engine.tick_all(at);
     }
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    // small: the rendered chunks of the document are larger, and go straight through
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = match format {
         ReplayFormat::Json => write_json(&mut out, &engine, rejected),
         ReplayFormat::Table => write_table(&mut out, &engine, rejected),
@@ -391,19 +393,24 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
     let mut buffers = Vec::new();
-    write_list(out, "leads", &leads, &mut buffers, |(id, state)| LeadJson {
-        program,
-        id,
-        state,
+    write_list(out, "leads", &leads, &mut buffers, |buf, (id, state)| {
+        write_lead_pretty(buf, 2, program, id, state).map_err(std::io::Error::other)
     })?;
     writeln!(out, ",")?;
     let notifications = sorted_notifications(engine);
-    write_list(out, "notifications", &notifications, &mut buffers, |n| {
-        NotificationJson {
-            program,
-            notification: n,
-        }
-    })?;
+    write_list(
+        out,
+        "notifications",
+        &notifications,
+        &mut buffers,
+        |buf, n| {
+            let json = NotificationJson {
+                program,
+                notification: n,
+            };
+            pretty_at(buf, 2, &json)
+        },
+    )?;
     write!(out, ",\n  \"summary\": ")?;
     out.write_all(&summary)?;
     writeln!(out, "\n}}")
@@ -428,14 +435,14 @@ fn pretty_at(
 /// next round renders into the same buffers (no fresh memory for the kernel to clear).
 const ROUND: usize = 8;
 
-/// Writes one list of the document: its items pretty-printed at the depth of the list's
-/// items (4 spaces), separated by `,\n`, rendered in chunks on the thread pool.
-fn write_list<T: Sync, J: serde::Serialize>(
+/// Writes one list of the document: its items as `render` pretty-prints them at the depth of
+/// the list's items (4 spaces), separated by `,\n`, rendered in chunks on the thread pool.
+fn write_list<T: Sync>(
     out: &mut impl Write,
     key: &str,
     items: &[T],
     buffers: &mut Vec<Vec<u8>>,
-    json: impl Fn(&T) -> J + Sync,
+    render: impl Fn(&mut Vec<u8>, &T) -> std::io::Result<()> + Sync,
 ) -> std::io::Result<()> {
     if items.is_empty() {
         return write!(out, "  \"{key}\": []");
@@ -453,7 +460,7 @@ fn write_list<T: Sync, J: serde::Serialize>(
                 let first = (r * ROUND + c) * RENDER_CHUNK;
                 for (i, item) in chunk.iter().enumerate() {
                     buf.extend_from_slice(b"    ");
-                    pretty_at(buf, 2, &json(item))?;
+                    render(buf, item)?;
                     buf.extend_from_slice(if first + i < last { b",\n" } else { b"\n" });
                 }
                 Ok::<(), std::io::Error>(())

@@ -3,7 +3,7 @@
 
 use crate::engine::{Engine, Notification};
 use leadscore_rules::eval::{LeadState, Transition};
-use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
+use leadscore_rules::time::{format_rfc3339, rfc3339_seconds, Micros, SECOND};
 use leadscore_rules::Program;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
@@ -145,105 +145,150 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
     o
 }
 
-/// A score as the contract prints it (see [`score_value`]), serialised without building a
-/// [`Value`].
-struct Score(f64);
-
-impl Serialize for Score {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match score_value(self.0) {
-            Value::Number(n) => n.serialize(s),
-            _ => s.serialize_unit(),
+/// Appends a lead exactly as `serde_json`'s pretty printer writes [`lead_object`] when the
+/// lead sits `depth` levels deep in a document (every line after the first indented by two
+/// spaces per level), without building the object. `replay` writes its leads this way: they
+/// are most of its output. A test holds the two together.
+pub fn write_lead_pretty(
+    buf: &mut Vec<u8>,
+    depth: usize,
+    program: &Program,
+    id: &str,
+    state: &LeadState,
+) -> serde_json::Result<()> {
+    let at = |level: usize| Line(depth + level);
+    let seen = |buf: &mut Vec<u8>, t| {
+        if state.events == 0 {
+            buf.extend_from_slice(b"null");
+            Ok(())
+        } else {
+            write_time(buf, t)
+        }
+    };
+    buf.reserve(1024);
+    buf.push(b'{');
+    at(1).key(buf, b"\"id\": ", true);
+    write_str(buf, id)?;
+    at(1).key(buf, b"\"score\": ", false);
+    serde_json::to_writer(&mut *buf, &score_value(state.score()))?;
+    at(1).key(buf, b"\"fit\": ", false);
+    serde_json::to_writer(&mut *buf, &score_value(state.fit))?;
+    at(1).key(buf, b"\"engagement\": ", false);
+    serde_json::to_writer(&mut *buf, &score_value(state.engagement))?;
+    at(1).key(buf, b"\"stage\": ", false);
+    match state.stage(program) {
+        Some(stage) => write_str(buf, stage)?,
+        None => buf.extend_from_slice(b"null"),
+    }
+    at(1).key(buf, b"\"reached\": ", false);
+    buf.push(b'{');
+    let mut first = true;
+    for (stage, reached) in program.stages.iter().zip(&state.reached) {
+        if let Some(t) = reached {
+            at(2).line(buf, first);
+            write_str(buf, &stage.name)?;
+            buf.extend_from_slice(b": ");
+            write_time(buf, *t)?;
+            first = false;
         }
     }
+    if !first {
+        at(1).line(buf, true);
+    }
+    buf.push(b'}');
+    at(1).key(buf, b"\"conversions\": ", false);
+    buf.push(b'[');
+    let convs = made_conversions(state);
+    for (n, &(i, c)) in convs.iter().enumerate() {
+        let rule = &program.conversions[i];
+        at(2).line(buf, n == 0);
+        buf.push(b'{');
+        at(3).key(buf, b"\"name\": ", true);
+        write_str(buf, &rule.name)?;
+        at(3).key(buf, b"\"at\": ", false);
+        write_time(buf, c.at)?;
+        at(3).key(buf, b"\"count\": ", false);
+        serde_json::to_writer(&mut *buf, &c.count)?;
+        if rule.value.is_some() {
+            at(3).key(buf, b"\"value\": ", false);
+            serde_json::to_writer(&mut *buf, &Value::from((c.value * 100.0).round() / 100.0))?;
+        }
+        at(3).key(buf, b"\"seconds_to_convert\": ", false);
+        serde_json::to_writer(&mut *buf, &(c.at - state.first_seen).div_euclid(SECOND))?;
+        at(2).line(buf, true);
+        buf.push(b'}');
+    }
+    if !convs.is_empty() {
+        at(1).line(buf, true);
+    }
+    buf.push(b']');
+    at(1).key(buf, b"\"source\": ", false);
+    match &state.source {
+        Some(source) => write_str(buf, source)?,
+        None => buf.extend_from_slice(b"null"),
+    }
+    at(1).key(buf, b"\"first_seen\": ", false);
+    seen(buf, state.first_seen)?;
+    at(1).key(buf, b"\"last_seen\": ", false);
+    seen(buf, state.last_seen)?;
+    at(1).key(buf, b"\"events\": ", false);
+    serde_json::to_writer(&mut *buf, &state.events)?;
+    at(0).line(buf, true);
+    buf.push(b'}');
+    Ok(())
 }
 
-/// The `reached` object of a lead: stage → time, in declaration order.
-struct Reached<'a>(&'a Program, &'a LeadState);
+/// A line break of the pretty printer, followed by the indent of a nesting level.
+#[derive(Clone, Copy)]
+struct Line(usize);
 
-impl Serialize for Reached<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Reached(program, state) = self;
-        let mut map = s.serialize_map(None)?;
-        for (stage, at) in program.stages.iter().zip(&state.reached) {
-            if let Some(at) = at {
-                map.serialize_entry(&stage.name, &format_rfc3339(*at))?;
+/// `,`, a line break and the deepest indent a lead is written at (see [`Line`]).
+const BREAK: &[u8; 2 + 2 * 32] =
+    b",\n                                                                ";
+
+impl Line {
+    /// `\n` (before the first member) or `,\n`, then the indent.
+    #[inline]
+    fn line(self, buf: &mut Vec<u8>, first: bool) {
+        let from = usize::from(first);
+        match BREAK.get(from..2 + 2 * self.0) {
+            Some(text) => buf.extend_from_slice(text),
+            None => {
+                buf.extend_from_slice(&BREAK[from..2]);
+                buf.resize(buf.len() + 2 * self.0, b' ');
             }
         }
-        map.end()
+    }
+
+    /// A line with an object key: `key` is the key with its quotes and `: `.
+    #[inline]
+    fn key(self, buf: &mut Vec<u8>, key: &[u8], first: bool) {
+        self.line(buf, first);
+        buf.extend_from_slice(key);
     }
 }
 
-/// The `conversions` list of a lead, by first time (then declaration order).
-struct Conversions<'a>(&'a Program, &'a LeadState);
+/// A JSON string as `serde_json` writes it: copied when nothing needs an escape.
+fn write_str(buf: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return serde_json::to_writer(buf, s);
+    }
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
+    Ok(())
+}
 
-impl Serialize for Conversions<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let Conversions(program, state) = self;
-        let convs = made_conversions(state);
-        let mut seq = s.serialize_seq(Some(convs.len()))?;
-        for (i, c) in convs {
-            seq.serialize_element(&Conversion(&program.conversions[i], c, state))?;
+/// A time as the contract prints it ([`format_rfc3339`]), as a JSON string.
+fn write_time(buf: &mut Vec<u8>, at: Micros) -> serde_json::Result<()> {
+    match rfc3339_seconds(at) {
+        Some(text) => {
+            let mut quoted = [b'"'; 22];
+            quoted[1..21].copy_from_slice(&text);
+            buf.extend_from_slice(&quoted);
+            Ok(())
         }
-        seq.end()
-    }
-}
-
-/// One conversion of a lead.
-struct Conversion<'a>(
-    &'a leadscore_rules::program::ConversionRule,
-    &'a leadscore_rules::eval::ConversionState,
-    &'a LeadState,
-);
-
-impl Serialize for Conversion<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Conversion(rule, c, state) = self;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("name", &rule.name)?;
-        map.serialize_entry("at", &format_rfc3339(c.at))?;
-        map.serialize_entry("count", &c.count)?;
-        if rule.value.is_some() {
-            map.serialize_entry("value", &Value::from((c.value * 100.0).round() / 100.0))?;
-        }
-        map.serialize_entry(
-            "seconds_to_convert",
-            &(c.at - state.first_seen).div_euclid(SECOND),
-        )?;
-        map.end()
-    }
-}
-
-/// A lead as the contract prints it, serialised straight from its state: the same JSON as
-/// [`lead_object`] (a test holds them together) without building a tree first. `replay`
-/// prints every lead through it.
-pub struct LeadJson<'a> {
-    /// The program the state belongs to.
-    pub program: &'a Program,
-    /// The lead's id.
-    pub id: &'a str,
-    /// The lead's state.
-    pub state: &'a LeadState,
-}
-
-impl Serialize for LeadJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let LeadJson { program, id, state } = *self;
-        let seen = |t| (state.events > 0).then(|| format_rfc3339(t));
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", id)?;
-        map.serialize_entry("score", &Score(state.score()))?;
-        map.serialize_entry("fit", &Score(state.fit))?;
-        map.serialize_entry("engagement", &Score(state.engagement))?;
-        map.serialize_entry("stage", &state.stage(program))?;
-        map.serialize_entry("reached", &Reached(program, state))?;
-        map.serialize_entry("conversions", &Conversions(program, state))?;
-        map.serialize_entry("source", &state.source)?;
-        map.serialize_entry("first_seen", &seen(state.first_seen))?;
-        map.serialize_entry("last_seen", &seen(state.last_seen))?;
-        map.serialize_entry("events", &state.events)?;
-        map.end()
+        None => write_str(buf, &format_rfc3339(at)),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use leadscore_core::engine::{Engine, Kept, Outcome};
 use leadscore_core::output::{
-    lead_object, notification_object, replay_document, LeadJson, NotificationJson,
+    lead_object, notification_object, replay_document, write_lead_pretty, NotificationJson,
 };
 use leadscore_core::segment::{normalize_body, normalize_call, Call, TimePolicy};
 use leadscore_rules::program::NotifyWhen;
@@ -505,11 +505,14 @@ proptest! {
             engine.process(call(&c));
         }
         for (id, record) in engine.leads() {
-            let direct = LeadJson { program: &program, id, state: &record.state };
-            prop_assert_eq!(
-                serde_json::to_string_pretty(&direct).unwrap(),
-                serde_json::to_string_pretty(&lead_object(&program, id, &record.state)).unwrap()
-            );
+            let object = lead_object(&program, id, &record.state);
+            for depth in [0, 2] {
+                let mut direct = Vec::new();
+                write_lead_pretty(&mut direct, depth, &program, id, &record.state).unwrap();
+                let indent = format!("\n{}", "  ".repeat(depth));
+                let expected = serde_json::to_string_pretty(&object).unwrap().replace('\n', &indent);
+                prop_assert_eq!(String::from_utf8(direct).unwrap(), expected);
+            }
         }
         for n in engine.notifications() {
             let direct = NotificationJson { program: &program, notification: n };
@@ -1390,4 +1393,54 @@ fn document_orders_leads_by_id_and_notifications_by_time_then_lead() {
     sorted.sort();
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 5);
+}
+
+/// The direct lead writer escapes what `serde_json` escapes, writes fractional and
+/// out-of-range times through `format_rfc3339`, and prints a lead without events as the
+/// contract object does.
+#[test]
+fn direct_lead_json_handles_escapes_fractions_and_empty_leads() {
+    let program = compile_rules(
+        r#"ruleset "r"
+stage mql when score >= 10
+stage sql when score >= 20
+conversion "Pur\"chase" on "Order Completed" value revenue
+conversion "Sign\\up" on "Signed Up"
+"#,
+    );
+    let mut state = leadscore_rules::LeadState::new(&program);
+    let check = |state: &leadscore_rules::LeadState, id: &str| {
+        let object = lead_object(&program, id, state);
+        for depth in [0, 1, 3] {
+            let mut direct = Vec::new();
+            write_lead_pretty(&mut direct, depth, &program, id, state).unwrap();
+            let indent = format!("\n{}", "  ".repeat(depth));
+            let expected = serde_json::to_string_pretty(&object)
+                .unwrap()
+                .replace('\n', &indent);
+            assert_eq!(String::from_utf8(direct).unwrap(), expected, "{id:?}");
+        }
+    };
+    // no events: null times, empty reached and conversions
+    check(&state, "");
+    state.events = 3;
+    state.first_seen = 1_767_225_600 * SECOND + SECOND / 4;
+    state.last_seen = i64::MAX;
+    state.fit = -0.004;
+    state.engagement = 12.345;
+    state.source = Some("a\"b\\c\u{1}d\u{7f}é".into());
+    state.reached[1] = Some(-SECOND);
+    state.reached[0] = Some(1_767_225_600 * SECOND + 123);
+    state.conversions[1] = Some(leadscore_rules::eval::ConversionState {
+        at: 1_767_225_700 * SECOND,
+        count: 2,
+        value: 0.0,
+    });
+    state.conversions[0] = Some(leadscore_rules::eval::ConversionState {
+        at: 1_767_225_700 * SECOND,
+        count: 1,
+        value: 1.0 / 3.0,
+    });
+    check(&state, "u\"1\n\t\\é");
+    check(&state, "plain");
 }
