@@ -104,24 +104,52 @@ fn content(line: &str) -> &str {
     line.strip_suffix('\r').unwrap_or(line)
 }
 
-/// Reads `input` block by block (each ends after a line ending, or at the end of the input),
-/// parses each block's lines on the thread pool and sends it; stops at the first read error.
+/// The text of one block as read, before it is parsed: whole lines.
+struct Raw {
+    /// The bytes read; the block is `buf[..cut]` (the rest starts the next block).
+    buf: Vec<u8>,
+    cut: usize,
+    /// The number of the block's first line (from 1).
+    first_line: usize,
+    /// The byte offset of each line of the block, blank ones included.
+    starts: Vec<u64>,
+    /// The offset of the block's first byte.
+    start: u64,
+}
+
+/// What goes back to a parser once its block has been applied, to be freed where it was
+/// allocated (the allocator frees memory of its own thread fastest).
+type Spent = (Vec<Parsed>, Vec<u64>);
+
+/// The threads that parse blocks: block `k` is parsed by parser `k % parsers`, which also
+/// frees it once it has been applied.
+fn parsers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .saturating_sub(1)
+        .clamp(2, 8)
+}
+
+/// Reads `input` block by block (each ends after a line ending, or at the end of the input)
+/// and hands block `k` to parser `k % to.len()`; stops at the first read error, which it
+/// hands on in place of the block. Buffers come back through `recycled`.
 fn read_blocks(
     mut input: std::fs::File,
-    keep_text: bool,
-    reads: &Reads,
-    keys: MessageKeys,
-    tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+    to: &[std::sync::mpsc::SyncSender<std::io::Result<Raw>>],
+    recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     use std::io::Read;
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (BLOCK >> 2));
     let mut offset = 0u64;
     let mut line_no = 0usize;
+    // the block about to be read, counted from 0
+    let mut k = 0usize;
     loop {
+        let to = &to[k % to.len()];
         let n = match (&mut input).take(BLOCK as u64).read_to_end(&mut buf) {
             Ok(n) => n,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = to.send(Err(e));
                 return;
             }
         };
@@ -129,7 +157,7 @@ fn read_blocks(
         let cut = if eof {
             buf.len()
         } else {
-            match buf.iter().rposition(|&b| b == b'\n') {
+            match memchr::memrchr(b'\n', &buf) {
                 Some(i) => i + 1,
                 None => continue, // a line longer than a block: read on
             }
@@ -137,53 +165,107 @@ fn read_blocks(
         if cut == 0 {
             return;
         }
-        let Ok(text) = std::str::from_utf8(&buf[..cut]) else {
-            let _ = tx.send(Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )));
-            return;
-        };
+        // the lines, as `split_inclusive('\n')` gives them
         let mut starts = Vec::with_capacity(cut / 128);
-        let mut items: Vec<(usize, &str)> = Vec::with_capacity(cut / 128);
-        let mut pos = 0usize;
-        for l in text.split_inclusive('\n') {
-            line_no += 1;
-            starts.push(offset + pos as u64);
-            pos += l.len();
-            let c = content(l);
-            if !c.trim().is_empty() {
-                items.push((line_no, c));
-            }
-        }
-        let parsed: Vec<Parsed> = items
-            .par_iter()
-            .with_min_len(256)
-            .map(|(n, l)| {
-                let line = parse_body_reading(l, &TimePolicy::Required, Some(reads));
-                let first = match &line {
-                    Ok(calls) => match calls.first() {
-                        Some(Ok(call)) => Some(keys.key(&call.message_id)),
-                        _ => None,
-                    },
-                    Err(_) => None,
-                };
-                (*n, line, first)
-            })
-            .collect();
-        let block = Block {
-            parsed,
+        starts.push(offset);
+        starts.extend(
+            memchr::memchr_iter(b'\n', &buf[..cut])
+                .map(|i| offset + i as u64 + 1)
+                .filter(|&s| s < offset + cut as u64),
+        );
+        let first_line = line_no + 1;
+        line_no += starts.len();
+        // the next block starts with what follows the cut
+        let mut next = recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK + (BLOCK >> 2)));
+        next.clear();
+        next.extend_from_slice(&buf[cut..]);
+        let raw = Raw {
+            buf: std::mem::replace(&mut buf, next),
+            cut,
+            first_line,
             starts,
             start: offset,
-            end: offset + cut as u64,
-            text: keep_text.then(|| text.to_string()),
         };
-        buf.drain(..cut);
         offset += cut as u64;
-        if tx.send(Ok(block)).is_err() || eof {
+        k += 1;
+        if to.send(Ok(raw)).is_err() || eof {
             return;
         }
     }
+}
+
+/// A parser: parses the blocks it is handed, line by line, and sends them on in the same
+/// order; frees the blocks that come back once applied.
+fn parse_blocks(
+    from: &std::sync::mpsc::Receiver<std::io::Result<Raw>>,
+    to: std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+    spent: &std::sync::mpsc::Receiver<Spent>,
+    recycle: &std::sync::mpsc::Sender<Vec<u8>>,
+    keep_text: bool,
+    reads: &Reads,
+    keys: MessageKeys,
+) {
+    for raw in from {
+        spent.try_iter().for_each(drop);
+        let block = raw.and_then(|raw| {
+            let block = parse_block(&raw, keep_text, reads, keys);
+            let _ = recycle.send(raw.buf);
+            block
+        });
+        if to.send(block).is_err() {
+            return;
+        }
+    }
+    // the input has ended (which the applying thread learns when `to` closes); the last
+    // blocks come back after that
+    drop(to);
+    spent.iter().for_each(drop);
+}
+
+/// Parses the non-blank lines of one block.
+fn parse_block(
+    raw: &Raw,
+    keep_text: bool,
+    reads: &Reads,
+    keys: MessageKeys,
+) -> std::io::Result<Block> {
+    let Ok(text) = std::str::from_utf8(&raw.buf[..raw.cut]) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ));
+    };
+    let end = raw.start + raw.cut as u64;
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(raw.starts.len());
+    for (i, &from) in raw.starts.iter().enumerate() {
+        let to = raw.starts.get(i + 1).copied().unwrap_or(end);
+        #[allow(clippy::cast_possible_truncation)] // offsets within one block
+        let Some(l) = text.get((from - raw.start) as usize..(to - raw.start) as usize) else {
+            continue;
+        };
+        let l = content(l);
+        if l.trim().is_empty() {
+            continue;
+        }
+        let line = parse_body_reading(l, &TimePolicy::Required, Some(reads));
+        let first = match &line {
+            Ok(calls) => match calls.first() {
+                Some(Ok(call)) => Some(keys.key(&call.message_id)),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        parsed.push((raw.first_line + i, line, first));
+    }
+    Ok(Block {
+        parsed,
+        starts: raw.starts.clone(),
+        start: raw.start,
+        end,
+        text: keep_text.then(|| text.to_string()),
+    })
 }
 
 /// Runs `replay`; returns the exit status.
@@ -257,11 +339,33 @@ pub fn run(
     let bar = crate::events::progress_bytes(size.unwrap_or(0));
     // Parse blocks on the thread pool while this thread applies the previous block.
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Block>>(2);
+        use std::sync::mpsc::{channel, sync_channel};
         let keys = engine.message_keys();
-        scope.spawn(move || read_blocks(input, keep_text, reads, keys, &tx));
+        let (recycle, recycled) = channel::<Vec<u8>>();
+        let mut raws = Vec::new();
+        let mut blocks = Vec::new();
+        let mut spent = Vec::new();
+        for _ in 0..parsers() {
+            let (raw_tx, raw_rx) = sync_channel::<std::io::Result<Raw>>(1);
+            let (block_tx, block_rx) = sync_channel::<std::io::Result<Block>>(1);
+            let (spent_tx, spent_rx) = channel::<Spent>();
+            let recycle = recycle.clone();
+            scope.spawn(move || {
+                parse_blocks(
+                    &raw_rx, block_tx, &spent_rx, &recycle, keep_text, reads, keys,
+                );
+            });
+            raws.push(raw_tx);
+            blocks.push(block_rx);
+            spent.push(spent_tx);
+        }
+        drop(recycle);
+        scope.spawn(move || read_blocks(input, &raws, &recycled));
         let mut busy = std::time::Duration::ZERO;
-        for block in rx {
+        // block k comes from parser k % n, and goes back to it to be freed
+        let in_order =
+            (0..).map_while(|k| Some((k % blocks.len(), blocks[k % blocks.len()].recv().ok()?)));
+        for (parser, block) in in_order {
             let t = std::time::Instant::now();
             let block = match block {
                 Ok(b) => b,
@@ -329,9 +433,8 @@ pub fn run(
             }
             busy += t.elapsed();
             bar.inc(block.end - block.start);
-            // free the block's calls and line starts on the pool, not on this thread
-            let starts = block.starts;
-            rayon::spawn(move || drop((parsed_chunk, starts)));
+            // the parser that allocated the block's calls frees them
+            let _ = spent[parser].send((parsed_chunk, block.starts));
         }
         if timing {
             eprintln!("timing: applying {busy:?}");

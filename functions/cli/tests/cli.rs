@@ -880,3 +880,115 @@ fn replay_prints_fractional_times_with_their_fraction_only() {
     assert_eq!(u1["last_seen"], "2026-01-02T09:00:00Z");
     assert_eq!(doc["notifications"][0]["at"], "2026-01-01T09:00:00.25Z");
 }
+
+/// Calls spread over several blocks of the reader (more than 4 MiB): blank and CRLF lines, a
+/// line longer than a block, no line ending at the end, and anonymous leads of the first
+/// block merged by aliases in the last (their calls read again, from the file or, for a
+/// pipe, from memory). The document is the one the engine gives for the same calls applied
+/// one by one, from a file and from a pipe.
+#[test]
+fn replay_reads_a_large_input_in_blocks() {
+    use leadscore_core::engine::Engine;
+    use leadscore_core::output::replay_document;
+    use leadscore_core::segment::{parse_body_reading, TimePolicy};
+    use serde_json::json;
+    use std::sync::Arc;
+    let rules = r#"ruleset "blocks"
+score "Pricing" +10 on page where path starts_with "/pricing" limit 3 per 1d
+score "Used" +1 on "Feature Used" limit 5 per 1h
+stage mql when score >= 20
+conversion "Purchase" on "Order Completed" value revenue
+notify sales when reached mql
+"#;
+    let at =
+        |s: i64| format_rfc3339(parse_rfc3339("2026-01-01T00:00:00Z").unwrap() + s * 1_000_000);
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..50 {
+        lines.push(
+            json!({"type": "page", "anonymousId": format!("a{i}"), "messageId": format!("p{i}"),
+                   "timestamp": at(i), "properties": {"path": "/pricing", "url": "x"},
+                   "context": {"campaign": {"source": "ads"}}})
+            .to_string(),
+        );
+    }
+    for n in 0..30_000i64 {
+        let mut line = json!({"type": "track", "event": "Feature Used",
+                              "userId": format!("u{}", n % 1000), "messageId": format!("m{n}"),
+                              "timestamp": at(100 + n), "properties": {"pad": "x".repeat(80)}})
+        .to_string();
+        if n % 997 == 0 {
+            lines.push(String::new());
+            lines.push("  \t".into());
+        }
+        if n % 1001 == 0 {
+            line.push('\r');
+        }
+        lines.push(line);
+    }
+    lines.push(
+        json!({"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "big",
+               "timestamp": at(40_000), "properties": {"revenue": 10, "blob": "y".repeat(3 << 20)}})
+        .to_string(),
+    );
+    for i in 0..50 {
+        lines.push(
+            json!({"type": "alias", "previousId": format!("a{i}"), "userId": format!("u{i}"),
+                   "messageId": format!("al{i}"), "timestamp": at(50_000 + i)})
+            .to_string(),
+        );
+    }
+    let text = lines.join("\n");
+    assert!(text.len() > (2 << 20) * 3);
+
+    let compiled = compile(&[SourceFile {
+        name: "blocks.rules".into(),
+        text: rules.into(),
+    }]);
+    let program = compiled.program.expect("rules compile");
+    let mut engine = Engine::new(&program);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for call in parse_body_reading(line, &TimePolicy::Required, None).unwrap() {
+            engine.process(Arc::new(call.unwrap()));
+        }
+    }
+    assert!(engine.lead("a7").is_some_and(|l| l.id() == "u7"));
+    let expected = serde_json::to_string_pretty(&replay_document(&engine, 0)).unwrap() + "\n";
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "blocks.rules", rules);
+    let events = write(dir.path(), "events.jsonl", &text);
+    let args = [
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let from_file = run(&[&args[..], &["--events", events.to_str().unwrap()]].concat());
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    assert!(
+        from_file.stdout == expected,
+        "the document from a file differs"
+    );
+    let piped = leadscore()
+        .args(args)
+        .args(["--events", "/dev/stdin"])
+        .write_stdin(text.clone())
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(0));
+    assert!(
+        piped.stdout == expected.as_bytes(),
+        "the document from a pipe differs"
+    );
+
+    // bytes that are not UTF-8 in a later block: the input cannot be read, nothing is printed
+    let mut bad = text.into_bytes();
+    bad.extend_from_slice(b"\n{\"type\": \"page\", \"userId\": \"u\xff\"}\n");
+    let events = dir.path().join("bad.jsonl");
+    std::fs::write(&events, bad).unwrap();
+    let r = run(&[&args[..], &["--events", events.to_str().unwrap()]].concat());
+    assert_eq!(r.code, 2);
+    assert!(r.stdout.is_empty());
+    assert!(r.stderr.contains("UTF-8"), "{}", r.stderr);
+}
