@@ -214,16 +214,14 @@ impl FromIterator<(String, Value)> for Properties {
         }
         // stable: equal keys stay in the order given, and the last one is kept
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept = 0;
-        for i in 0..entries.len() {
-            if kept > 0 && entries[kept - 1].0 == entries[i].0 {
-                entries.swap(kept - 1, i);
-            } else {
-                entries.swap(kept, i);
-                kept += 1;
+        // of a run of equal keys, the last value stays, in the first one's place
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        entries.truncate(kept);
+            same
+        });
         Properties { entries }
     }
 }

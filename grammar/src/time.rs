@@ -99,9 +99,9 @@ pub fn rfc3339_seconds(at: Micros) -> Option<[u8; 20]> {
         return None;
     }
     let mut out = *b"0000-00-00T00:00:00Z";
-    let mut put = |at: usize, n: i64, width: usize| {
+    let mut put = |pos: usize, n: i64, width: usize| {
         let mut n = n;
-        for i in (at..at + width).rev() {
+        for i in (pos..pos + width).rev() {
             out[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
             n /= 10;
         }

@@ -20,8 +20,8 @@ type Line = Result<Vec<Result<Call, CallError>>, CallError>;
 /// with the parse; a batch's other calls get theirs when they are applied).
 type Parsed = (usize, Line, Option<MessageKey>);
 
-/// Bytes read per block: parsing of one block overlaps applying the previous one. The file
-/// is streamed, never held whole in memory.
+/// Bytes read per block: the parsers parse the next blocks while the applying thread
+/// applies one. The file is streamed, never held whole in memory.
 const BLOCK: usize = 2 << 20;
 
 /// One block of the input: whole lines, parsed.
@@ -106,9 +106,8 @@ fn content(line: &str) -> &str {
 
 /// The text of one block as read, before it is parsed: whole lines.
 struct Raw {
-    /// The bytes read; the block is `buf[..cut]` (the rest starts the next block).
-    buf: Vec<u8>,
-    cut: usize,
+    /// The text.
+    text: String,
     /// The number of the block's first line (from 1).
     first_line: usize,
     /// The byte offset of each line of the block, blank ones included.
@@ -157,8 +156,10 @@ fn read_blocks(
         let cut = if eof {
             buf.len()
         } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => i + 1,
+            // what was carried over has no line ending: only the bytes just read can
+            let read_from = buf.len() - n;
+            match memchr::memrchr(b'\n', &buf[read_from..]) {
+                Some(i) => read_from + i + 1,
                 None => continue, // a line longer than a block: read on
             }
         };
@@ -181,9 +182,17 @@ fn read_blocks(
             .unwrap_or_else(|_| Vec::with_capacity(BLOCK + (BLOCK >> 2)));
         next.clear();
         next.extend_from_slice(&buf[cut..]);
+        let mut block = std::mem::replace(&mut buf, next);
+        block.truncate(cut);
+        let Ok(text) = String::from_utf8(block) else {
+            let _ = to.send(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )));
+            return;
+        };
         let raw = Raw {
-            buf: std::mem::replace(&mut buf, next),
-            cut,
+            text,
             first_line,
             starts,
             start: offset,
@@ -209,12 +218,10 @@ fn parse_blocks(
 ) {
     for raw in from {
         spent.try_iter().for_each(drop);
-        let block = raw.and_then(|raw| {
-            let block = parse_block(&raw, keep_text, reads, keys);
-            let _ = recycle.send(raw.buf);
-            block
-        });
-        if to.send(block).is_err() {
+        let block = raw.map(|raw| parse_block(raw, recycle, keep_text, reads, keys));
+        // after an error the reader has stopped, and so does the applying thread
+        let stop = block.is_err();
+        if to.send(block).is_err() || stop {
             return;
         }
     }
@@ -224,20 +231,17 @@ fn parse_blocks(
     spent.iter().for_each(drop);
 }
 
-/// Parses the non-blank lines of one block.
+/// Parses the non-blank lines of one block; hands its buffer back to the reader, unless the
+/// block keeps its text.
 fn parse_block(
-    raw: &Raw,
+    raw: Raw,
+    recycle: &std::sync::mpsc::Sender<Vec<u8>>,
     keep_text: bool,
     reads: &Reads,
     keys: MessageKeys,
-) -> std::io::Result<Block> {
-    let Ok(text) = std::str::from_utf8(&raw.buf[..raw.cut]) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
-        ));
-    };
-    let end = raw.start + raw.cut as u64;
+) -> Block {
+    let text = raw.text.as_str();
+    let end = raw.start + text.len() as u64;
     let mut parsed: Vec<Parsed> = Vec::with_capacity(raw.starts.len());
     for (i, &from) in raw.starts.iter().enumerate() {
         let to = raw.starts.get(i + 1).copied().unwrap_or(end);
@@ -259,13 +263,19 @@ fn parse_block(
         };
         parsed.push((raw.first_line + i, line, first));
     }
-    Ok(Block {
+    let text = if keep_text {
+        Some(raw.text)
+    } else {
+        let _ = recycle.send(raw.text.into_bytes());
+        None
+    };
+    Block {
         parsed,
-        starts: raw.starts.clone(),
+        starts: raw.starts,
         start: raw.start,
         end,
-        text: keep_text.then(|| text.to_string()),
-    })
+        text,
+    }
 }
 
 /// Runs `replay`; returns the exit status.
@@ -337,7 +347,7 @@ pub fn run(
     let timing = std::env::var_os("LEADSCORE_TIMING").is_some();
     let t0 = std::time::Instant::now();
     let bar = crate::events::progress_bytes(size.unwrap_or(0));
-    // Parse blocks on the thread pool while this thread applies the previous block.
+    // The parsers parse the next blocks while this thread applies one.
     std::thread::scope(|scope| {
         use std::sync::mpsc::{channel, sync_channel};
         let keys = engine.message_keys();

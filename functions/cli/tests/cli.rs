@@ -976,7 +976,8 @@ notify sales when reached mql
         .write_stdin(text.clone())
         .output()
         .unwrap();
-    assert_eq!(piped.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(0), "{stderr}");
     assert!(
         piped.stdout == expected.as_bytes(),
         "the document from a pipe differs"
@@ -991,4 +992,22 @@ notify sales when reached mql
     assert_eq!(r.code, 2);
     assert!(r.stdout.is_empty());
     assert!(r.stderr.contains("UTF-8"), "{}", r.stderr);
+    let piped = leadscore()
+        .args(args)
+        .args(["--events", "/dev/stdin"])
+        .write_stdin(std::fs::read(&events).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(2));
+    assert!(piped.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&piped.stderr).contains("UTF-8"));
+
+    // no input, or only blank lines: no leads, nothing rejected
+    for text in ["", "\n\r\n  \n\t"] {
+        let events = write(dir.path(), "empty.jsonl", text);
+        let (doc, r) = replay_json(&rules, &events, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(doc["leads"], serde_json::json!([]));
+        assert_eq!(doc["summary"]["rejected"], 0);
+    }
 }

@@ -242,7 +242,8 @@ pub fn write_lead_pretty(
 #[derive(Clone, Copy)]
 struct Line(usize);
 
-/// `,`, a line break and the deepest indent a lead is written at (see [`Line`]).
+/// `,`, a line break and an indent of 32 levels, sliced for the indent of a [`Line`] (deeper
+/// levels are padded).
 const BREAK: &[u8; 2 + 2 * 32] =
     b",\n                                                                ";
 

@@ -1411,7 +1411,7 @@ conversion "Sign\\up" on "Signed Up"
     let mut state = leadscore_rules::LeadState::new(&program);
     let check = |state: &leadscore_rules::LeadState, id: &str| {
         let object = lead_object(&program, id, state);
-        for depth in [0, 1, 3] {
+        for depth in [0, 1, 3, 40] {
             let mut direct = Vec::new();
             write_lead_pretty(&mut direct, depth, &program, id, state).unwrap();
             let indent = format!("\n{}", "  ".repeat(depth));
