@@ -215,8 +215,9 @@ impl MessageKeys {
 /// The embedded engine: a rule program and the leads it has seen.
 ///
 /// Leads live in one vector in order of creation and are found through a table from lead
-/// key to index, so finding a lead reads the table and then the record, nothing else. Accepted calls are appended to one history in arrival order, each linked to the
-/// previous call of its lead, so keeping a call costs one append.
+/// key to index, so finding a lead reads the table and then the record, nothing else.
+/// Accepted calls are appended to one history in arrival order, each linked to the previous
+/// call of its lead, so keeping a call costs one append.
 pub struct Engine<'p> {
     program: &'p Program,
     records: Vec<LeadRecord>,
