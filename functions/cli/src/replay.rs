@@ -22,7 +22,7 @@ type Parsed = (usize, Line, Option<MessageKey>);
 
 /// Bytes read per block: the parsers parse the next blocks while the applying thread
 /// applies one. The file is streamed, never held whole in memory.
-const BLOCK: usize = 2 << 20;
+const BLOCK: usize = 1 << 19;
 
 /// One block of the input: whole lines, parsed.
 struct Block {
