@@ -8,6 +8,20 @@ use crate::syntax::CmpOp;
 use crate::time::Micros;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
+
+/// When each stage was reached, by stage index. Held in the lead's record itself (not
+/// behind a pointer) for up to four stages.
+pub type Reached = SmallVec<[Option<Micros>; 4]>;
+
+/// Each conversion's state, by conversion index; inline for up to two conversions.
+pub type Conversions = SmallVec<[Option<ConversionState>; 2]>;
+
+/// Award times of one `limit` slot, oldest first; inline up to four awards.
+pub type LimitWindow = SmallVec<[Micros; 4]>;
+
+/// (time, value) entries of one aggregate slot, oldest first; inline up to two entries.
+pub type AggregateWindow = SmallVec<[(Micros, f64); 2]>;
 
 /// The first time a conversion happened, and its running count and value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,25 +55,25 @@ pub struct LeadState {
     /// Accepted calls.
     pub events: u64,
     /// When each stage was reached, by stage index.
-    pub reached: Vec<Option<Micros>>,
+    pub reached: Reached,
     /// Each conversion's first time, count and value, by conversion index.
-    pub conversions: Vec<Option<ConversionState>>,
+    pub conversions: Conversions,
     /// Score rules (by index) whose `once` award was given.
-    pub once_fired: Vec<u32>,
+    pub once_fired: SmallVec<[u32; 4]>,
     /// Award times per `limit` slot, oldest first.
-    pub limits: Vec<Vec<Micros>>,
+    pub limits: SmallVec<[LimitWindow; 3]>,
     /// (time, value) entries per aggregate slot, oldest first.
-    pub aggregates: Vec<Vec<(Micros, f64)>>,
+    pub aggregates: SmallVec<[AggregateWindow; 1]>,
 }
 
 impl LeadState {
     /// A new lead: an empty profile and the fit of an empty profile.
     pub fn new(program: &Program) -> Self {
         let mut state = LeadState {
-            reached: vec![None; program.stages.len()],
-            conversions: vec![None; program.conversions.len()],
-            limits: vec![Vec::new(); program.limit_slots],
-            aggregates: vec![Vec::new(); program.aggregates.len()],
+            reached: smallvec::smallvec![None; program.stages.len()],
+            conversions: smallvec::smallvec![None; program.conversions.len()],
+            limits: smallvec::smallvec![LimitWindow::new(); program.limit_slots],
+            aggregates: smallvec::smallvec![AggregateWindow::new(); program.aggregates.len()],
             ..LeadState::default()
         };
         state.fit = compute_fit(program, &state.profile);
@@ -86,8 +100,9 @@ impl LeadState {
     pub fn fit_to(&mut self, program: &Program) {
         self.reached.resize(program.stages.len(), None);
         self.conversions.resize(program.conversions.len(), None);
-        self.limits.resize(program.limit_slots, Vec::new());
-        self.aggregates.resize(program.aggregates.len(), Vec::new());
+        self.limits.resize(program.limit_slots, LimitWindow::new());
+        self.aggregates
+            .resize(program.aggregates.len(), AggregateWindow::new());
     }
 }
 
@@ -337,7 +352,7 @@ pub fn apply_traced(
                 insert_sorted(awards, t);
                 let clock = state.clock.unwrap_or(t);
                 let horizon = clock.saturating_sub(per.saturating_mul(2));
-                awards.retain(|&a| a > horizon);
+                awards.retain(|a| *a > horizon);
                 let keep = n.saturating_mul(2);
                 if awards.len() > keep {
                     awards.drain(..awards.len() - keep);
@@ -371,7 +386,7 @@ pub fn apply_traced(
             let clock = state.clock.unwrap_or(t);
             let horizon = clock.saturating_sub(agg.within.saturating_mul(2));
             if entries.first().is_some_and(|&(at, _)| at <= horizon) {
-                entries.retain(|&(at, _)| at > horizon);
+                entries.retain(|e| e.0 > horizon);
             }
             match agg.kind {
                 AggKind::Count { keep } => {
@@ -467,13 +482,13 @@ fn refit(program: &Program, state: &mut LeadState, tracer: &mut impl Tracer) {
     }
 }
 
-fn insert_sorted(v: &mut Vec<Micros>, t: Micros) {
+fn insert_sorted(v: &mut LimitWindow, t: Micros) {
     let pos = v.partition_point(|&a| a <= t);
     v.insert(pos, t);
 }
 
 /// Merges the two entries closest in time; the merged entry carries the later time.
-fn merge_closest(entries: &mut Vec<(Micros, f64)>) {
+fn merge_closest(entries: &mut AggregateWindow) {
     let Some(best) =
         (0..entries.len().saturating_sub(1)).min_by_key(|&i| entries[i + 1].0 - entries[i].0)
     else {
@@ -647,7 +662,7 @@ pub struct Ctx<'a> {
     engagement: f64,
     event: Option<&'a Event>,
     reached: &'a [Option<Micros>],
-    aggregates: &'a [Vec<(Micros, f64)>],
+    aggregates: &'a [AggregateWindow],
     program: &'a Program,
     now: Micros,
 }

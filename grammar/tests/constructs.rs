@@ -1404,6 +1404,53 @@ fn state_stays_bounded_over_100k_events() {
     assert_eq!(lead.state.events, 100_000);
 }
 
+/// The state keeps short lists in the lead's record itself and longer ones behind a pointer;
+/// either way it is stored as plain JSON lists, and reads back the same.
+#[test]
+fn state_is_stored_as_lists_whether_held_inline_or_not() {
+    // six stages and four limit slots: more than a record holds inline; one of each: less
+    let many = "score \"A\" +1 on A limit 1 per 1h\n\
+                score \"B\" +1 on B limit 1 per 1h\n\
+                score \"C\" +1 on C limit 1 per 1h\n\
+                score \"D\" +1 on D limit 9 per 1h\n\
+                stage s1 when event A\nstage s2 when event B\nstage s3 when event C\n\
+                stage s4 when event D\nstage s5 when reached s4\nstage s6 when score >= 100\n\
+                stage busy when count(D) within 1h >= 5\n\
+                conversion \"X\" on D\nconversion \"Y\" on A\nconversion \"Z\" on B\n";
+    let few = "score \"D\" +1 on D limit 9 per 1h\nstage s4 when event D\n\
+               stage busy when count(D) within 1h >= 5\n";
+    for source in [many, few] {
+        let mut lead = Lead::new(source);
+        for (i, name) in ["A", "D", "B", "D", "D", "C", "D", "D", "D"]
+            .iter()
+            .enumerate()
+        {
+            let i = i64::try_from(i).unwrap();
+            lead.apply(&track(name, t0() + i * MINUTE, json!({})));
+        }
+        let stored = serde_json::to_value(&lead.state).unwrap();
+        let list_len = |field: &str| stored[field].as_array().map(Vec::len);
+        assert_eq!(list_len("reached"), Some(lead.state.reached.len()));
+        assert_eq!(list_len("conversions"), Some(lead.state.conversions.len()));
+        assert_eq!(list_len("limits"), Some(lead.state.limits.len()));
+        assert_eq!(list_len("aggregates"), Some(1));
+        // the `D` window: six awards, oldest first, as a list of times
+        let d = lead.state.limits.len() - 1;
+        let awards: Vec<i64> = [1, 3, 4, 6, 7, 8]
+            .iter()
+            .map(|m| t0() + m * MINUTE)
+            .collect();
+        assert_eq!(stored["limits"][d], json!(awards));
+        // `busy`, the last stage, at the fifth `D`
+        assert_eq!(
+            stored["reached"][lead.state.reached.len() - 1],
+            json!(t0() + 7 * MINUTE)
+        );
+        let back: LeadState = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, lead.state);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // what a program reads
 

@@ -418,7 +418,8 @@ impl<'p> Engine<'p> {
     }
 
     /// Prefetch, third stage: asks for what the records (fetched by the second stage) point
-    /// to: stages reached, conversions, limit and aggregate windows, profile entries.
+    /// to: the profile's entries, and the stages, conversions and windows that outgrew the
+    /// room a record has for them (for the rest, this asks again for the record's own lines).
     pub fn prefetch_state(&self, calls: &[Ahead<'_>]) {
         fn first<T>(items: &[T]) {
             if let Some(x) = items.first() {

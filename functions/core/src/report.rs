@@ -973,12 +973,14 @@ mod tests {
             last_seen: first_seen,
             events: 1,
             fit,
-            reached: vec![(fit > 0.0).then_some(first_seen)],
-            conversions: vec![conv_at.map(|at| ConversionState {
+            reached: [(fit > 0.0).then_some(first_seen)].into_iter().collect(),
+            conversions: [conv_at.map(|at| ConversionState {
                 at,
                 count: 1,
                 value: 0.0,
-            })],
+            })]
+            .into_iter()
+            .collect(),
             ..LeadState::default()
         }
     }
