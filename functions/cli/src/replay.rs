@@ -7,14 +7,16 @@ use leadscore_core::output::{
     lead_object, replay_document, sorted_notifications, summary_object, write_lead_pretty,
     NotificationJson,
 };
-use leadscore_core::segment::{parse_body_reading, Call, CallError, TimePolicy};
+use leadscore_core::segment::{
+    parse_body_reading, parse_line_reading, Call, CallError, LineCalls, TimePolicy,
+};
 use leadscore_rules::program::Reads;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
-type Line = Result<Vec<Result<Call, CallError>>, CallError>;
+type Line = Result<LineCalls, CallError>;
 
 /// A parsed line: its number, its calls, and the message key of its first call (computed
 /// with the parse; a batch's other calls get theirs when they are applied).
@@ -253,7 +255,7 @@ fn parse_block(
         if l.trim().is_empty() {
             continue;
         }
-        let line = parse_body_reading(l, &TimePolicy::Required, Some(reads));
+        let line = parse_line_reading(l, &TimePolicy::Required, Some(reads));
         let first = match &line {
             Ok(calls) => match calls.first() {
                 Some(Ok(call)) => Some(keys.key(&call.message_id)),

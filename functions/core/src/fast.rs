@@ -267,6 +267,12 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
 
 /// The calls of one request body or line, or `None` when the exact path must decide. With
 /// `reads`, properties and traits keep only the keys the program can read.
+/// One call read by the scanner alone; `None` when the scanner gives up or the call does not
+/// normalise (then [`parse_body`] and the exact path decide, as for any body).
+pub(crate) fn parse_one(text: &str, policy: &TimePolicy, reads: Option<&Reads>) -> Option<Call> {
+    finish(crate::scan::call(text, reads)?, policy, reads)
+}
+
 pub(crate) fn parse_body(
     text: &str,
     policy: &TimePolicy,
@@ -336,7 +342,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
-        /// Whenever the fast path answers, it answers exactly what the exact path does.
+        /// Whenever the fast path answers, it answers exactly what the exact path does; and
+        /// `parse_line_reading` answers what `parse_body_reading` does.
         #[test]
         fn fast_path_agrees_with_the_exact_path(
             fields in proptest::collection::vec(prop_oneof![
@@ -361,6 +368,7 @@ mod tests {
             } else {
                 TimePolicy::Required
             };
+            line_reads_as_body(&text, &policy);
             if let Some(fast) = parse_body(&text, &policy, None) {
                 let slow = exact(&text, &policy).expect("the exact path accepts what the fast path accepts");
                 prop_assert_eq!(fast, slow.clone());
@@ -369,6 +377,60 @@ mod tests {
                 prop_assert_eq!(cut_fast, cut(slow, &reads));
             }
         }
+    }
+
+    /// A body read as one line gives the calls and errors it gives as a body (with and
+    /// without `reads`); returns how many calls it has.
+    fn line_reads_as_body(text: &str, policy: &TimePolicy) -> usize {
+        let mut n = 0;
+        for reads in [None, Some(some_reads())] {
+            let line = crate::segment::parse_line_reading(text, policy, reads.as_ref());
+            let body = crate::segment::parse_body_reading(text, policy, reads.as_ref());
+            n = body.as_ref().map_or(0, Vec::len);
+            assert_eq!(line.map(smallvec::SmallVec::into_vec), body, "{text}");
+        }
+        n
+    }
+
+    #[test]
+    fn a_line_reads_as_the_same_body() {
+        let lines = [
+            // the scanner reads it: one call
+            (
+                r#"{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","properties":{"path":"/a","url":"x"}}"#,
+                1,
+            ),
+            // the properties before the type, an escape: read by the slower paths
+            (
+                r#"{"properties":{"path":"/a"},"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+                1,
+            ),
+            (
+                r#"{"type":"track","event":"X\u0041","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"}"#,
+                1,
+            ),
+            // a batch, one of whose calls is rejected
+            (
+                r#"{"batch":[{"type":"track","event":"X","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z"},{"type":"track","event":"X","userId":"u1"}]}"#,
+                2,
+            ),
+            // a call the scanner reads but that does not normalise; not JSON at all
+            (
+                r#"{"type":"track","event":"X","userId":"u1","messageId":"m1"}"#,
+                1,
+            ),
+            (r#"{"type":"track","#, 0),
+        ];
+        for (text, calls) in lines {
+            assert_eq!(
+                line_reads_as_body(text, &TimePolicy::Required),
+                calls,
+                "{text}"
+            );
+        }
+        // the first is read by the scanner, and its call is held in the line itself
+        let line = crate::segment::parse_line_reading(lines[0].0, &TimePolicy::Required, None);
+        assert!(!line.expect("read").spilled());
     }
 
     /// `reads` that keep `path` and `name` of events, `plan` and `company` of the profile

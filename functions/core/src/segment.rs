@@ -271,6 +271,22 @@ pub fn parse_body_reading(
     normalize_body_owned(value, time)
 }
 
+/// The calls of one body (or line): most hold one call, which is kept inline.
+pub type LineCalls = smallvec::SmallVec<[Result<Call, CallError>; 1]>;
+
+/// [`parse_body_reading`] for input where most bodies are one call (`replay`'s lines): the
+/// same calls and errors, and a lone call needs no allocation of its own to be held in.
+pub fn parse_line_reading(
+    text: &str,
+    time: &TimePolicy,
+    reads: Option<&leadscore_rules::program::Reads>,
+) -> Result<LineCalls, CallError> {
+    match crate::fast::parse_one(text, time, reads) {
+        Some(call) => Ok(smallvec::smallvec![Ok(call)]),
+        None => parse_body_reading(text, time, reads).map(LineCalls::from_vec),
+    }
+}
+
 /// [`normalize_body`] on an owned value: the same results, without copying the calls'
 /// properties and traits.
 pub fn normalize_body_owned(
