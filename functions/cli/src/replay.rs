@@ -7,9 +7,7 @@ use leadscore_core::output::{
     lead_object, replay_document, sorted_notifications, summary_object, write_lead_pretty,
     NotificationJson,
 };
-use leadscore_core::segment::{
-    parse_body_reading, parse_line_reading, Call, CallError, LineCalls, TimePolicy,
-};
+use leadscore_core::segment::{parse_line_reading, Call, CallError, LineCalls, TimePolicy};
 use leadscore_rules::program::Reads;
 use rayon::prelude::*;
 use serde_json::Value;
@@ -335,7 +333,7 @@ pub fn run(
     // a merge reads the merged leads' calls again from their lines
     let loader = move |line: u32, index: u32| -> Option<Call> {
         let text = lines.borrow().line(line)?;
-        let calls = parse_body_reading(&text, &TimePolicy::Required, Some(reads)).ok()?;
+        let calls = parse_line_reading(&text, &TimePolicy::Required, Some(reads)).ok()?;
         calls.into_iter().nth(index as usize)?.ok()
     };
     let mut engine = Engine::with_loader(&program, Box::new(loader));
