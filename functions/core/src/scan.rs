@@ -38,6 +38,12 @@ impl<'a> Scan<'a> {
     /// The next byte that is not JSON whitespace (not consumed).
     #[inline]
     fn peek(&mut self) -> Option<u8> {
+        // compact JSON has no whitespace: the next byte is the one
+        if let Some(&c) = self.bytes.get(self.at) {
+            if c > b' ' {
+                return Some(c);
+            }
+        }
         while let Some(&c) = self.bytes.get(self.at) {
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 self.at += 1;
