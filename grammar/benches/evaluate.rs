@@ -63,7 +63,7 @@ fn events(n: usize) -> Vec<Event> {
         };
         out.push(Event {
             kind,
-            name,
+            name: name.into(),
             time: t,
             properties: properties.into(),
             source: None,

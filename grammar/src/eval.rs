@@ -51,7 +51,7 @@ pub struct LeadState {
     /// Latest event time.
     pub last_seen: Micros,
     /// `context.campaign.source` of the first call that arrived.
-    pub source: Option<String>,
+    pub source: Option<compact_str::CompactString>,
     /// Accepted calls.
     pub events: u64,
     /// When each stage was reached, by stage index.

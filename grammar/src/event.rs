@@ -3,6 +3,7 @@
 //! `leadscore-core` turns webhook JSON into these; the evaluator never sees raw JSON envelopes.
 
 use crate::time::Micros;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -49,8 +50,8 @@ pub struct Event {
     /// The call type.
     pub kind: CallKind,
     /// The event name of a track call; empty for other kinds.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
+    #[serde(default, skip_serializing_if = "CompactString::is_empty")]
+    pub name: CompactString,
     /// The event time (microseconds since the epoch).
     pub time: Micros,
     /// `properties` of track/page/screen (page: Segment's page properties plus `name`),
@@ -59,7 +60,7 @@ pub struct Event {
     pub properties: Properties,
     /// `context.campaign.source`, when the call has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<CompactString>,
 }
 
 /// The properties (or traits) of one event, or a lead's profile: each key once, in key order, exactly as a

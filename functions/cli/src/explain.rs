@@ -51,7 +51,7 @@ pub fn run(rules: &Path, events: &Path, lead: &str, format: ExplainFormat) -> u8
                 for call in calls {
                     match call {
                         Ok(call) => {
-                            lines.entry(call.message_id.clone()).or_insert(line);
+                            lines.entry(call.message_id.to_string()).or_insert(line);
                             engine.process(Arc::new(call));
                         }
                         Err(e) => eprintln!("{name}:{line}: {e}"),

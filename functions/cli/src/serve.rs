@@ -212,7 +212,7 @@ impl LeadStore for Journaled<'_> {
             .history(id)
             .iter()
             .filter_map(|(_, kept)| match kept {
-                Kept::Call(call) => Some(call.message_id.clone()),
+                Kept::Call(call) => Some(call.message_id.to_string()),
                 Kept::Line { .. } => None,
             })
             .collect();

@@ -344,7 +344,7 @@ fn record_of(raw: &Value, call: &Call) -> Value {
         if !present(fields, "messageId") {
             fields.insert(
                 "messageId".to_owned(),
-                Value::String(call.message_id.clone()),
+                Value::String(call.message_id.to_string()),
             );
         }
         let timed = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"]

@@ -852,7 +852,7 @@ impl DynamoStore {
                 (other != lead.known
                     && !lead.merged().iter().any(|m| m == other)
                     && !no_merge.contains(other)
-                    && !dups.contains(&call.message_id))
+                    && !dups.contains(call.message_id.as_str()))
                 .then(|| other.to_owned())
             };
             if let Some(other) = needs_merge(&first.call) {
@@ -871,7 +871,7 @@ impl DynamoStore {
                     Err(CommitError::Cancelled(failed)) => {
                         // index 1 is the call's idempotency record (see merge_one)
                         if failed.contains(&1) {
-                            dups.insert(first.call.message_id.clone());
+                            dups.insert(first.call.message_id.to_string());
                         }
                         continue;
                     }
@@ -938,7 +938,7 @@ impl DynamoStore {
                 let [msg, kept] = self
                     .call_items(&lead.known, accepted, arrival + k as u64)
                     .map_err(fatal)?;
-                msg_index.push((1 + writes.len(), accepted.call.message_id.clone()));
+                msg_index.push((1 + writes.len(), accepted.call.message_id.to_string()));
                 writes.push(msg);
                 writes.push(kept);
                 writes.extend(notes);

@@ -273,7 +273,7 @@ pub fn explain_lead(
     if let Some(m) = last_merge {
         if let Some((_, call)) = calls.iter().find(|(s, _)| *s == m) {
             let at = lines
-                .get(&call.message_id)
+                .get(call.message_id.as_str())
                 .map_or_else(String::new, |l| format!(" (line {l})"));
             notes.push(format!(
                 "identities merged at {}{at}: the combined history before it is evaluated in time order",
@@ -356,7 +356,7 @@ pub fn explain_lead(
         }
         steps.push(StepExplain {
             at: event.time,
-            line: lines.get(&call.message_id).copied(),
+            line: lines.get(call.message_id.as_str()).copied(),
             kind: event.kind,
             event: describe_event(event),
             happened,

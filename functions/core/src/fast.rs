@@ -7,6 +7,7 @@
 //! message. A test checks that both paths agree.
 
 use crate::segment::{Call, CallError, TimePolicy, MAX_FUTURE};
+use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event, Properties};
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::time::parse_rfc3339;
@@ -102,16 +103,31 @@ fn raw_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Erro
     Ok(Option::<&'de RawValue>::deserialize(d)?.map(RawValue::get))
 }
 
+/// `context.campaign`, of which only `source` is read.
 #[derive(Deserialize, Default)]
-pub(crate) struct Campaign {
-    #[serde(default)]
-    pub(crate) source: Option<Value>,
+pub(crate) struct Campaign<'a> {
+    /// The text of `source`, whatever its kind (only a string is a source).
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub(crate) source: Option<&'a str>,
 }
 
+/// `context`, of which only `campaign` is read.
 #[derive(Deserialize, Default)]
-pub(crate) struct Context {
-    #[serde(default)]
-    pub(crate) campaign: Option<Campaign>,
+pub(crate) struct Context<'a> {
+    #[serde(borrow, default)]
+    pub(crate) campaign: Option<Campaign<'a>>,
+}
+
+/// The string a JSON value's text holds; `None` for a value of another kind.
+fn string_text(text: &str) -> Option<CompactString> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text)
+            .ok()
+            .map(CompactString::from)
+    } else {
+        Some(CompactString::from(inner))
+    }
 }
 
 /// The envelope of a call, its strings borrowed; `properties` and `traits` as their text.
@@ -148,8 +164,8 @@ pub(crate) struct RawCall<'a> {
     pub(crate) traits: Option<&'a str>,
     #[serde(borrow, default)]
     pub(crate) name: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(crate) context: Option<Context>,
+    #[serde(borrow, default)]
+    pub(crate) context: Option<Context<'a>>,
     /// The object the call's type reads (`properties` or `traits`), already cut to the keys
     /// it keeps, when the scanner read it so; its text is then `""`.
     #[serde(skip)]
@@ -162,11 +178,11 @@ struct RawBatch<'a> {
     batch: Vec<RawCall<'a>>,
 }
 
-fn non_empty(id: Option<Text<'_>>) -> Option<Option<String>> {
+fn non_empty(id: Option<Text<'_>>) -> Option<Option<CompactString>> {
     match id {
         None => Some(None),
         Some(Text(s)) if s.is_empty() => None,
-        Some(Text(s)) => Some(Some(s.into_owned())),
+        Some(Text(s)) => Some(Some(CompactString::from(s))),
     }
 }
 
@@ -188,7 +204,7 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
     if user_id.is_none() && anonymous_id.is_none() {
         return None;
     }
-    let message_id = raw.message_id.filter(|m| !m.is_empty())?.into_owned();
+    let message_id = CompactString::from(raw.message_id.filter(|m| !m.is_empty())?);
     let time_text = raw
         .timestamp
         .or(raw.original_timestamp)
@@ -211,11 +227,8 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
         .context
         .and_then(|c| c.campaign)
         .and_then(|c| c.source)
-        .and_then(|s| match s {
-            Value::String(s) => Some(s),
-            _ => None,
-        });
-    let mut name = String::new();
+        .and_then(string_text);
+    let mut name = CompactString::default();
     let mut previous_id = None;
     let mut group_id = None;
     let projected = raw.projected;
@@ -225,7 +238,7 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
     };
     let properties = match kind {
         CallKind::Track => {
-            name = raw.event.filter(|e| !e.is_empty())?.into_owned();
+            name = CompactString::from(raw.event.filter(|e| !e.is_empty())?);
             project(raw.properties, reads.map(|r| &r.properties))?
         }
         CallKind::Page | CallKind::Screen => {
@@ -335,6 +348,12 @@ mod tests {
             Just(serde_json::json!({})),
             Just(serde_json::json!([1, 2])),
             Just(serde_json::json!({"campaign": {"source": "google"}})),
+            Just(
+                serde_json::json!({"campaign": {"source": "a \"quoted\" source", "medium": "cpc"}})
+            ),
+            Just(serde_json::json!({"campaign": {"source": 7}})),
+            Just(serde_json::json!({"campaign": {"source": null}})),
+            Just(serde_json::json!({"campaign": {"source": {"name": "x"}}})),
             Just(serde_json::json!({"campaign": "x"})),
         ];
         proptest::option::of(values.prop_map(move |v| (key.to_string(), v)))
@@ -499,6 +518,37 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn reads_the_campaign_source_of_any_kind_as_the_exact_path_does() {
+        for (source, expected) in [
+            (r#""google""#, Some("google")),
+            (r#""a \"quoted\" \u00e9""#, Some("a \"quoted\" é")),
+            ("7", None),
+            ("null", None),
+            (r#"{"name":"x"}"#, None),
+            (r#"["google"]"#, None),
+        ] {
+            let text = format!(
+                r#"{{"type":"page","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z","context":{{"campaign":{{"source":{source}}}}}}}"#
+            );
+            // read by the scanner, and by `serde` (the scanner gives up on an escaped id)
+            let escaped = text.replace(r#""u1""#, r#""u\u0031""#);
+            // (the scanner gives up on an escaped source too)
+            assert_eq!(
+                crate::scan::call(&text, None).is_some(),
+                !source.contains('\\')
+            );
+            assert!(crate::scan::call(&escaped, None).is_none());
+            for text in [text, escaped] {
+                let exact = exact(&text, &TimePolicy::Required).unwrap();
+                let fast = parse_body(&text, &TimePolicy::Required, None).expect("fast path");
+                assert_eq!(fast, exact, "{text}");
+                let Ok(call) = &fast[0] else { panic!("{text}") };
+                assert_eq!(call.event.source.as_deref(), expected, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -137,7 +137,10 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
     o.push("conversions", Node::L(conversions));
     o.push(
         "source",
-        state.source.clone().map_or(Value::Null, Value::String),
+        state
+            .source
+            .as_deref()
+            .map_or(Value::Null, |s| Value::String(s.to_owned())),
     );
     o.push("first_seen", seen(state.first_seen));
     o.push("last_seen", seen(state.last_seen));

@@ -466,7 +466,7 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
     let converted_total = conv.iter().filter(|c| **c).count() as u64;
 
     // by source
-    let mut sources: Vec<(Option<String>, u64, u64)> = Vec::new();
+    let mut sources: Vec<(Option<compact_str::CompactString>, u64, u64)> = Vec::new();
     for ((_, s), c) in leads.iter().zip(&conv) {
         match sources.iter_mut().find(|(k, _, _)| *k == s.source) {
             Some(row) => {
@@ -484,7 +484,7 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
     let by_source = sources
         .iter()
         .map(|(k, n, c)| SourceRow {
-            source: k.clone(),
+            source: k.as_deref().map(str::to_owned),
             rate: Rate::new(*n, *c),
         })
         .collect();
@@ -968,7 +968,7 @@ mod tests {
 
     fn lead(source: Option<&str>, first_seen: i64, conv_at: Option<i64>, fit: f64) -> LeadState {
         LeadState {
-            source: source.map(str::to_string),
+            source: source.map(Into::into),
             first_seen,
             last_seen: first_seen,
             events: 1,

@@ -547,7 +547,7 @@ fn parse_event(cur: &mut Cursor<'_>, line: usize, time: Micros) -> Res<Step> {
         col: cur.col(start),
         event: Event {
             kind,
-            name,
+            name: name.into(),
             time,
             properties,
             source: None,

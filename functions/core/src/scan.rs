@@ -357,14 +357,14 @@ fn text_field<'a>(s: &mut Scan<'a>) -> Option<Cow<'a, str>> {
     s.str().map(Cow::Borrowed)
 }
 
-/// `context`, of which only `campaign.source` is read.
-fn context(s: &mut Scan<'_>) -> Option<Context> {
+/// `context`, of which only `campaign.source` is read (as its text).
+fn context<'a>(s: &mut Scan<'a>) -> Option<Context<'a>> {
     let mut campaign = None;
     s.object(|s, key| match key {
         "campaign" => {
             let mut source = None;
             s.object(|s, key| match key {
-                "source" => once(&mut source, s.value()?),
+                "source" => once(&mut source, s.skip(2)?),
                 _ => s.skip(1).map(drop),
             })?;
             once(&mut campaign, Campaign { source })
@@ -389,6 +389,10 @@ impl Scan<'_> {
         let mut out = Vec::new();
         self.object(|s, key| {
             if keys.is_none_or(|k| k.contains(key)) {
+                if out.capacity() == 0 {
+                    // room for an ordinary object at once, rather than growing into it
+                    out = Vec::with_capacity(4);
+                }
                 out.push((key.to_owned(), s.value()?));
                 Some(())
             } else {
@@ -417,7 +421,7 @@ mod tests {
         assert_eq!(raw.message_id.as_deref(), Some("m1"));
         assert_eq!(
             raw.context.and_then(|c| c.campaign).and_then(|c| c.source),
-            Some(Value::from("google"))
+            Some(r#""google""#)
         );
         // the type came first: the properties were read in the same pass
         assert_eq!(raw.properties, Some(""));

@@ -6,6 +6,7 @@
 //! senders do in practice. A field set to `null` counts as absent. Every error names the
 //! field by its JSON path (`batch[3].timestamp: not an RFC 3339 time`).
 
+use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event};
 use leadscore_rules::time::{parse_rfc3339, Micros, SECOND};
 use serde::{Deserialize, Serialize};
@@ -31,19 +32,19 @@ pub struct Call {
     /// The idempotency key: `messageId`, or `"h:"` followed by the hex SHA-256 of the
     /// canonical JSON of the call as received (object keys sorted recursively, no
     /// whitespace) when the call has none.
-    pub message_id: String,
+    pub message_id: CompactString,
     /// `userId` (an integer id is turned into its decimal string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// `anonymousId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anonymous_id: Option<String>,
+    pub anonymous_id: Option<CompactString>,
     /// `previousId` of an alias call; `None` for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_id: Option<String>,
+    pub previous_id: Option<CompactString>,
     /// `groupId` of a group call; `None` for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<String>,
+    pub group_id: Option<CompactString>,
     /// The event the evaluator sees.
     pub event: Event,
 }
@@ -117,11 +118,11 @@ pub fn normalize_call(value: &Value, prefix: &str, time: &TimePolicy) -> Result<
 
     // idempotency key
     let message_id = match present(call, "messageId") {
-        None => hash_id(value),
+        None => hash_id(value).into(),
         Some(Value::String(s)) if s.is_empty() => {
             return Err(CallError::new(field("messageId"), "must not be empty"));
         }
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s.as_str().into(),
         Some(other) => {
             return Err(CallError::new(
                 field("messageId"),
@@ -139,7 +140,7 @@ pub fn normalize_call(value: &Value, prefix: &str, time: &TimePolicy) -> Result<
             .get("campaign")
             .and_then(|campaign| campaign.get("source"))
             .and_then(Value::as_str)
-            .map(str::to_owned),
+            .map(CompactString::from),
         Some(other) => {
             return Err(CallError::new(
                 field("context"),
@@ -148,7 +149,7 @@ pub fn normalize_call(value: &Value, prefix: &str, time: &TimePolicy) -> Result<
         }
     };
 
-    let mut name = String::new();
+    let mut name = CompactString::default();
     let mut previous_id = None;
     let mut group_id = None;
     let properties = match kind {
@@ -422,14 +423,14 @@ fn id_field(
     call: &Map<String, Value>,
     key: &str,
     prefix: &str,
-) -> Result<Option<String>, CallError> {
+) -> Result<Option<CompactString>, CallError> {
     match present(call, key) {
         None => Ok(None),
         Some(Value::String(s)) if s.is_empty() => {
             Err(CallError::new(join(prefix, key), "must not be empty"))
         }
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(Value::String(s)) => Ok(Some(s.as_str().into())),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string().into())),
         Some(other) => Err(CallError::new(
             join(prefix, key),
             format!(
@@ -449,7 +450,7 @@ fn required_id(
     key: &str,
     what: &str,
     prefix: &str,
-) -> Result<String, CallError> {
+) -> Result<CompactString, CallError> {
     id_field(call, key, prefix)?
         .ok_or_else(|| CallError::new(join(prefix, key), format!("{what} needs `{key}`")))
 }
@@ -485,7 +486,7 @@ fn required_traits(
 }
 
 /// The event name of a track call: `event`, a non-empty string.
-fn event_name(call: &Map<String, Value>, prefix: &str) -> Result<String, CallError> {
+fn event_name(call: &Map<String, Value>, prefix: &str) -> Result<CompactString, CallError> {
     match present(call, "event") {
         None => Err(CallError::new(
             join(prefix, "event"),
@@ -494,7 +495,7 @@ fn event_name(call: &Map<String, Value>, prefix: &str) -> Result<String, CallErr
         Some(Value::String(s)) if s.is_empty() => {
             Err(CallError::new(join(prefix, "event"), "must not be empty"))
         }
-        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::String(s)) => Ok(s.as_str().into()),
         Some(other) => Err(CallError::new(
             join(prefix, "event"),
             format!("must be a string, found {}", type_name(other)),

@@ -858,7 +858,7 @@ fn a_lead_merged_twice_keeps_every_call_and_forgetting_it_erases_them() {
         .history("a2")
         .iter()
         .map(|(_, kept)| match kept {
-            Kept::Call(c) => c.message_id.clone(),
+            Kept::Call(c) => c.message_id.to_string(),
             Kept::Line { .. } => panic!("kept in memory"),
         })
         .collect();

@@ -87,7 +87,7 @@ pub fn obj(v: Value) -> Map<String, Value> {
 fn event(kind: CallKind, name: &str, time: Micros, properties: Value) -> Event {
     Event {
         kind,
-        name: name.to_string(),
+        name: name.into(),
         time,
         properties: obj(properties).into(),
         source: None,
@@ -126,7 +126,7 @@ pub fn group(time: Micros, traits: Value) -> Event {
 
 /// An event with a campaign source.
 pub fn with_source(mut e: Event, source: &str) -> Event {
-    e.source = Some(source.to_string());
+    e.source = Some(source.into());
     e
 }
 
