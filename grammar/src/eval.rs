@@ -305,7 +305,7 @@ pub fn apply_traced(
                     if v.is_null() {
                         map.remove(k);
                     } else {
-                        map.insert(k.clone(), v.clone());
+                        map.insert(k.to_owned(), v.clone());
                     }
                 }
             }

@@ -71,7 +71,7 @@ pub struct Event {
 /// B-tree node of several hundred bytes. Finding a key is a binary search over them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Properties {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(CompactString, Value)>,
 }
 
 /// What [`Properties`] gives for a missing key when indexed, as `serde_json` does.
@@ -110,7 +110,7 @@ impl Properties {
         let i = match self.find(key) {
             Ok(i) => i,
             Err(i) => {
-                self.entries.insert(i, (key.to_owned(), value()));
+                self.entries.insert(i, (key.into(), value()));
                 i
             }
         };
@@ -124,6 +124,10 @@ impl Properties {
 
     /// Sets `key`; returns the value it replaces.
     pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+        self.set(key.into(), value)
+    }
+
+    fn set(&mut self, key: CompactString, value: Value) -> Option<Value> {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
@@ -138,11 +142,11 @@ impl Properties {
     /// of keys costs their sum, not their product.
     pub fn merge_traits(&mut self, traits: &Properties) {
         if traits.len() <= 8 {
-            for (k, v) in traits {
+            for (k, v) in &traits.entries {
                 if v.is_null() {
                     self.remove(k);
                 } else {
-                    self.insert(k.clone(), v.clone());
+                    self.set(k.clone(), v.clone());
                 }
             }
             return;
@@ -150,7 +154,7 @@ impl Properties {
         let old = std::mem::take(&mut self.entries);
         let mut merged = Vec::with_capacity(old.len() + traits.len());
         let mut old = old.into_iter().peekable();
-        for (k, v) in traits {
+        for (k, v) in &traits.entries {
             while let Some(entry) = old.next_if(|(o, _)| o < k) {
                 merged.push(entry);
             }
@@ -169,23 +173,26 @@ impl Properties {
     }
 
     /// Keeps only the properties for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut Value) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
     }
 
     /// The properties in key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &Value)> + ExactSizeIterator {
-        self.entries.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &Value)> + ExactSizeIterator {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// The keys in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
-        self.entries.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+        self.entries.iter().map(|(k, _)| k.as_str())
     }
 
     /// The same properties as a JSON object.
     pub fn into_map(self) -> Map<String, Value> {
-        self.entries.into_iter().collect()
+        self.entries
+            .into_iter()
+            .map(|(k, v)| (k.into_string(), v))
+            .collect()
     }
 }
 
@@ -193,7 +200,7 @@ impl From<Map<String, Value>> for Properties {
     fn from(map: Map<String, Value>) -> Self {
         // a map iterates in key order, each key once
         Properties {
-            entries: map.into_iter().collect(),
+            entries: map.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         }
     }
 }
@@ -205,10 +212,19 @@ impl From<Properties> for Value {
 }
 
 impl FromIterator<(String, Value)> for Properties {
+    /// A key given twice keeps its last value, as a `Map` does.
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        iter.into_iter()
+            .map(|(k, v)| (CompactString::from(k), v))
+            .collect()
+    }
+}
+
+impl FromIterator<(CompactString, Value)> for Properties {
     /// A key given twice keeps its last value, as a `Map` does. Sorts once: building from
     /// any number of keys in any order costs `n log n`.
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+    fn from_iter<I: IntoIterator<Item = (CompactString, Value)>>(iter: I) -> Self {
+        let mut entries: Vec<(CompactString, Value)> = iter.into_iter().collect();
         // most objects come with a few keys, often already in order: nothing to do
         if entries.windows(2).all(|w| w[0].0 < w[1].0) {
             return Properties { entries };
@@ -228,21 +244,21 @@ impl FromIterator<(String, Value)> for Properties {
 }
 
 impl IntoIterator for Properties {
-    type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type Item = (CompactString, Value);
+    type IntoIter = std::vec::IntoIter<(CompactString, Value)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
 }
 
 impl<'a> IntoIterator for &'a Properties {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a str, &'a Value);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Value)>,
-        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+        std::slice::Iter<'a, (CompactString, Value)>,
+        fn(&'a (CompactString, Value)) -> (&'a str, &'a Value),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
@@ -259,7 +275,7 @@ impl Serialize for Properties {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.entries.len()))?;
         for (k, v) in &self.entries {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(k.as_str(), v)?;
         }
         map.end()
     }
@@ -326,7 +342,7 @@ mod tests {
                 if v.is_null() {
                     expected.remove(k);
                 } else {
-                    expected.insert(k.clone(), v.clone());
+                    expected.insert(k.to_owned(), v.clone());
                 }
             }
             props.merge_traits(&traits);

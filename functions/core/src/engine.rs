@@ -432,10 +432,11 @@ impl<'p> Engine<'p> {
             first(&s.conversions);
             s.limits.iter().for_each(|w| first(w));
             s.aggregates.iter().for_each(|w| first(w));
-            // a profile has a handful of keys, which a lookup compares: at most eight
-            for (key, _) in s.profile.iter().take(8) {
-                safe_arch_prefetch(key);
+            // a profile has a handful of entries, whose keys a lookup compares (held in the
+            // entry unless long): at most eight
+            for (key, value) in s.profile.iter().take(8) {
                 first(key.as_bytes());
+                safe_arch_prefetch(value);
             }
         }
     }

@@ -198,8 +198,8 @@ fn describe_event(event: &Event) -> String {
         let map: serde_json::Map<String, Value> = event
             .properties
             .iter()
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| !skip.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.clone()))
             .collect();
         if map.is_empty() {
             return String::new();

@@ -75,7 +75,7 @@ impl<'de> Visitor<'de> for Project<'_> {
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if self.0.is_none_or(|keys| keys.contains(&key)) {
                 let value: Value = map.next_value()?;
-                out.push((key.into_owned(), value));
+                out.push((CompactString::from(key), value));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }

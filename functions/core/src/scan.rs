@@ -9,6 +9,7 @@
 //! below and in `fast` hold it to that).
 
 use crate::fast::{Campaign, Context, RawCall, Text};
+use compact_str::CompactString;
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::Properties;
 use serde_json::Value;
@@ -393,7 +394,7 @@ impl Scan<'_> {
                     // room for an ordinary object at once, rather than growing into it
                     out = Vec::with_capacity(4);
                 }
-                out.push((key.to_owned(), s.value()?));
+                out.push((CompactString::from(key), s.value()?));
                 Some(())
             } else {
                 s.skip(depth + 1).map(drop)
