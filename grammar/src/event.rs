@@ -95,6 +95,12 @@ impl Properties {
         self.entries.is_empty()
     }
 
+    /// The entries as places in memory, for prefetch hints: getting them reads none of
+    /// them.
+    pub fn places(&self) -> &[impl Sized] {
+        &self.entries
+    }
+
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }

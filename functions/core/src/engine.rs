@@ -212,6 +212,12 @@ impl MessageKeys {
     }
 }
 
+/// Asks for the first few entries of a list of properties (each is most of a cache line).
+#[inline]
+fn prefetch_places<T>(places: &[T]) {
+    places.iter().take(4).for_each(safe_arch_prefetch);
+}
+
 /// The embedded engine: a rule program and the leads it has seen.
 ///
 /// Leads live in one vector in order of creation and are found through a table from lead
@@ -398,6 +404,8 @@ impl<'p> Engine<'p> {
         for a in calls {
             self.seen.prefetch(a.message.0);
             self.table.prefetch(a.lead.0);
+            // the call's properties, which its rules look up (a handful: the first lines)
+            prefetch_places(a.call.event.properties.places());
         }
     }
 
@@ -432,12 +440,9 @@ impl<'p> Engine<'p> {
             first(&s.conversions);
             s.limits.iter().for_each(|w| first(w));
             s.aggregates.iter().for_each(|w| first(w));
-            // a profile has a handful of entries, whose keys a lookup compares (held in the
-            // entry unless long): at most eight
-            for (key, value) in s.profile.iter().take(8) {
-                first(key.as_bytes());
-                safe_arch_prefetch(value);
-            }
+            // the profile's entries, whose keys a lookup compares (held in the entry unless
+            // long), without reading them here
+            prefetch_places(s.profile.places());
         }
     }
 
