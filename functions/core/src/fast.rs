@@ -103,6 +103,40 @@ fn raw_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Erro
     Ok(Option::<&'de RawValue>::deserialize(d)?.map(RawValue::get))
 }
 
+/// A struct read only from a JSON object. A derived struct also takes an array (its fields
+/// in order), which the exact path refuses: such a call must go there.
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(MapOnly)
+    }
+}
+
+/// An optional field holding a struct, read only from an object ([`MapOnly`]).
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<MapOnly<T>>::deserialize(d)?.map(|m| m.0))
+}
+
+/// The calls of a batch, each read only from an object ([`MapOnly`]).
+fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<MapOnly<T>>::deserialize(d)?
+        .into_iter()
+        .map(|m| m.0)
+        .collect())
+}
+
 /// `context.campaign`, of which only `source` is read.
 #[derive(Deserialize, Default)]
 pub(crate) struct Campaign<'a> {
@@ -114,19 +148,20 @@ pub(crate) struct Campaign<'a> {
 /// `context`, of which only `campaign` is read.
 #[derive(Deserialize, Default)]
 pub(crate) struct Context<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub(crate) campaign: Option<Campaign<'a>>,
 }
 
-/// The string a JSON value's text holds; `None` for a value of another kind.
-fn string_text(text: &str) -> Option<CompactString> {
-    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
-        serde_json::from_str::<String>(text)
-            .ok()
-            .map(CompactString::from)
-    } else {
-        Some(CompactString::from(inner))
+/// The string a JSON value's text holds (`Some(None)` for a value of another kind); `None`
+/// when the text does not read as JSON.
+fn string_text(text: &str) -> Option<Option<CompactString>> {
+    if !text.contains('\\') {
+        let inner = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        return Some(inner.map(CompactString::from));
+    }
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::String(s) => Some(Some(CompactString::from(s))),
+        _ => Some(None),
     }
 }
 
@@ -164,7 +199,7 @@ pub(crate) struct RawCall<'a> {
     pub(crate) traits: Option<&'a str>,
     #[serde(borrow, default)]
     pub(crate) name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub(crate) context: Option<Context<'a>>,
     /// The object the call's type reads (`properties` or `traits`), already cut to the keys
     /// it keeps, when the scanner read it so; its text is then `""`.
@@ -174,7 +209,7 @@ pub(crate) struct RawCall<'a> {
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "objects")]
     batch: Vec<RawCall<'a>>,
 }
 
@@ -223,11 +258,10 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
         (None, TimePolicy::ReceivedAt(now)) => *now,
         (None, TimePolicy::Required) => return None,
     };
-    let source = raw
-        .context
-        .and_then(|c| c.campaign)
-        .and_then(|c| c.source)
-        .and_then(string_text);
+    let source = match raw.context.and_then(|c| c.campaign).and_then(|c| c.source) {
+        Some(text) => string_text(text)?,
+        None => None,
+    };
     let mut name = CompactString::default();
     let mut previous_id = None;
     let mut group_id = None;
@@ -278,8 +312,6 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
     })
 }
 
-/// The calls of one request body or line, or `None` when the exact path must decide. With
-/// `reads`, properties and traits keep only the keys the program can read.
 /// One call read by the scanner alone; `None` when the scanner gives up or the call does not
 /// normalise (then [`parse_body`] and the exact path decide, as for any body).
 pub(crate) fn parse_one(text: &str, policy: &TimePolicy, reads: Option<&Reads>) -> Option<Call> {
@@ -295,8 +327,15 @@ pub(crate) fn parse_body(
     if let Some(raw) = crate::scan::call(text, reads) {
         return Some(vec![Ok(finish(raw, policy, reads)?)]);
     }
+    // `serde_json` checks the strings it skips (and keeps as raw text) more loosely than
+    // the ones it reads: a lone UTF-16 surrogate (`\ud800`) passes there, and the exact path
+    // refuses it. The scanner gives up on any escape, so only this path needs the check.
+    if has_surrogate_escape(text) {
+        return None;
+    }
     if text.contains("\"batch\"") {
-        let batch: RawBatch<'_> = serde_json::from_str(text).ok()?;
+        let batch: MapOnly<RawBatch<'_>> = serde_json::from_str(text).ok()?;
+        let batch = batch.0;
         if batch.batch.is_empty() {
             return None;
         }
@@ -307,8 +346,16 @@ pub(crate) fn parse_body(
             .collect();
         return Some(calls?.into_iter().map(Ok).collect());
     }
-    let raw: RawCall<'_> = serde_json::from_str(text).ok()?;
-    Some(vec![Ok(finish(raw, policy, reads)?)])
+    let raw: MapOnly<RawCall<'_>> = serde_json::from_str(text).ok()?;
+    Some(vec![Ok(finish(raw.0, policy, reads)?)])
+}
+
+/// Whether the text holds an escape of a UTF-16 surrogate (`\uD800` to `\uDFFF`, or
+/// anything that looks like one: a false alarm only costs the exact path).
+fn has_surrogate_escape(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] | 0x20) == b'd')
 }
 
 #[cfg(test)]
@@ -549,6 +596,44 @@ mod tests {
                 assert_eq!(call.event.source.as_deref(), expected, "{text}");
             }
         }
+    }
+
+    #[test]
+    fn gives_up_where_serde_reads_more_loosely_than_the_exact_path() {
+        let call = r#""type":"track","event":"E","userId":"u1","messageId":"m1","timestamp":"2026-01-01T09:00:00Z""#;
+        let array = r#"["track",null,"E","u1",null,null,null,"m1","2026-01-01T09:00:00Z"]"#;
+        for text in [
+            // a lone surrogate where serde skips a value or keeps its text: invalid JSON
+            format!(r#"{{{call},"context":{{"campaign":{{"source":"\ud800"}}}}}}"#),
+            format!(r#"{{{call},"context":{{"campaign":{{"source":{{"a":"\udc00"}}}}}}}}"#),
+            format!(r#"{{{call},"extra":"\uD800"}}"#),
+            format!(r#"{{{call},"properties":{{"dropped":"\ud800"}}}}"#),
+            // arrays where the exact path wants objects (serde reads them as structs)
+            array.to_string(),
+            format!(r#"{{"batch":[{array}]}}"#),
+            format!(r#"{{{call},"context":[]}}"#),
+            format!(r#"{{{call},"context":{{"campaign":["google"]}}}}"#),
+        ] {
+            for reads in [None, Some(some_reads())] {
+                assert!(
+                    parse_body(&text, &TimePolicy::Required, reads.as_ref()).is_none(),
+                    "{text}"
+                );
+            }
+            line_reads_as_body(&text, &TimePolicy::Required);
+        }
+        // the exact path: invalid JSON, not objects, and a campaign without a source
+        let reads =
+            |text: &str| crate::segment::parse_body_reading(text, &TimePolicy::Required, None);
+        assert!(reads(&format!(r#"{{{call},"extra":"\ud800"}}"#)).is_err());
+        assert!(reads(array).is_err());
+        let context = reads(&format!(r#"{{{call},"context":[]}}"#)).unwrap();
+        assert!(matches!(&context[0], Err(e) if e.path == "context"));
+        let campaign = reads(&format!(
+            r#"{{{call},"context":{{"campaign":["google"]}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(&campaign[0], Ok(c) if c.event.source.is_none()));
     }
 
     #[test]
