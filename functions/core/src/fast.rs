@@ -6,7 +6,7 @@
 //! give up, and the caller takes the exact path in `segment`, which owns every error
 //! message. A test checks that both paths agree.
 
-use crate::segment::{Call, CallError, TimePolicy, MAX_FUTURE};
+use crate::segment::{Call, LineCalls, TimePolicy, MAX_FUTURE};
 use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event, Properties};
 use leadscore_rules::program::{Keys, Reads};
@@ -129,14 +129,6 @@ fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option
     Ok(Option::<MapOnly<T>>::deserialize(d)?.map(|m| m.0))
 }
 
-/// The calls of a batch, each read only from an object ([`MapOnly`]).
-fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(Vec::<MapOnly<T>>::deserialize(d)?
-        .into_iter()
-        .map(|m| m.0)
-        .collect())
-}
-
 /// `context.campaign`, of which only `source` is read.
 #[derive(Deserialize, Default)]
 pub(crate) struct Campaign<'a> {
@@ -209,8 +201,9 @@ pub(crate) struct RawCall<'a> {
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
-    #[serde(borrow, deserialize_with = "objects")]
-    batch: Vec<RawCall<'a>>,
+    /// Each call read only from an object.
+    #[serde(borrow)]
+    batch: Vec<MapOnly<RawCall<'a>>>,
 }
 
 fn non_empty(id: Option<Text<'_>>) -> Option<Option<CompactString>> {
@@ -312,20 +305,18 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
     })
 }
 
-/// One call read by the scanner alone; `None` when the scanner gives up or the call does not
-/// normalise (then [`parse_body`] and the exact path decide, as for any body).
-pub(crate) fn parse_one(text: &str, policy: &TimePolicy, reads: Option<&Reads>) -> Option<Call> {
-    finish(crate::scan::call(text, reads)?, policy, reads)
-}
-
-pub(crate) fn parse_body(
+/// The calls of one request body or line, or `None` when the exact path must decide. With
+/// `reads`, properties and traits keep only the keys the program can read. A lone call is
+/// held inline.
+pub(crate) fn parse_line(
     text: &str,
     policy: &TimePolicy,
     reads: Option<&Reads>,
-) -> Option<Vec<Result<Call, CallError>>> {
-    // the scanner gives up on a `batch` key, so a line it reads is never a batch
+) -> Option<LineCalls> {
+    // the scanner gives up on a `batch` key, so a line it reads is never a batch; a call it
+    // reads that does not normalise goes to the exact path, which says why
     if let Some(raw) = crate::scan::call(text, reads) {
-        return Some(vec![Ok(finish(raw, policy, reads)?)]);
+        return Some(smallvec::smallvec![Ok(finish(raw, policy, reads)?)]);
     }
     // `serde_json` checks the strings it skips (and keeps as raw text) more loosely than
     // the ones it reads: a lone UTF-16 surrogate (`\ud800`) passes there, and the exact path
@@ -335,19 +326,18 @@ pub(crate) fn parse_body(
     }
     if text.contains("\"batch\"") {
         let batch: MapOnly<RawBatch<'_>> = serde_json::from_str(text).ok()?;
-        let batch = batch.0;
-        if batch.batch.is_empty() {
+        if batch.0.batch.is_empty() {
             return None;
         }
-        let calls: Option<Vec<Call>> = batch
+        return batch
+            .0
             .batch
             .into_iter()
-            .map(|c| finish(c, policy, reads))
+            .map(|c| finish(c.0, policy, reads).map(Ok))
             .collect();
-        return Some(calls?.into_iter().map(Ok).collect());
     }
     let raw: MapOnly<RawCall<'_>> = serde_json::from_str(text).ok()?;
-    Some(vec![Ok(finish(raw.0, policy, reads)?)])
+    Some(smallvec::smallvec![Ok(finish(raw.0, policy, reads)?)])
 }
 
 /// Whether the text holds an escape of a UTF-16 surrogate (`\uD800` to `\uDFFF`, or
@@ -362,6 +352,16 @@ fn has_surrogate_escape(text: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::segment::CallError;
+
+    /// [`parse_line`] as a vector, as the exact path gives calls.
+    fn parse_body(
+        text: &str,
+        policy: &TimePolicy,
+        reads: Option<&Reads>,
+    ) -> Option<Vec<Result<Call, CallError>>> {
+        parse_line(text, policy, reads).map(smallvec::SmallVec::into_vec)
+    }
     use crate::segment::{normalize_body, SECOND_FOR_TESTS};
     use proptest::prelude::*;
 

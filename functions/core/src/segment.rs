@@ -264,12 +264,7 @@ pub fn parse_body_reading(
     time: &TimePolicy,
     reads: Option<&leadscore_rules::program::Reads>,
 ) -> Result<Vec<Result<Call, CallError>>, CallError> {
-    if let Some(calls) = crate::fast::parse_body(text, time, reads) {
-        return Ok(calls);
-    }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|err| CallError::new(String::new(), format!("invalid JSON: {err}")))?;
-    normalize_body_owned(value, time)
+    parse_line_reading(text, time, reads).map(smallvec::SmallVec::into_vec)
 }
 
 /// The calls of one body (or line): most hold one call, which is kept inline.
@@ -282,10 +277,12 @@ pub fn parse_line_reading(
     time: &TimePolicy,
     reads: Option<&leadscore_rules::program::Reads>,
 ) -> Result<LineCalls, CallError> {
-    match crate::fast::parse_one(text, time, reads) {
-        Some(call) => Ok(smallvec::smallvec![Ok(call)]),
-        None => parse_body_reading(text, time, reads).map(LineCalls::from_vec),
+    if let Some(calls) = crate::fast::parse_line(text, time, reads) {
+        return Ok(calls);
     }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| CallError::new(String::new(), format!("invalid JSON: {err}")))?;
+    normalize_body_owned(value, time).map(LineCalls::from_vec)
 }
 
 /// [`normalize_body`] on an owned value: the same results, without copying the calls'
