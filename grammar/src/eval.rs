@@ -4,6 +4,7 @@
 
 use crate::event::{CallKind, Event, Properties};
 use crate::program::{AggKind, Expr, NotifyWhen, Pred, Program, SUM_KEEP};
+use crate::stored::{Announced, AnnouncedKind};
 use crate::syntax::CmpOp;
 use crate::time::Micros;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,10 @@ pub struct LeadState {
     pub limits: SmallVec<[LimitWindow; 3]>,
     /// (time, value) entries per aggregate slot, oldest first.
     pub aggregates: SmallVec<[AggregateWindow; 1]>,
+    /// Every (stage or conversion, target) already announced, by name, whatever rules were
+    /// in force then: never announced again, never pruned.
+    #[serde(default)]
+    pub announced: Vec<Announced>,
 }
 
 impl LeadState {
@@ -94,6 +99,27 @@ impl LeadState {
             .rev()
             .find(|(_, r)| r.is_some())
             .map(|(s, _)| s.name.as_str())
+    }
+
+    /// Records as announced every notification the stages and conversions already reached
+    /// asked for: for a state kept before announcements were recorded, when each of them was
+    /// announced as it happened.
+    pub fn assume_announced(&mut self, program: &Program) {
+        let mut done = Vec::new();
+        for (stage, at) in self.reached.iter().enumerate() {
+            if let Some(at) = at {
+                done.push(Transition::StageReached { stage, at: *at });
+            }
+        }
+        for (conversion, made) in self.conversions.iter().enumerate() {
+            if let Some(made) = made {
+                done.push(Transition::Converted {
+                    conversion,
+                    at: made.at,
+                });
+            }
+        }
+        announce(program, self, &done);
     }
 
     /// Makes the vectors fit the program (after a rule change adds stages or slots).
@@ -488,7 +514,7 @@ fn insert_sorted(v: &mut LimitWindow, t: Micros) {
 }
 
 /// Merges the two entries closest in time; the merged entry carries the later time.
-fn merge_closest(entries: &mut AggregateWindow) {
+pub(crate) fn merge_closest(entries: &mut AggregateWindow) {
     let Some(best) =
         (0..entries.len().saturating_sub(1)).min_by_key(|&i| entries[i + 1].0 - entries[i].0)
     else {
@@ -527,6 +553,47 @@ pub fn notifications(program: &Program, transitions: &[Transition]) -> Vec<(usiz
             }
         }
     }
+    out
+}
+
+/// The notifications of a step's transitions ([`notifications`]) that were not announced
+/// before, recorded in the lead's `announced` set as they are returned: a (stage or
+/// conversion, target) is announced once per lead, whatever rule changes come between.
+pub fn announce(
+    program: &Program,
+    state: &mut LeadState,
+    transitions: &[Transition],
+) -> Vec<(usize, Transition)> {
+    let mut out = notifications(program, transitions);
+    out.retain(|(n, t)| {
+        let (kind, name) = match *t {
+            Transition::StageReached { stage, .. } => (
+                AnnouncedKind::Stage,
+                program.stages.get(stage).map(|s| s.name.as_str()),
+            ),
+            Transition::Converted { conversion, .. } => (
+                AnnouncedKind::Conversion,
+                program.conversions.get(conversion).map(|c| c.name.as_str()),
+            ),
+        };
+        let (Some(name), Some(rule)) = (name, program.notifies.get(*n)) else {
+            return false;
+        };
+        let target = rule.target.as_str();
+        if state
+            .announced
+            .iter()
+            .any(|a| a.kind == kind && a.name == name && a.target == target)
+        {
+            return false;
+        }
+        state.announced.push(Announced {
+            kind,
+            name: name.into(),
+            target: target.into(),
+        });
+        true
+    });
     out
 }
 

@@ -125,6 +125,50 @@ pub fn format_source(text: &str) -> Result<String, Vec<Diagnostic>> {
     Ok(result)
 }
 
+/// The canonical, comment-free form of one rules file, the text a rule set's version is
+/// computed from (SPEC §7): the file formatted without its comments, one item per line with
+/// single spacing, the `ruleset` line left out. Reformatting, comments and the ruleset's name
+/// do not change it; any change to what the rules mean does.
+pub fn canonical_form(text: &str) -> String {
+    let mut stripped = String::with_capacity(text.len());
+    let mut at = 0;
+    for t in lex(text, 0).iter().filter(|t| t.kind == TokKind::Comment) {
+        stripped.push_str(text.get(at..t.start).unwrap_or(""));
+        at = t.end;
+    }
+    stripped.push_str(text.get(at..).unwrap_or(""));
+    let formatted = format_source(&stripped).unwrap_or(stripped);
+    let tokens = lex(&formatted, 0);
+    let mut out = String::new();
+    for chunk in syntax::split_items(0, &formatted, &mut Vec::new()) {
+        let from = tokens.partition_point(|t| t.start < chunk.start);
+        let to = tokens.partition_point(|t| t.start < chunk.end);
+        let toks: Vec<&str> = tokens
+            .get(from..to)
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| tok_text(&formatted, t))
+            .collect();
+        if toks.first().is_none_or(|&kw| kw == "ruleset") {
+            continue;
+        }
+        out.push_str(&join_tokens(&toks));
+        out.push('\n');
+    }
+    out
+}
+
+/// A piece of rule text (an aggregate, a condition) with canonical spacing and no comments:
+/// how stored state names an aggregate's window.
+pub fn respaced(text: &str) -> String {
+    let toks: Vec<&str> = lex(text, 0)
+        .iter()
+        .filter(|t| t.kind != TokKind::Comment)
+        .map(|t| tok_text(text, t))
+        .collect();
+    join_tokens(&toks)
+}
+
 fn internal(at: usize) -> Diagnostic {
     Diagnostic::error(
         Code::Syntax,

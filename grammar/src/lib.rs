@@ -10,6 +10,7 @@ pub mod event;
 pub mod explain;
 pub mod format;
 pub mod program;
+pub mod stored;
 pub mod syntax;
 pub mod time;
 
@@ -17,6 +18,7 @@ pub use diagnostic::{Diagnostic, SourceFile};
 pub use eval::{apply, tick, LeadState, Transition};
 pub use event::{CallKind, Event, Properties};
 pub use program::{compile, Compiled, Program};
+pub use stored::StoredState;
 
 /// Prints a duration in the units of the language (`7d`, `12h`, `90s`).
 pub fn format_duration(micros: time::Micros) -> String {

@@ -211,6 +211,9 @@ pub struct Aggregate {
     pub kind: AggKind,
     /// Where it is written.
     pub span: Span,
+    /// Its canonical text (`count("Feature Used") within 14d`): what stored state names its
+    /// window by.
+    pub key: String,
 }
 
 /// The rule indexes an event of one name walks.
@@ -229,8 +232,12 @@ pub struct Slots {
 pub struct Program {
     /// The `ruleset` name.
     pub name: String,
-    /// A stable hash of the source files (FNV-1a, hex).
+    /// A stable hash of the source files as written (FNV-1a, hex).
     pub hash: String,
+    /// The rule set's version (SPEC §7): a hash of its canonical, comment-free form (files
+    /// in name order) and of [`ENGINE_SEMANTICS`]. Formatting, comments and the ruleset's
+    /// name leave it as it is.
+    pub version: String,
     /// Fit rules.
     pub fits: Vec<FitRule>,
     /// Score rules, in file order.
@@ -522,6 +529,25 @@ struct Compiler<'d> {
     files: &'d [SourceFile],
 }
 
+/// The number of the evaluation semantics: bumped whenever the same rules would score the same
+/// events differently, so every lead is rescored under the new engine (part of
+/// [`Program::version`]).
+pub const ENGINE_SEMANTICS: u32 = 1;
+
+/// The version of a rule set made of these files (already in name order): see
+/// [`Program::version`].
+pub fn rules_version(files: &[SourceFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(format!("leadscore engine {ENGINE_SEMANTICS}\n").as_bytes());
+    for f in files {
+        // one item a line: splitting a file in two, or joining two, changes nothing
+        hasher.update(crate::format::canonical_form(&f.text).as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn fnv1a(files: &[SourceFile]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for f in files {
@@ -548,6 +574,7 @@ impl Compiler<'_> {
 
     fn compile(&mut self, items: &[&syntax::Item], files: &[SourceFile]) {
         self.program.hash = fnv1a(files);
+        self.program.version = rules_version(files);
         // Declarations first, so that references may point forward.
         let mut stage_names: HashMap<String, Span> = HashMap::new();
         let mut conversion_names: HashMap<String, Span> = HashMap::new();
@@ -1350,12 +1377,19 @@ impl Compiler<'_> {
         } else {
             None
         };
+        let key = self
+            .files
+            .get(span.file)
+            .and_then(|f| f.text.get(span.start..span.end))
+            .map(crate::format::respaced)
+            .unwrap_or_default();
         self.program.aggregates.push(Aggregate {
             on,
             filter,
             within: within.micros,
             kind,
             span,
+            key,
         });
         self.agg_keep.push(keep0);
         self.program.longest_window = self.program.longest_window.max(within.micros);
