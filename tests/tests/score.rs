@@ -727,6 +727,12 @@ async fn get_and_delete_a_lead_through_the_function() {
         let mut got = got;
         assert!(got["latest_hits"]["hits"].is_array(), "{got}");
         got.as_object_mut().unwrap().remove("latest_hits");
+        let rules = got.as_object_mut().unwrap().remove("rules");
+        assert_eq!(
+            rules,
+            Some(json!({"ruleset": program.name, "version": program.version})),
+            "the rules the lead is read under"
+        );
         assert_eq!(&got, lead);
     }
     // a merged anonymous id answers with the lead it joined
@@ -883,4 +889,122 @@ async fn the_function_refuses_to_start_without_a_secret_or_with_broken_rules() {
         "the diagnostics name file:line:col: {text}"
     );
     assert!(text.contains("error[E"), "{text}");
+}
+
+/// The outbox messages of a table: (target, stage or conversion, at), in key order.
+async fn outbox(store: &DynamoStore) -> Vec<Value> {
+    let mut notes: Vec<(String, Value)> = scan(store)
+        .await
+        .into_iter()
+        .filter_map(|item| {
+            let sk = item.get("sk")?.as_s().ok()?.clone();
+            if !sk.starts_with("NOTE#") {
+                return None;
+            }
+            let message = item.get("message")?.as_s().ok()?;
+            Some((sk, serde_json::from_str(message).unwrap()))
+        })
+        .collect();
+    notes.sort_by(|a, b| a.0.cmp(&b.0));
+    notes.into_iter().map(|(_, m)| m).collect()
+}
+
+const STAGES_V1: &str = r#"ruleset "stages"
+score "Webinar" +20 on "Webinar Registered"
+stage mql when engagement >= 20
+stage sql when reached mql and event "Demo Booked"
+notify sales when reached mql
+notify sales when reached sql
+"#;
+
+/// The issue's reproduction: a lead reaches `mql` and `sql`, and a stage `pql` is inserted
+/// between them. The state is kept by name, so `sql` stays reached at its time, `pql` starts
+/// unreached, and the next event does not announce `sql` a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_inserted_between_two_keeps_the_others_by_name() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let v1 = program_text(STAGES_V1);
+    let store1 = store(&local, Arc::clone(&v1)).await;
+    let score1 = Score::new(signed_config(), store1.clone());
+    let call = |event: &str, at: &str, id: &str| {
+        json!({"type": "track", "event": event, "userId": "u1", "messageId": id,
+               "timestamp": at})
+        .to_string()
+    };
+    for body in [
+        call("Webinar Registered", "2026-03-02T10:00:00Z", "m1"),
+        call("Demo Booked", "2026-03-03T10:00:00Z", "m2"),
+    ] {
+        let (status, resp) = send(&score1, signed_post(&body)).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    let told: Vec<Value> = outbox(&store1).await;
+    assert_eq!(told.len(), 2, "{told:?}");
+    for message in &told {
+        assert_eq!(
+            message["rules"],
+            json!({"ruleset": "stages", "version": v1.version}),
+            "{message}"
+        );
+    }
+
+    // the rules are edited and the function restarted on the same table
+    let v2 = program_text(&format!(
+        "{}notify sales when reached pql\n",
+        STAGES_V1.replace(
+            "stage sql when",
+            "stage pql when count(\"Feature Used\") within 14d >= 2\nstage sql when",
+        )
+    ));
+    assert_ne!(v1.version, v2.version);
+    let store2 = DynamoStore::new(
+        store1.client().clone(),
+        store1.table(),
+        Arc::clone(&v2),
+        400,
+    );
+    let score2 = Score::new(signed_config(), store2.clone());
+    let auth = json!({"authorization": "Bearer token-1"});
+    let (status, lead) = send(
+        &score2,
+        function_url("GET", "/leads/u1", auth.clone(), None),
+    )
+    .await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(
+        lead["reached"],
+        json!({"mql": "2026-03-02T10:00:00Z", "sql": "2026-03-03T10:00:00Z"}),
+        "{lead}"
+    );
+    assert_eq!(lead["stage"], "sql");
+    assert_eq!(lead["rules"]["version"], json!(v2.version));
+
+    // two uses of the product reach pql, announced once; sql is never announced again
+    for body in [
+        call("Feature Used", "2026-03-04T10:00:00Z", "m3"),
+        call("Feature Used", "2026-03-04T11:00:00Z", "m4"),
+        call("Demo Booked", "2026-03-05T10:00:00Z", "m5"),
+    ] {
+        let (status, resp) = send(&score2, signed_post(&body)).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    let told = outbox(&store2).await;
+    let about: Vec<(&str, &str)> = told
+        .iter()
+        .map(|m| (m["stage"].as_str().unwrap(), m["at"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        about,
+        vec![
+            ("mql", "2026-03-02T10:00:00Z"),
+            ("sql", "2026-03-03T10:00:00Z"),
+            ("pql", "2026-03-04T11:00:00Z"),
+        ],
+        "{told:?}"
+    );
+    assert_eq!(told[2]["rules"]["version"], json!(v2.version));
+    let (_, lead) = send(&score2, function_url("GET", "/leads/u1", auth, None)).await;
+    assert_eq!(lead["reached"]["pql"], "2026-03-04T11:00:00Z", "{lead}");
+    assert_eq!(lead["reached"]["sql"], "2026-03-03T10:00:00Z", "{lead}");
+    assert_eq!(lead["stage"], "sql");
 }

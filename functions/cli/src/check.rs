@@ -13,6 +13,8 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
     let mut json = Vec::new();
     let mut text = String::new();
     let mut files_checked = 0usize;
+    // (path, ruleset, version) of each rule set that compiles
+    let mut versions: Vec<(String, String, String)> = Vec::new();
     for path in paths {
         let files = match read_sources(std::slice::from_ref(path)) {
             Ok(f) => f,
@@ -23,6 +25,13 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
         };
         files_checked += files.len();
         let compiled = compile(&files);
+        if let Some(program) = &compiled.program {
+            versions.push((
+                path.display().to_string(),
+                program.name.clone(),
+                program.version.clone(),
+            ));
+        }
         for d in &compiled.diagnostics {
             match d.severity {
                 Severity::Error => errors += 1,
@@ -40,6 +49,9 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
     match format {
         CheckFormat::Text => {
             print!("{text}");
+            for (path, name, version) in &versions {
+                println!("{path}: ruleset `{name}`, version {version}");
+            }
             let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
             println!(
                 "checked {}: {}, {}",
@@ -51,6 +63,14 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
         CheckFormat::Json => {
             let doc = serde_json::json!({
                 "diagnostics": json,
+                "rulesets": versions
+                    .iter()
+                    .map(|(path, name, version)| serde_json::json!({
+                        "path": path,
+                        "ruleset": name,
+                        "version": version,
+                    }))
+                    .collect::<Vec<_>>(),
                 "errors": errors,
                 "warnings": warnings,
             });

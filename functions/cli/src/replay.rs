@@ -4,8 +4,8 @@
 use crate::ReplayFormat;
 use leadscore_core::engine::{Engine, MessageKey, MessageKeys};
 use leadscore_core::output::{
-    lead_object, replay_document, sorted_notifications, summary_object, write_lead_pretty,
-    NotificationJson,
+    lead_object, replay_document, rules_object, sorted_notifications, summary_object,
+    write_lead_pretty, NotificationJson,
 };
 use leadscore_core::segment::{parse_line_reading, Call, CallError, LineCalls, TimePolicy};
 use leadscore_rules::program::Reads;
@@ -505,6 +505,11 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
     pretty_at(&mut summary, 1, &summary_object(program, &leads, rejected))?;
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
+    write!(out, "  \"rules\": ")?;
+    let mut rules = Vec::new();
+    pretty_at(&mut rules, 1, &rules_object(program))?;
+    out.write_all(&rules)?;
+    writeln!(out, ",")?;
     let mut buffers = Vec::new();
     write_list(out, "leads", &leads, &mut buffers, |buf, (id, state)| {
         write_lead_pretty(buf, 2, program, id, state).map_err(std::io::Error::other)

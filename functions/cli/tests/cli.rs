@@ -9,7 +9,7 @@ use leadscore_rules::program::NotifyWhen;
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339};
 use leadscore_rules::{compile, SourceFile};
 use predicates::prelude::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +208,67 @@ fn check_the_example_rule_set_is_clean() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("checked 1 file: 0 errors"));
+}
+
+/// The `version` of `check`'s line for one rule set.
+fn checked_version(path: &Path) -> String {
+    let r = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(", version "))
+        .unwrap_or_else(|| panic!("no version in {}", r.stdout));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn check_prints_the_version_that_replay_and_fmt_agree_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "ruleset \"ok\"\n# engagement\nscore \"Webinar\" 20 on \"Webinar Registered\"\nstage mql when (engagement >= 20)\n";
+    let file = write(dir.path(), "ok.rules", text);
+    let version = checked_version(&file);
+    assert_eq!(version.len(), 16, "{version}");
+    // replay carries it at the top level
+    let events = write(dir.path(), "e.jsonl", "");
+    let r = run(&[
+        "replay",
+        "--rules",
+        file.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["rules"], json!({"ruleset": "ok", "version": version}));
+    // formatted, without the comment, renamed: the same version
+    assert_eq!(run(&["fmt", file.to_str().unwrap()]).code, 0);
+    assert_ne!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "fmt changed the file"
+    );
+    assert_eq!(checked_version(&file), version);
+    write(
+        dir.path(),
+        "ok.rules",
+        &text
+            .replace("# engagement\n", "")
+            .replace("\"ok\"", "\"renamed\""),
+    );
+    assert_eq!(checked_version(&file), version);
+    // other points: another version
+    write(dir.path(), "ok.rules", &text.replace(" 20 on", " 25 on"));
+    assert_ne!(checked_version(&file), version);
+    // and the JSON findings list it
+    let r = run(&["check", "--format", "json", file.to_str().unwrap()]);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["rulesets"][0]["ruleset"], json!("ok"));
+    assert_eq!(
+        doc["rulesets"][0]["version"].as_str().map(str::len),
+        Some(16)
+    );
 }
 
 fn broken_folder() -> tempfile::TempDir {

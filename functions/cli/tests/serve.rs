@@ -220,6 +220,10 @@ fn serve_scores_events_and_keeps_them_across_a_restart() {
         "{hits}"
     );
     assert!(hits["hits"].is_array(), "{hits}");
+    // and the rules it is read under, which replay prints once for the document
+    let rules = without_hits.as_object_mut().unwrap().remove("rules");
+    assert_eq!(rules.as_ref(), Some(&doc["rules"]));
+    assert_eq!(doc["rules"]["ruleset"], json!("acme-b2b"));
     assert_eq!(&without_hits, replayed);
 
     // a duplicate messageId changes nothing

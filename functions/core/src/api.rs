@@ -14,7 +14,7 @@
 //! offending field, or `null`.
 
 use crate::engine::{Engine, LatestHits, LeadRecord, Outcome};
-use crate::output::{lead_object, score_value};
+use crate::output::{lead_object, rules_object, score_value};
 use crate::segment::{normalize_body, Call, CallError, TimePolicy};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -609,6 +609,7 @@ impl<S: LeadStore> Api<S> {
             Ok(Some((known, state))) => {
                 let program = self.store.program();
                 let mut lead = lead_object(program, &known, &state);
+                lead.push("rules", rules_object(program));
                 if let Ok(Some(hits)) = self.store.latest_hits(&known).await {
                     lead.push_node("latest_hits", latest_hits_json(program, &hits));
                 }

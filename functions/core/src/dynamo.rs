@@ -22,7 +22,7 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
 use crate::engine::{merged_state, LatestHits};
-use crate::output::lead_object;
+use crate::output::{lead_object, rules_object};
 use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -35,7 +35,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
-use leadscore_rules::{CallKind, Program};
+use leadscore_rules::{CallKind, Program, StoredState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -91,9 +91,11 @@ struct StateItem {
     /// Set on a merged anonymous id: the lead it was merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     merged_into: Option<String>,
-    /// The state as JSON text: DynamoDB numbers cannot hold every f64 and maps nest 32 deep
-    /// at most, so a profile from user input is kept as text.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text")]
+    /// The state under the current rules. Stored as the JSON text of its [`StoredState`]
+    /// (by name) in the attribute `state` ([`DynamoStore::state_put`],
+    /// [`DynamoStore::decode_state`]): DynamoDB numbers cannot hold every f64 and maps nest
+    /// 32 deep at most, so a profile from user input is kept as text.
+    #[serde(skip)]
     state: Option<LeadState>,
     /// Ids merged into this lead (their calls stay in their own partitions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -109,41 +111,19 @@ struct StateItem {
     score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stage: Option<String>,
-    /// The rule set that computed the state: its name and hash.
+    /// The rule set that computed the state: its name, the hash of its files and its
+    /// version (SPEC §7).
     #[serde(default)]
     rules: String,
     #[serde(default)]
     rules_hash: String,
+    #[serde(default)]
+    rules_version: String,
     /// Present while time passing can change the lead (the sparse `due` index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_at: Option<i64>,
-}
-
-/// Serialises an optional value as JSON text (a string attribute).
-mod json_text {
-    use serde::de::{DeserializeOwned, Error as _};
-    use serde::ser::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer, T: Serialize>(
-        value: &Option<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(v) => s.serialize_some(&serde_json::to_string(v).map_err(S::Error::custom)?),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(
-        d: D,
-    ) -> Result<Option<T>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| serde_json::from_str(&t).map_err(D::Error::custom))
-            .transpose()
-    }
 }
 
 impl StateItem {
@@ -496,17 +476,46 @@ impl DynamoStore {
             })?;
         match out.item {
             None => Ok(None),
-            Some(item) => {
-                let mut item: StateItem = serde_dynamo::from_item(item).map_err(|e| {
+            Some(mut raw) => {
+                let text = match raw.remove("state") {
+                    Some(AttributeValue::S(text)) => Some(text),
+                    _ => None,
+                };
+                let mut item: StateItem = serde_dynamo::from_item(raw).map_err(|e| {
                     CommitError::Fatal(format!("lead `{id}` is not a valid state item: {e}"))
                 })?;
-                // a state computed by other rules: make its vectors fit this program
-                if item.rules_hash != self.program.hash {
-                    if let Some(state) = item.state.as_mut() {
-                        state.fit_to(&self.program);
+                item.state = text
+                    .map(|text| self.decode_state(id, &item, &text))
+                    .transpose()?;
+                Ok(Some(item))
+            }
+        }
+    }
+
+    /// A stored state under this store's rules (SPEC §7): found by name. A record written by
+    /// position (before states were kept by name) loads only under the rules that wrote it.
+    fn decode_state(
+        &self,
+        id: &str,
+        item: &StateItem,
+        text: &str,
+    ) -> Result<LeadState, CommitError> {
+        let program = &self.program;
+        match serde_json::from_str::<StoredState>(text) {
+            Ok(stored) => Ok(stored.into_state(program)),
+            Err(by_name) => {
+                if item.rules_hash == program.hash {
+                    if let Ok(mut state) = serde_json::from_str::<LeadState>(text) {
+                        state.fit_to(program);
+                        state.assume_announced(program);
+                        return Ok(state);
                     }
                 }
-                Ok(Some(item))
+                Err(CommitError::Fatal(format!(
+                    "lead `{id}` has a state this version cannot read ({by_name}); it was \
+                     written by position under the rules `{}` ({}), not the ones running",
+                    item.rules, item.rules_hash
+                )))
             }
         }
     }
@@ -664,8 +673,14 @@ impl DynamoStore {
         item: &StateItem,
         expected: Option<u64>,
     ) -> Result<TransactWriteItem, CommitError> {
-        let map: Item =
+        let mut map: Item =
             serde_dynamo::to_item(item).map_err(|e| CommitError::Fatal(e.to_string()))?;
+        if let Some(state) = &item.state {
+            let stored = StoredState::from_state(&self.program, state);
+            let text =
+                serde_json::to_string(&stored).map_err(|e| CommitError::Fatal(e.to_string()))?;
+            map.insert("state".into(), s(text));
+        }
         let mut put = Put::builder().table_name(&self.table).set_item(Some(map));
         put = match expected {
             Some(v) => put
@@ -708,6 +723,7 @@ impl DynamoStore {
             }),
             rules: program.name.clone(),
             rules_hash: program.hash.clone(),
+            rules_version: program.version.clone(),
             due_shard: due.then(|| shard_of(known)),
             due_at: due.then_some(due_at),
         }
@@ -756,14 +772,16 @@ impl DynamoStore {
     fn note_items(
         &self,
         known: &str,
-        state: &LeadState,
+        state: &mut LeadState,
         transitions: &[Transition],
     ) -> Result<Vec<TransactWriteItem>, CommitError> {
         let program = &self.program;
         let mut items = Vec::new();
         let lead = lead_object(program, known, state);
         let lead = serde_json::to_value(&lead).map_err(|e| CommitError::Fatal(e.to_string()))?;
-        for (rule, t) in eval::notifications(program, transitions) {
+        let rules = serde_json::to_value(rules_object(program))
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        for (rule, t) in eval::announce(program, state, transitions) {
             let Some(target) = program.notifies.get(rule).map(|r| r.target.as_str()) else {
                 continue;
             };
@@ -793,6 +811,7 @@ impl DynamoStore {
                 key: name,
                 "at": at_text,
                 "lead": lead,
+                "rules": rules,
             });
             let mut item = Item::new();
             item.insert("pk".into(), s(lead_pk(known)));
@@ -927,7 +946,7 @@ impl DynamoStore {
                     &mut trace,
                 );
                 let notes = self
-                    .note_items(&lead.known, &probe, &transitions)
+                    .note_items(&lead.known, &mut probe, &transitions)
                     .map_err(fatal)?;
                 // 1 state item + what is written so far + 2 per call + notes
                 if applied > 0 && 1 + writes.len() + 2 + notes.len() > MAX_TRANSACTION_ITEMS {
@@ -1066,7 +1085,7 @@ impl DynamoStore {
             trace,
         };
         let version = lead.version().map_or(1, |v| v + 1);
-        let notes = self.note_items(&lead.known, &state, &transitions)?;
+        let notes = self.note_items(&lead.known, &mut state, &transitions)?;
         let score = state.score();
         let stage = state.stage(&program).map(str::to_owned);
         let new_item = self.state_item(
@@ -1092,6 +1111,7 @@ impl DynamoStore {
             stage: None,
             rules: program.name.clone(),
             rules_hash: program.hash.clone(),
+            rules_version: program.version.clone(),
             due_shard: None,
             due_at: None,
         };
@@ -1176,7 +1196,9 @@ impl DynamoStore {
             };
             let mut transitions = Vec::new();
             eval::tick(&program, &mut state, now, &mut transitions);
-            let notes = self.note_items(id, &state, &transitions).map_err(fatal)?;
+            let notes = self
+                .note_items(id, &mut state, &transitions)
+                .map_err(fatal)?;
             let count = notes.len() as u64;
             let hits = item.hits();
             let new_item = self.state_item(

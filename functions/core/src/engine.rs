@@ -124,6 +124,8 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
         .min_by_key(|(seq, _)| *seq)
         .and_then(|(_, call)| call.borrow().event.source.clone());
     if let Some(prev) = previous {
+        // what was announced stays announced
+        state.announced.clone_from(&prev.announced);
         // stages already reached stay reached at their earlier time
         for (i, old) in prev.reached.iter().enumerate() {
             if let (Some(at), Some(slot)) = (old, state.reached.get_mut(i)) {
@@ -520,7 +522,7 @@ impl<'p> Engine<'p> {
         });
         record.last = seq;
         if !transitions.is_empty() {
-            self.announce(&key, transitions);
+            self.announce(i, transitions);
         }
         true
     }
@@ -599,12 +601,17 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn announce(&mut self, lead: &str, transitions: &[Transition]) {
-        for (n, t) in eval::notifications(self.program, transitions) {
+    /// Announces the transitions of record `i` not announced before (SPEC §3 step 6, §7).
+    fn announce(&mut self, i: usize, transitions: &[Transition]) {
+        let program = self.program;
+        let Some(record) = self.records.get_mut(i) else {
+            return;
+        };
+        for (n, t) in eval::announce(program, &mut record.state, transitions) {
             let seq = self.notifications.len() as u64;
             self.notifications.push(Notification {
-                target: self.program.notifies[n].target.clone(),
-                lead: lead.to_string(),
+                target: program.notifies[n].target.clone(),
+                lead: record.id.to_string(),
                 transition: t,
                 seq,
             });
@@ -620,8 +627,9 @@ impl<'p> Engine<'p> {
             let mut transitions = Vec::new();
             let record = &mut self.records[i];
             eval::tick(program, &mut record.state, at, &mut transitions);
-            let id = record.id.clone();
-            self.announce(&id, &transitions);
+            if !transitions.is_empty() {
+                self.announce(i, &transitions);
+            }
         }
     }
 }

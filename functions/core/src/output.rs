@@ -52,7 +52,8 @@ impl Ordered {
         self.push(key, value);
     }
 
-    fn push(&mut self, key: &str, value: impl Into<Node>) {
+    /// Appends a key with a value or an ordered object.
+    pub fn push(&mut self, key: &str, value: impl Into<Node>) {
         self.0.push((key.to_string(), value.into()));
     }
 }
@@ -405,6 +406,14 @@ pub fn summary_object(program: &Program, leads: &[(&str, &LeadState)], rejected:
     summary
 }
 
+/// The rules a result was computed under (SPEC §7): `{"ruleset": NAME, "version": VERSION}`.
+pub fn rules_object(program: &Program) -> Ordered {
+    let mut rules = Ordered::default();
+    rules.push("ruleset", Value::String(program.name.clone()));
+    rules.push("version", Value::String(program.version.clone()));
+    rules
+}
+
 /// The whole `replay --format json` document.
 pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
     let program = engine.program();
@@ -412,6 +421,7 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
     let notes = sorted_notifications(engine);
     let mut doc = Ordered::default();
     doc.push("ruleset", Value::String(program.name.clone()));
+    doc.push("rules", rules_object(program));
     let leads_json: Vec<Node> = leads
         .iter()
         .map(|(id, s)| Node::O(lead_object(program, id, s)))

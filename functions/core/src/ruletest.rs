@@ -1109,7 +1109,7 @@ pub fn run_test(program: &Program, test: &RuleTest) -> TestResult {
                 }
             }
         }
-        for (n, t) in eval::notifications(program, &transitions) {
+        for (n, t) in eval::announce(program, &mut state, &transitions) {
             if let Some(rule) = program.notifies.get(n) {
                 seen.push(Seen {
                     target: rule.target.clone(),
