@@ -238,7 +238,7 @@ fn push_trivia(blocks: &mut Vec<Block>, lines: &Lines<'_>, from: usize, to: usiz
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokKind {
+pub(crate) enum TokKind {
     /// A name, keyword, number, duration or points.
     Word,
     /// A quoted string.
@@ -252,10 +252,10 @@ enum TokKind {
 }
 
 #[derive(Debug, Clone)]
-struct Tok {
-    kind: TokKind,
-    start: usize,
-    end: usize,
+pub(crate) struct Tok {
+    pub(crate) kind: TokKind,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
     line: usize,
 }
 
@@ -269,7 +269,7 @@ fn comment_text(text: &str, t: &Tok) -> String {
 
 /// Splits text into tokens the way the grammar sees them (a `#` inside a string or a regex is
 /// part of it). `base` is added to every offset.
-fn lex(text: &str, base: usize) -> Vec<Tok> {
+pub(crate) fn lex(text: &str, base: usize) -> Vec<Tok> {
     let bytes = text.as_bytes();
     let mut toks = Vec::new();
     let mut i = 0;

@@ -372,11 +372,49 @@ pub fn split_items(file: usize, source: &str, diags: &mut Vec<Diagnostic>) -> Ve
     chunks
 }
 
+/// How deep a condition may nest: open parentheses and brackets, plus every `not` before
+/// them. Deeper items are refused with a diagnostic before they are parsed, so no stage
+/// (parser, compiler, formatter) recurses without bound on hostile input.
+pub const MAX_NESTING: usize = 32;
+
+/// Where an item first nests deeper than [`MAX_NESTING`] (a `#` in a string or a regex is
+/// not a comment, a `(` there is not a parenthesis).
+fn too_deep(file: usize, base: usize, text: &str) -> Option<Diagnostic> {
+    use crate::format::{lex, TokKind};
+    let mut open = 0usize;
+    let mut nots = 0usize;
+    for t in lex(text, 0) {
+        match (t.kind, text.get(t.start..t.end)) {
+            (TokKind::Punct, Some("(" | "[")) => open += 1,
+            (TokKind::Punct, Some(")" | "]")) => open = open.saturating_sub(1),
+            (TokKind::Word, Some("not")) => nots += 1,
+            _ => continue,
+        }
+        if open + nots > MAX_NESTING {
+            let mut d = Diagnostic::error(
+                Code::Syntax,
+                format!("this condition nests more than {MAX_NESTING} levels deep"),
+                Span::new(file, base + t.start, base + t.end),
+            );
+            d.help = Some(
+                "parentheses and `not` count as levels: split the rule, or write a list with `in`"
+                    .into(),
+            );
+            return Some(d);
+        }
+    }
+    None
+}
+
 /// Parses one rules file into items; broken items become diagnostics.
 pub fn parse_file(file: usize, source: &str, diags: &mut Vec<Diagnostic>) -> SyntaxFile {
     let mut out = SyntaxFile::default();
     for chunk in split_items(file, source, diags) {
         let text = &source[chunk.start..chunk.end];
+        if let Some(d) = too_deep(file, chunk.start, text) {
+            diags.push(d);
+            continue;
+        }
         match RulesParser::parse(Rule::item, text) {
             Ok(mut pairs) => {
                 let Some(item) = pairs.next() else { continue };

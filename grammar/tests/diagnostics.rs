@@ -961,3 +961,68 @@ notify revenue when converted
     assert_eq!(p.half_life, Some(30 * DAY));
     assert_eq!(p.cap, Some(150.0));
 }
+
+/// Runs `f` on a thread with the stack a program's main thread has (8 MiB), as `check`,
+/// `fmt` and the functions do.
+fn on_main_sized_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn conditions_nest_32_levels_deep_and_no_deeper() {
+    on_main_sized_stack(|| {
+        let max = leadscore_rules::syntax::MAX_NESTING;
+        type Shape = (&'static str, fn(usize) -> String);
+        let shapes: [Shape; 3] = [
+            ("parentheses", |n| {
+                format!("{}lead.a == 1{}", "(".repeat(n), ")".repeat(n))
+            }),
+            ("not", |n| format!("{}lead.a == 1", "not ".repeat(n))),
+            ("mixed", |n| {
+                let half = n / 2;
+                format!(
+                    "{}{}lead.a == 1{}",
+                    "(not ".repeat(half),
+                    "not ".repeat(n - 2 * half),
+                    ")".repeat(half)
+                )
+            }),
+        ];
+        for (what, cond) in shapes {
+            let ok = format!("ruleset \"deep\"\nfit \"x\" +1 when {}\n", cond(max));
+            assert!(
+                diagnostics(&ok).is_empty(),
+                "{what} at {max}: {}",
+                check(&ok)
+            );
+            assert!(
+                leadscore_rules::format::format_source(&ok).is_ok(),
+                "{what}"
+            );
+            let deep = format!("ruleset \"deep\"\nfit \"x\" +1 when {}\n", cond(max + 1));
+            let d = only(&deep);
+            assert_eq!(d.code, Code::Syntax, "{what}");
+            assert_eq!(d.message, "this condition nests more than 32 levels deep");
+            assert_eq!(place(&deep, &d).0, 2, "{what}");
+            assert!(
+                leadscore_rules::format::format_source(&deep).is_err(),
+                "{what}"
+            );
+            // a thousand levels: refused the same way, never a crash
+            let hostile = format!("ruleset \"deep\"\nfit \"x\" +1 when {}\n", cond(1000));
+            assert_eq!(only(&hostile).message, d.message, "{what}");
+        }
+        // brackets inside strings and regexes are text, not levels
+        let text = format!(
+            "ruleset \"s\"\nfit \"x\" +1 when lead.a == \"{}\" or lead.b matches /{}/\n",
+            "(".repeat(100),
+            "\\(".repeat(100)
+        );
+        assert!(diagnostics(&text).is_empty(), "{}", check(&text));
+    });
+}
