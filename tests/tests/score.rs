@@ -4,172 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
+use common::*;
 use hmac::{Hmac, Mac};
 use lambda_http::Request;
 use leadscore_core::api::{ApiConfig, LeadStore};
-use leadscore_core::dynamo::{create_table, DynamoStore};
+use leadscore_core::dynamo::DynamoStore;
 use leadscore_core::engine::Engine;
 use leadscore_core::output::lead_object;
 use leadscore_core::segment::{normalize_body, TimePolicy};
-use leadscore_rules::Program;
 use leadscore_score::Score;
-use leadscore_tests::{unique_name, workspace_root, DynamoLocal, Storage};
+use leadscore_tests::{workspace_root, DynamoLocal, Storage};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
-
-const SECRET: &str = "segment-shared-secret";
-
-fn program(path: &Path) -> Arc<Program> {
-    let (program, _, _) = leadscore_core::rules::load(&[path.to_path_buf()]).expect("rules load");
-    Arc::new(program)
-}
-
-fn program_text(text: &str) -> Arc<Program> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.rules");
-    std::fs::write(&path, text).unwrap();
-    program(&path)
-}
-
-fn signed_config() -> ApiConfig {
-    ApiConfig {
-        webhook_secret: Some(SECRET.into()),
-        api_token: Some("token-1".into()),
-        ..ApiConfig::default()
-    }
-}
-
-async fn store(local: &DynamoLocal, program: Arc<Program>) -> DynamoStore {
-    let client = local.client().await;
-    let table = unique_name("leads");
-    create_table(&client, &table).await.expect("create table");
-    DynamoStore::new(client, table, program, 400)
-}
-
-fn segment_signature(body: &str) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// A Lambda Function URL request (payload format 2.0), as Lambda delivers it.
-fn function_url(method: &str, path: &str, headers: Value, body: Option<&str>) -> Request {
-    let event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "abcdefghijklmnop",
-            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefghijklmnop",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "Segment.io/1.0"
-            },
-            "requestId": "c3a4b3b6-0000-4000-8000-000000000000",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "22/Nov/2026:17:00:00 +0000",
-            "timeEpoch": 1_795_366_800_000_u64
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a Function URL event")
-}
-
-fn signed_post(body: &str) -> Request {
-    function_url(
-        "POST",
-        "/events",
-        json!({"content-type": "application/json", "x-signature": segment_signature(body)}),
-        Some(body),
-    )
-}
-
-async fn send(score: &Score, req: Request) -> (u16, Value) {
-    let resp = score.handle(req).await;
-    let status = resp.status().as_u16();
-    let body = match resp.body() {
-        lambda_http::Body::Text(t) => t.clone(),
-        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// `leadscore replay` of these lines: each lead's object of the replay contract.
-fn replay(program: &Program, lines: &[String]) -> BTreeMap<String, Value> {
-    let mut engine = Engine::new(program);
-    for line in lines {
-        let value: Value = serde_json::from_str(line).unwrap();
-        for call in normalize_body(&value, &TimePolicy::Required)
-            .unwrap()
-            .into_iter()
-            .flatten()
-        {
-            engine.process(Arc::new(call));
-        }
-    }
-    engine
-        .leads()
-        .map(|(id, r)| {
-            (
-                id.to_string(),
-                serde_json::to_value(lead_object(program, id, &r.state)).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// The same leads as the table holds them.
-async fn table_leads(
-    store: &DynamoStore,
-    ids: impl Iterator<Item = &String>,
-) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for id in ids {
-        if let Some((known, state)) = store.lead(id).await.unwrap() {
-            assert_eq!(&known, id, "a known lead reads as itself");
-            out.insert(
-                known.clone(),
-                serde_json::to_value(lead_object(store.program(), &known, &state)).unwrap(),
-            );
-        }
-    }
-    out
-}
-
-/// Every item in the table (a test may scan; the functions never do).
-async fn scan(
-    store: &DynamoStore,
-) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-    let out = store
-        .client()
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap();
-    out.items.unwrap_or_default()
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_events_through_the_function_equal_replay() {
@@ -891,24 +740,6 @@ async fn the_function_refuses_to_start_without_a_secret_or_with_broken_rules() {
     assert!(text.contains("error[E"), "{text}");
 }
 
-/// The outbox messages of a table: (target, stage or conversion, at), in key order.
-async fn outbox(store: &DynamoStore) -> Vec<Value> {
-    let mut notes: Vec<(String, Value)> = scan(store)
-        .await
-        .into_iter()
-        .filter_map(|item| {
-            let sk = item.get("sk")?.as_s().ok()?.clone();
-            if !sk.starts_with("NOTE#") {
-                return None;
-            }
-            let message = item.get("message")?.as_s().ok()?;
-            Some((sk, serde_json::from_str(message).unwrap()))
-        })
-        .collect();
-    notes.sort_by(|a, b| a.0.cmp(&b.0));
-    notes.into_iter().map(|(_, m)| m).collect()
-}
-
 const STAGES_V1: &str = r#"ruleset "stages"
 score "Webinar" +20 on "Webinar Registered"
 stage mql when engagement >= 20
@@ -926,11 +757,7 @@ async fn a_stage_inserted_between_two_keeps_the_others_by_name() {
     let v1 = program_text(STAGES_V1);
     let store1 = store(&local, Arc::clone(&v1)).await;
     let score1 = Score::new(signed_config(), store1.clone());
-    let call = |event: &str, at: &str, id: &str| {
-        json!({"type": "track", "event": event, "userId": "u1", "messageId": id,
-               "timestamp": at})
-        .to_string()
-    };
+    let call = track_u1;
     for body in [
         call("Webinar Registered", "2026-03-02T10:00:00Z", "m1"),
         call("Demo Booked", "2026-03-03T10:00:00Z", "m2"),
@@ -1007,4 +834,91 @@ async fn a_stage_inserted_between_two_keeps_the_others_by_name() {
     assert_eq!(lead["reached"]["pql"], "2026-03-04T11:00:00Z", "{lead}");
     assert_eq!(lead["reached"]["sql"], "2026-03-03T10:00:00Z", "{lead}");
     assert_eq!(lead["stage"], "sql");
+}
+
+const POINTS_V1: &str = r#"ruleset "points"
+score "Webinar" +10 on "Webinar Registered"
+stage mql when engagement >= 20
+notify sales when reached mql
+"#;
+
+/// SPEC §7 "when": a lead evaluated under other rules is read rescored without a write, and
+/// rescored for real before its next call, whose result lists the rescore's transitions
+/// (`cause: rules_changed`) before its own; the outbox has each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_on_old_rules_is_read_rescored_and_rescored_before_its_next_call() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let v1 = program_text(POINTS_V1);
+    let store1 = store(&local, Arc::clone(&v1)).await;
+    let score1 = Score::new(signed_config(), store1.clone());
+    let call = track_u1;
+    let (status, _) = send(
+        &score1,
+        signed_post(&call("Webinar Registered", "2026-03-02T10:00:00Z", "m1")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v2 = program_text(&POINTS_V1.replace("+10 on", "+20 on"));
+    let store2 = DynamoStore::new(
+        store1.client().clone(),
+        store1.table(),
+        Arc::clone(&v2),
+        400,
+    );
+    let score2 = Score::new(signed_config(), store2.clone());
+    let before = scan(&store2).await;
+
+    // a read answers the rescored view and writes nothing
+    let auth = json!({"authorization": "Bearer token-1"});
+    let (status, lead) = send(
+        &score2,
+        function_url("GET", "/leads/u1", auth.clone(), None),
+    )
+    .await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["engagement"], json!(20), "{lead}");
+    assert_eq!(
+        lead["reached"],
+        json!({"mql": "2026-03-02T10:00:00Z"}),
+        "{lead}"
+    );
+    assert_eq!(lead["rules"]["version"], json!(v2.version));
+    assert_eq!(scan(&store2).await, before, "a read wrote to the table");
+
+    // the next call: the rescore first, then the call
+    let (status, resp) = send(
+        &score2,
+        signed_post(&call("Page Viewed", "2026-03-04T10:00:00Z", "m2")),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        resp["results"][0]["transitions"],
+        json!([{"kind": "stage_reached", "stage": "mql", "at": "2026-03-02T10:00:00Z",
+                "cause": "rules_changed"}]),
+        "{resp}"
+    );
+    let told = outbox(&store2).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["cause"], "rules_changed");
+    assert_eq!(told[0]["at"], "2026-03-02T10:00:00Z");
+    assert_eq!(told[0]["rules"]["version"], json!(v2.version));
+    // the lead is now current: another call rescores nothing and tells no one
+    let requests = store2.requests();
+    let (_, resp) = send(
+        &score2,
+        signed_post(&call("Page Viewed", "2026-03-05T10:00:00Z", "m3")),
+    )
+    .await;
+    assert_eq!(resp["results"][0]["transitions"], json!([]), "{resp}");
+    assert_eq!(
+        store2.requests() - requests,
+        2,
+        "an ordinary event costs two requests"
+    );
+    assert_eq!(outbox(&store2).await.len(), 1);
+    // and `rescore` finds nothing left to do
+    let report = store2.rescore_all(2, Arc::new(|| {})).await.unwrap();
+    assert_eq!((report.leads, report.changed), (1, 0));
+    assert!(report.notifications.is_empty());
 }

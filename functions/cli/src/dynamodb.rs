@@ -13,11 +13,144 @@ pub enum DynamodbCommand {
         #[arg(long)]
         table: Option<String>,
     },
+    /// Rescore every lead evaluated under other rules than the functions' (`LEADSCORE_RULES`,
+    /// or the built-in rules), now, beside live traffic; idempotent (SPEC §7).
+    Rescore {
+        /// Parallel scan segments.
+        #[arg(long, default_value_t = 4)]
+        segments: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RescoreFormat::Table)]
+        format: RescoreFormat,
+    },
+    /// Write every lead's kept calls as Segment JSON lines, in time order, for `replay`,
+    /// `report` and `compare`: what an edit of the rules would do to the live leads.
+    Export {
+        /// The file to write.
+        #[arg(long)]
+        events: std::path::PathBuf,
+    },
+}
+
+/// How `dynamodb rescore` prints what it did.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RescoreFormat {
+    /// Counts, one a line.
+    Table,
+    /// `{"rules", "leads", "changed", "partial", "notifications"}`.
+    Json,
+}
+
+/// A current-thread runtime, or exit status 2.
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            2
+        })
+}
+
+/// The functions' store, configured as they are (SPEC §6), or exit status 2.
+async fn store() -> Result<leadscore_core::dynamo::DynamoStore, u8> {
+    let program = leadscore_core::rules::load_from_env().map_err(|e| {
+        eprintln!("error: {e}");
+        2u8
+    })?;
+    leadscore_core::dynamo::DynamoStore::from_env(std::sync::Arc::new(program))
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            2
+        })
+}
+
+/// Runs `job` on the functions' store; its exit status, or 2 when there is no store.
+fn with_store<F, Fut>(job: F) -> u8
+where
+    F: FnOnce(leadscore_core::dynamo::DynamoStore) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        match store().await {
+            Ok(store) => job(store).await,
+            Err(code) => code,
+        }
+    })
+}
+
+fn rescore(segments: u32, format: RescoreFormat) -> u8 {
+    with_store(|store| async move {
+        let bar = crate::events::progress_spinner("rescoring", "leads");
+        let tick = bar.clone();
+        let result = store
+            .rescore_all(segments, std::sync::Arc::new(move || tick.inc(1)))
+            .await;
+        bar.finish_and_clear();
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let program = leadscore_core::api::LeadStore::program(&store);
+        match format {
+            RescoreFormat::Table => {
+                println!("rules `{}` version {}", program.name, program.version);
+                println!("leads: {}", report.leads);
+                println!("changed: {}", report.changed);
+                println!("partial: {}", report.partial);
+                println!("notifications: {}", report.notifications.len());
+            }
+            RescoreFormat::Json => {
+                let doc = serde_json::json!({
+                    "rules": leadscore_core::output::rules_object(program),
+                    "leads": report.leads,
+                    "changed": report.changed,
+                    "partial": report.partial,
+                    "notifications": report.notifications,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+        }
+        0
+    })
+}
+
+fn export(events: &std::path::Path) -> u8 {
+    with_store(|store| async move {
+        let lines = match store.export_calls().await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        if let Err(e) = std::fs::write(events, text) {
+            eprintln!("error: cannot write `{}`: {e}", events.display());
+            return 2;
+        }
+        eprintln!("wrote {} calls to `{}`", lines.len(), events.display());
+        0
+    })
 }
 
 /// Runs a `dynamodb` command; returns the exit status.
 pub fn dispatch(command: &DynamodbCommand) -> u8 {
     match command {
+        DynamodbCommand::Rescore { segments, format } => rescore(*segments, *format),
+        DynamodbCommand::Export { events } => export(events),
         DynamodbCommand::CreateTable { table } => {
             let Some(table) = table
                 .clone()

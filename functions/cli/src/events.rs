@@ -62,6 +62,21 @@ pub fn progress(len: usize) -> ProgressBar {
     bar
 }
 
+/// A counter of `what` on standard error while `doing` goes on, when it is a terminal.
+pub fn progress_spinner(doing: &str, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} {doing}: {{pos}} {what} ({{per_sec}})"
+    )) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// A progress bar over the bytes of an input on a terminal (hidden otherwise, or for a small
 /// input).
 pub fn progress_bytes(len: u64) -> ProgressBar {

@@ -52,12 +52,14 @@ enum Command {
     },
     /// Run events through the rules on the embedded store and print every lead's final state.
     Replay {
-        /// The rule set: a `.rules` file or a folder of them.
-        #[arg(long)]
-        rules: PathBuf,
-        /// Events, one Segment call or batch per line (JSON Lines).
-        #[arg(long)]
-        events: PathBuf,
+        /// The rule set: a `.rules` file or a folder of them. Given again with `--events`
+        /// again, the pairs are applied in turn: each later rule set rescores every lead
+        /// before its events (a rule change, SPEC §7).
+        #[arg(long, required = true)]
+        rules: Vec<PathBuf>,
+        /// Events, one Segment call or batch per line (JSON Lines), one file per `--rules`.
+        #[arg(long, required = true)]
+        events: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReplayFormat::Table)]
         format: ReplayFormat,
@@ -189,7 +191,10 @@ fn main() -> ExitCode {
             format,
             strict,
             as_of,
-        } => replay::run(&rules, &events, format, strict, as_of.as_deref()),
+        } => match (rules.as_slice(), events.as_slice()) {
+            ([rules], [events]) => replay::run(rules, events, format, strict, as_of.as_deref()),
+            _ => replay::run_pairs(&rules, &events, format, strict, as_of.as_deref()),
+        },
         Command::Test { rules } => test::run(&rules),
         Command::Explain {
             rules,

@@ -465,18 +465,8 @@ pub fn run(
     if let Some(at) = as_of {
         engine.tick_all(at);
     }
-    let stdout = std::io::stdout();
-    // small: the rendered chunks of the document are larger, and go straight through
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = match format {
-        ReplayFormat::Json => write_json(&mut out, &engine, rejected),
-        ReplayFormat::Table => write_table(&mut out, &engine, rejected),
-    };
-    if let Err(e) = written.and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write the output: {e}");
-            return 2;
-        }
+    if let Err(code) = write_document(&engine, format, rejected) {
+        return code;
     }
     if timing {
         eprintln!("timing: total {:?}", t0.elapsed());
@@ -484,6 +474,110 @@ pub fn run(
     // The process ends here: freeing a million calls one by one would take longer than the
     // replay itself, and the operating system reclaims the memory at once.
     std::mem::forget(engine);
+    if strict && rejected > 0 {
+        return 2;
+    }
+    0
+}
+
+/// Writes the document in `format` to standard output; `Err(2)` when it cannot be written
+/// (a closed pipe is not an error).
+fn write_document(engine: &Engine<'_>, format: ReplayFormat, rejected: u64) -> Result<(), u8> {
+    let stdout = std::io::stdout();
+    // small: the rendered chunks of the document are larger, and go straight through
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let written = match format {
+        ReplayFormat::Json => write_json(&mut out, engine, rejected),
+        ReplayFormat::Table => write_table(&mut out, engine, rejected),
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the output: {e}");
+            Err(2)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `replay` of several `--rules`/`--events` pairs, applied in turn: the first rule set runs
+/// its events, then each later one rescores every lead ([`Engine::change_rules`]) and runs
+/// its own. Rejected lines are reported as `replay` reports them; the output is that of the
+/// last rule set.
+pub fn run_pairs(
+    rules: &[std::path::PathBuf],
+    events: &[std::path::PathBuf],
+    format: ReplayFormat,
+    strict: bool,
+    as_of: Option<&str>,
+) -> u8 {
+    if rules.len() != events.len() {
+        eprintln!(
+            "error: `--rules` and `--events` go in pairs: {} `--rules`, {} `--events`",
+            rules.len(),
+            events.len()
+        );
+        return 2;
+    }
+    let mut programs = Vec::with_capacity(rules.len());
+    for path in rules {
+        match crate::events::load_rules(path) {
+            Ok(p) => programs.push(p),
+            Err(code) => return code,
+        }
+    }
+    let as_of = match crate::events::parse_as_of(as_of) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let Some(first) = programs.first() else {
+        return 2;
+    };
+    let mut engine = Engine::new(first);
+    let mut rejected = 0u64;
+    let mut report: Vec<u8> = Vec::new();
+    for (program, path) in programs.iter().zip(events) {
+        engine.change_rules(program);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", path.display());
+                return 2;
+            }
+        };
+        let name = path.display();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line_no = n + 1;
+            match leadscore_core::segment::parse_body(line, &TimePolicy::Required) {
+                Err(e) => {
+                    rejected += 1;
+                    let _ = writeln!(report, "{name}:{line_no}: {e}");
+                }
+                Ok(calls) => {
+                    for call in calls {
+                        match call {
+                            Ok(call) => {
+                                engine.process(std::sync::Arc::new(call));
+                            }
+                            Err(e) => {
+                                rejected += 1;
+                                let _ = writeln!(report, "{name}:{line_no}: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::io::stderr().lock().write_all(&report);
+    if let Some(at) = as_of {
+        engine.tick_all(at);
+    }
+    if let Err(code) = write_document(&engine, format, rejected) {
+        return code;
+    }
     if strict && rejected > 0 {
         return 2;
     }

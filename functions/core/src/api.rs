@@ -13,7 +13,7 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
-use crate::engine::{Engine, LatestHits, LeadRecord, Outcome};
+use crate::engine::{Cause, Engine, LatestHits, LeadRecord, Outcome};
 use crate::output::{lead_object, rules_object, score_value};
 use crate::segment::{normalize_body, Call, CallError, TimePolicy};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -209,6 +209,9 @@ pub struct Processed {
     pub stage: Option<String>,
     /// Transitions the call caused (merges included).
     pub transitions: Vec<Transition>,
+    /// Transitions of the rescore that came before the call, when the lead was stamped with
+    /// other rules (SPEC §7; listed with `"cause": "rules_changed"`).
+    pub rescored: Vec<Transition>,
 }
 
 /// Storage failed: the API answers `503` so the sender retries.
@@ -301,6 +304,9 @@ fn processed(engine: &Engine<'_>, outcome: Outcome) -> Processed {
         score,
         stage,
         transitions,
+        // the embedded engine rescores every lead when its rules change
+        // (`Engine::change_rules`), never before a call
+        rescored: Vec::new(),
     }
 }
 
@@ -578,10 +584,21 @@ impl<S: LeadStore> Api<S> {
                             "stage".into(),
                             p.stage.clone().map_or(Value::Null, Value::String),
                         );
+                        // the rescore's first, each with its cause, then the call's own
                         let transitions: Vec<Value> = p
-                            .transitions
+                            .rescored
                             .iter()
-                            .map(|t| transition_object(program, t))
+                            .map(|t| {
+                                let mut o = transition_object(program, t);
+                                if let Some(o) = o.as_object_mut() {
+                                    o.insert(
+                                        "cause".into(),
+                                        Value::from(Cause::RulesChanged.as_str()),
+                                    );
+                                }
+                                o
+                            })
+                            .chain(p.transitions.iter().map(|t| transition_object(program, t)))
                             .collect();
                         item.insert("transitions".into(), Value::Array(transitions));
                         Value::Object(item)

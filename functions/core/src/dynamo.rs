@@ -21,7 +21,7 @@
 //! merged into it (`merged`), so its history is its own partition and theirs.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
-use crate::engine::{merged_state, LatestHits};
+use crate::engine::{merged_state, rescored_state, Cause, LatestHits};
 use crate::output::{lead_object, rules_object};
 use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -82,7 +82,7 @@ fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
 }
 
 /// The stored form of a lead state item.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StateItem {
     pk: String,
     sk: String,
@@ -143,11 +143,17 @@ struct StoredHits {
     trace: Vec<TraceEntry>,
 }
 
-/// A lead as read: its known id and, when it exists, its state item.
+/// A lead as read: its known id and, when it exists, its state item (rescored under the
+/// store's rules when it was stamped with another version, see
+/// [`DynamoStore::rescore_stale`]).
 #[derive(Debug, Clone)]
 struct Loaded {
     known: String,
     item: Option<StateItem>,
+    /// Transitions the rescore found, not yet committed or announced.
+    rescored: Vec<Transition>,
+    /// The rescore ran on a partly expired history.
+    partial: bool,
 }
 
 impl Loaded {
@@ -179,6 +185,34 @@ pub struct TickReport {
     pub notifications: u64,
     /// Leads that could not be ticked (they stay due for the next tick).
     pub failed: u64,
+}
+
+/// What [`DynamoStore::refresh_lead`] did to one lead.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Refreshed {
+    /// A new state was committed.
+    pub committed: bool,
+    /// The lead was stamped with other rules and was rescored.
+    pub rescored: bool,
+    /// Its state changed.
+    pub changed: bool,
+    /// It was rescored from a partly expired history.
+    pub partial: bool,
+    /// The notifications written, as `replay` prints them.
+    pub told: Vec<Value>,
+}
+
+/// What [`DynamoStore::rescore_all`] did (SPEC §7 `rescore --format json`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TableRescore {
+    /// Leads in the table (merged ids not counted).
+    pub leads: u64,
+    /// Leads whose state the rescore changed.
+    pub changed: u64,
+    /// Leads rescored from a partly expired history.
+    pub partial: u64,
+    /// The notifications written, as `replay` prints them.
+    pub notifications: Vec<Value>,
 }
 
 /// The DynamoDB implementation of [`LeadStore`].
@@ -269,6 +303,21 @@ fn other_id(call: &Call) -> Option<&str> {
         _ if call.user_id.is_some() => call.anonymous_id.as_deref(),
         _ => None,
     }
+}
+
+/// A kept call item: its arrival key, the call and the record it was read from (`None` for
+/// an item that is not one, or no longer reads as a call).
+fn kept_call(item: &Item) -> Option<(u64, Call, &str)> {
+    let arrival = match item.get("arrival") {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    };
+    let Some(AttributeValue::S(record)) = item.get("record") else {
+        return None;
+    };
+    let value = serde_json::from_str::<Value>(record).ok()?;
+    let call = normalize_call(&value, "", &TimePolicy::Required).ok()?;
+    Some((arrival, call, record))
 }
 
 /// Creates the table with the key schema, `due` index, stream and TTL of
@@ -533,6 +582,8 @@ impl DynamoStore {
                     return Ok(Loaded {
                         known: current,
                         item,
+                        rescored: Vec::new(),
+                        partial: false,
                     })
                 }
             }
@@ -542,15 +593,62 @@ impl DynamoStore {
         )))
     }
 
+    /// Whether a state item was computed under other rules than this store's: its version
+    /// differs (a record from before versions counts as current when its files are the same).
+    fn is_stale(&self, item: &StateItem) -> bool {
+        if item.rules_version.is_empty() {
+            item.rules_hash != self.program.hash
+        } else {
+            item.rules_version != self.program.version
+        }
+    }
+
+    /// Rescores a lead stamped with another version (SPEC §7), in memory: its kept calls
+    /// (its own partition and those of the ids merged into it) are re-evaluated under this
+    /// store's rules ([`rescored_state`]). The transitions it finds wait in `rescored` for
+    /// the commit that writes the state; a read answers the rescored view and writes nothing.
+    async fn rescore_stale(&self, lead: &mut Loaded) -> Result<(), CommitError> {
+        let Some(item) = lead.item.as_mut() else {
+            return Ok(());
+        };
+        if !self.is_stale(item) {
+            return Ok(());
+        }
+        let Some(old) = item.state.as_ref() else {
+            return Ok(());
+        };
+        let mut calls = self.history(&lead.known).await?;
+        for merged in &item.merged {
+            calls.extend(self.history(merged).await?);
+        }
+        let rescored = rescored_state(&self.program, &mut calls, old);
+        item.state = Some(rescored.state);
+        lead.rescored = rescored.transitions;
+        lead.partial = rescored.partial;
+        Ok(())
+    }
+
+    /// [`DynamoStore::load`], then [`DynamoStore::rescore_stale`].
+    async fn load_current(&self, id: &str) -> Result<Loaded, CommitError> {
+        let mut lead = self.load(id).await?;
+        self.rescore_stale(&mut lead).await?;
+        Ok(lead)
+    }
+
     /// Retries `step` on transient errors with backoff; the last error becomes a
     /// [`StoreError`].
-    async fn load_retrying(&self, id: &str) -> Result<Loaded, StoreError> {
+    async fn load_retrying(&self, id: &str, current: bool) -> Result<Loaded, StoreError> {
         let mut last = String::new();
         for attempt in 0..4 {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            match self.load(id).await {
+            let loaded = if current {
+                self.load_current(id).await
+            } else {
+                self.load(id).await
+            };
+            match loaded {
                 Ok(loaded) => return Ok(loaded),
                 Err(CommitError::Transient(e)) => last = e,
                 Err(other) => return Err(fatal(other)),
@@ -598,23 +696,11 @@ impl DynamoStore {
                 CommitError::Fatal(format!("read history: {}", DisplayErr(&e)))
             }
         })?;
-        let mut calls = Vec::new();
-        for item in &items {
-            let arrival = match item.get("arrival") {
-                Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
-                _ => 0,
-            };
-            let Some(AttributeValue::S(record)) = item.get("record") else {
-                continue;
-            };
-            let Ok(value) = serde_json::from_str::<Value>(record) else {
-                continue;
-            };
-            if let Ok(call) = normalize_call(&value, "", &TimePolicy::Required) {
-                calls.push((arrival, call));
-            }
-        }
-        Ok(calls)
+        Ok(items
+            .iter()
+            .filter_map(kept_call)
+            .map(|(arrival, call, _)| (arrival, call))
+            .collect())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), CommitError> {
@@ -774,6 +860,8 @@ impl DynamoStore {
         known: &str,
         state: &mut LeadState,
         transitions: &[Transition],
+        cause: Option<Cause>,
+        mut told: Option<&mut Vec<Value>>,
     ) -> Result<Vec<TransactWriteItem>, CommitError> {
         let program = &self.program;
         let mut items = Vec::new();
@@ -804,7 +892,7 @@ impl DynamoStore {
             };
             let at_text = format_rfc3339(at);
             let id = notification_id(known, kind, name, &at_text, target);
-            let message = serde_json::json!({
+            let mut message = serde_json::json!({
                 "id": id,
                 "kind": kind,
                 "target": target,
@@ -813,6 +901,23 @@ impl DynamoStore {
                 "lead": lead,
                 "rules": rules,
             });
+            if let (Some(cause), Some(fields)) = (cause, message.as_object_mut()) {
+                fields.insert("cause".into(), Value::from(cause.as_str()));
+            }
+            if let Some(told) = told.as_deref_mut() {
+                // as `replay` prints a notification
+                let mut note = serde_json::json!({
+                    "target": target,
+                    "kind": kind,
+                    "lead": known,
+                    key: name,
+                    "at": at_text,
+                });
+                if let (Some(cause), Some(fields)) = (cause, note.as_object_mut()) {
+                    fields.insert("cause".into(), Value::from(cause.as_str()));
+                }
+                told.push(note);
+            }
             let mut item = Item::new();
             item.insert("pk".into(), s(lead_pk(known)));
             item.insert("sk".into(), s(format!("NOTE#{at_text}#{id}")));
@@ -857,7 +962,7 @@ impl DynamoStore {
             }
             let lead = match loaded.take() {
                 Some(lead) => lead,
-                None => match self.load(first.call.lead_id()).await {
+                None => match self.load_current(first.call.lead_id()).await {
                     Ok(lead) => lead,
                     Err(CommitError::Transient(e)) => {
                         last_error = e;
@@ -915,7 +1020,18 @@ impl DynamoStore {
                 }
             });
             let mut results: Vec<Processed> = Vec::new();
-            let mut writes: Vec<TransactWriteItem> = Vec::new();
+            // a rescore's notifications come before the calls' own (SPEC §7), and its
+            // transitions are listed with the first call applied
+            let mut writes: Vec<TransactWriteItem> = self
+                .note_items(
+                    &lead.known,
+                    &mut state,
+                    &lead.rescored,
+                    Some(Cause::RulesChanged),
+                    None,
+                )
+                .map_err(fatal)?;
+            let mut rescored = lead.rescored.clone();
             let mut msg_index: Vec<(usize, String)> = Vec::new();
             let mut seen: HashSet<&str> = HashSet::new();
             let mut hits: Option<LatestHits> = item.as_ref().and_then(StateItem::hits);
@@ -932,6 +1048,7 @@ impl DynamoStore {
                         score: state.score(),
                         stage: state.stage(&program).map(str::to_owned),
                         transitions: Vec::new(),
+                        rescored: Vec::new(),
                     });
                     continue;
                 }
@@ -946,7 +1063,7 @@ impl DynamoStore {
                     &mut trace,
                 );
                 let notes = self
-                    .note_items(&lead.known, &mut probe, &transitions)
+                    .note_items(&lead.known, &mut probe, &transitions, None, None)
                     .map_err(fatal)?;
                 // 1 state item + what is written so far + 2 per call + notes
                 if applied > 0 && 1 + writes.len() + 2 + notes.len() > MAX_TRANSACTION_ITEMS {
@@ -972,6 +1089,7 @@ impl DynamoStore {
                     score: state.score(),
                     stage: state.stage(&program).map(str::to_owned),
                     transitions,
+                    rescored: std::mem::take(&mut rescored),
                 });
             }
             let consumed = results.len();
@@ -997,6 +1115,8 @@ impl DynamoStore {
                     let committed = Loaded {
                         known: lead.known,
                         item: Some(new_item),
+                        rescored: Vec::new(),
+                        partial: false,
                     };
                     return Ok((consumed, Some(committed)));
                 }
@@ -1037,7 +1157,19 @@ impl DynamoStore {
         if absorbed.as_ref().is_some_and(|a| a.merged_into.is_some()) {
             return Ok(None);
         }
-        let previous = lead.item.as_ref().and_then(|i| i.state.as_ref());
+        // a rescore's transitions are announced first, and what it announced stays announced
+        let mut previous = lead.item.as_ref().and_then(|i| i.state.clone());
+        let rescore_notes = match previous.as_mut() {
+            Some(p) => self.note_items(
+                &lead.known,
+                p,
+                &lead.rescored,
+                Some(Cause::RulesChanged),
+                None,
+            )?,
+            None => Vec::new(),
+        };
+        let previous = previous.as_ref();
         let mut merged = lead.merged().to_vec();
         merged.push(other.to_owned());
         let mut first_arrival = lead.item.as_ref().map_or(0, |i| i.first_arrival);
@@ -1085,7 +1217,7 @@ impl DynamoStore {
             trace,
         };
         let version = lead.version().map_or(1, |v| v + 1);
-        let notes = self.note_items(&lead.known, &mut state, &transitions)?;
+        let notes = self.note_items(&lead.known, &mut state, &transitions, None, None)?;
         let score = state.score();
         let stage = state.stage(&program).map(str::to_owned);
         let new_item = self.state_item(
@@ -1117,6 +1249,7 @@ impl DynamoStore {
         };
         let mut items = vec![self.state_put(&new_item, lead.version())?, msg, kept];
         items.push(self.state_put(&pointer, absorbed.as_ref().map(|a| a.version))?);
+        items.extend(rescore_notes);
         items.extend(notes);
         self.transact(items).await?;
         Ok(Some(Processed {
@@ -1125,6 +1258,7 @@ impl DynamoStore {
             score,
             stage,
             transitions,
+            rescored: lead.rescored.clone(),
         }))
     }
 
@@ -1172,8 +1306,24 @@ impl DynamoStore {
     }
 
     /// Ticks one lead at `now`; returns the notifications written, or `None` when there was
-    /// nothing to tick.
+    /// nothing to tick. A lead stamped with other rules is rescored first (SPEC §7).
     pub async fn tick_lead(&self, id: &str, now: Micros) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .refresh_lead(id, Some(now))
+            .await?
+            .filter(|r| r.committed)
+            .map(|r| r.told.len() as u64))
+    }
+
+    /// Brings one lead (a known id) up to date and commits it under its version: a lead
+    /// stamped with other rules is rescored ([`DynamoStore::rescore_stale`]), then, with
+    /// `tick`, ticked at that time. Conflicts are retried. `None`: no such lead (or a merged
+    /// id). A current lead with no tick is left as it is (`committed` false).
+    pub async fn refresh_lead(
+        &self,
+        id: &str,
+        tick: Option<Micros>,
+    ) -> Result<Option<Refreshed>, StoreError> {
         let program = Arc::clone(&self.program);
         let mut last_error = String::from("too many conflicting writes");
         for attempt in 0..MAX_ATTEMPTS {
@@ -1182,8 +1332,8 @@ impl DynamoStore {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let item = match self.get_state(id).await {
-                Ok(Some(item)) => item,
-                Ok(None) => return Ok(None),
+                Ok(Some(item)) if item.state.is_some() => item,
+                Ok(_) => return Ok(None),
                 Err(CommitError::Transient(e)) => {
                     last_error = e;
                     continue;
@@ -1191,15 +1341,47 @@ impl DynamoStore {
                 Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
                 Err(CommitError::Cancelled(_)) => continue,
             };
-            let Some(mut state) = item.state.clone() else {
+            let stale = self.is_stale(&item);
+            if !stale && tick.is_none() {
+                return Ok(Some(Refreshed::default()));
+            }
+            let mut lead = Loaded {
+                known: id.to_owned(),
+                item: Some(item.clone()),
+                rescored: Vec::new(),
+                partial: false,
+            };
+            match self.rescore_stale(&mut lead).await {
+                Ok(()) => {}
+                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Transient(e)) => {
+                    last_error = e;
+                    continue;
+                }
+                Err(CommitError::Cancelled(_)) => continue,
+            }
+            let Some(mut state) = lead.item.and_then(|i| i.state) else {
                 return Ok(None);
             };
-            let mut transitions = Vec::new();
-            eval::tick(&program, &mut state, now, &mut transitions);
-            let notes = self
-                .note_items(id, &mut state, &transitions)
+            let mut told = Vec::new();
+            let mut notes = self
+                .note_items(
+                    id,
+                    &mut state,
+                    &lead.rescored,
+                    Some(Cause::RulesChanged),
+                    Some(&mut told),
+                )
                 .map_err(fatal)?;
-            let count = notes.len() as u64;
+            if let Some(now) = tick {
+                let mut transitions = Vec::new();
+                eval::tick(&program, &mut state, now, &mut transitions);
+                notes.extend(
+                    self.note_items(id, &mut state, &transitions, None, Some(&mut told))
+                        .map_err(fatal)?,
+                );
+            }
+            let changed = item.state.as_ref() != Some(&state);
             let hits = item.hits();
             let new_item = self.state_item(
                 id,
@@ -1214,13 +1396,140 @@ impl DynamoStore {
                 .map_err(fatal)?];
             items.extend(notes);
             match self.transact(items).await {
-                Ok(()) => return Ok(Some(count)),
+                Ok(()) => {
+                    return Ok(Some(Refreshed {
+                        committed: true,
+                        rescored: stale,
+                        changed,
+                        partial: lead.partial,
+                        told,
+                    }))
+                }
                 Err(CommitError::Cancelled(_)) => {}
                 Err(CommitError::Transient(e)) => last_error = e,
                 Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
             }
         }
         Err(StoreError(last_error))
+    }
+
+    /// Every kept call of every lead, as stored (the call as received, `messageId` filled
+    /// in), in time order, ties by arrival (SPEC §7 `export --events`): a file `replay`,
+    /// `report` and `compare` read as they read any events.
+    pub async fn export_calls(&self) -> Result<Vec<String>, StoreError> {
+        let mut calls: Vec<(Micros, u64, String)> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(sk, :call)")
+                .expression_attribute_values(":call", s("CALL#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("scan kept calls", DisplayErr(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some((arrival, call, record)) = kept_call(&item) {
+                    calls.push((call.event.time, arrival, record.to_owned()));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        calls.sort_by_key(|(time, arrival, _)| (*time, *arrival));
+        Ok(calls.into_iter().map(|(_, _, record)| record).collect())
+    }
+
+    /// Rescores every lead stamped with other rules than this store's (SPEC §7 `rescore`),
+    /// scanning the table in `segments` parallel segments. Safe beside live traffic (each
+    /// lead is committed under its version, conflicts retried) and idempotent (a lead
+    /// already current is skipped without being read again). Notifications come back as
+    /// `replay` prints them, sorted by time, then lead.
+    pub async fn rescore_all(
+        &self,
+        segments: u32,
+        on_lead: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<TableRescore, StoreError> {
+        let segments = segments.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for segment in 0..segments {
+            let store = self.clone();
+            let on_lead = Arc::clone(&on_lead);
+            tasks.spawn(async move { store.rescore_segment(segment, segments, &*on_lead).await });
+        }
+        let mut total = TableRescore::default();
+        while let Some(done) = tasks.join_next().await {
+            let part = done.map_err(|e| StoreError(format!("rescore task: {e}")))??;
+            total.leads += part.leads;
+            total.changed += part.changed;
+            total.partial += part.partial;
+            total.notifications.extend(part.notifications);
+        }
+        total.notifications.sort_by(|a, b| {
+            let key = |v: &Value| (v["at"].to_string(), v["lead"].to_string());
+            key(a).cmp(&key(b))
+        });
+        Ok(total)
+    }
+
+    async fn rescore_segment(
+        &self,
+        segment: u32,
+        segments: u32,
+        on_lead: &(dyn Fn() + Send + Sync),
+    ) -> Result<TableRescore, StoreError> {
+        let mut report = TableRescore::default();
+        let mut start: Option<Item> = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .segment(i32::try_from(segment).unwrap_or(0))
+                .total_segments(i32::try_from(segments).unwrap_or(1))
+                .filter_expression("sk = :state AND attribute_not_exists(merged_into)")
+                .projection_expression("pk, rules_version, rules_hash")
+                .expression_attribute_values(":state", s("STATE"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("scan leads", DisplayErr(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                let text = |k: &str| match item.get(k) {
+                    Some(AttributeValue::S(v)) => v.clone(),
+                    _ => String::new(),
+                };
+                let Some(id) = text("pk").strip_prefix("LEAD#").map(str::to_owned) else {
+                    continue;
+                };
+                report.leads += 1;
+                on_lead();
+                let stamp = StateItem {
+                    rules_version: text("rules_version"),
+                    rules_hash: text("rules_hash"),
+                    ..StateItem::default()
+                };
+                if !self.is_stale(&stamp) {
+                    continue;
+                }
+                if let Some(done) = self.refresh_lead(&id, None).await? {
+                    report.changed += u64::from(done.changed);
+                    report.partial += u64::from(done.partial);
+                    report.notifications.extend(done.told);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(report),
+            }
+        }
     }
 
     /// Every item key of a partition (with the `message_id` of kept calls).
@@ -1346,7 +1655,7 @@ impl LeadStore for DynamoStore {
     }
 
     async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-        let loaded = self.load_retrying(id).await?;
+        let loaded = self.load_retrying(id, true).await?;
         Ok(loaded
             .item
             .and_then(|item| item.state)
@@ -1354,12 +1663,12 @@ impl LeadStore for DynamoStore {
     }
 
     async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        let loaded = self.load_retrying(id).await?;
+        let loaded = self.load_retrying(id, false).await?;
         Ok(loaded.item.as_ref().and_then(StateItem::hits))
     }
 
     async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
-        let loaded = self.load_retrying(id).await?;
+        let loaded = self.load_retrying(id, false).await?;
         let Some(item) = loaded.item.filter(|i| i.state.is_some()) else {
             return Ok(None);
         };

@@ -10,7 +10,7 @@ use crate::segment::Call;
 use ahash::AHashMap;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
-use leadscore_rules::{CallKind, Program};
+use leadscore_rules::{CallKind, Program, StoredState};
 use std::sync::Arc;
 
 /// A notification produced by a transition (SPEC §3 step 6).
@@ -20,10 +20,45 @@ pub struct Notification {
     pub target: String,
     /// The lead.
     pub lead: String,
-    /// What happened.
+    /// What happened (its index is the stage's or conversion's under the rules in force
+    /// then; `name` says which it is whatever the rules are now).
     pub transition: Transition,
+    /// The stage or conversion's name.
+    pub name: compact_str::CompactString,
+    /// Why, when it is not the lead's own call: a rule change.
+    pub cause: Option<Cause>,
     /// Production order, for stable sorting.
     pub seq: u64,
+}
+
+/// Why a transition happened other than by a call of the lead's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The lead was rescored under new rules (SPEC §7).
+    RulesChanged,
+}
+
+impl Cause {
+    /// As notifications print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::RulesChanged => "rules_changed",
+        }
+    }
+}
+
+/// The name of what a transition is about under `program`.
+pub fn transition_name(program: &Program, t: &Transition) -> compact_str::CompactString {
+    match *t {
+        Transition::StageReached { stage, .. } => {
+            program.stages.get(stage).map(|s| s.name.as_str())
+        }
+        Transition::Converted { conversion, .. } => {
+            program.conversions.get(conversion).map(|c| c.name.as_str())
+        }
+    }
+    .unwrap_or_default()
+    .into()
 }
 
 /// A call kept in a lead's history: the call itself, or where to read it again.
@@ -156,6 +191,73 @@ pub fn merged_state<C: std::borrow::Borrow<Call>>(
     };
     let new = replayed.into_iter().filter(|t| !known(t)).collect();
     (state, new)
+}
+
+/// A lead rescored under the current rules ([`rescored_state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rescored {
+    /// The new state.
+    pub state: LeadState,
+    /// Transitions new to the lead, each at its own time.
+    pub transitions: Vec<Transition>,
+    /// Some of the lead's calls have expired from its history (fewer kept than counted).
+    pub partial: bool,
+}
+
+/// What a rescore of many leads did (SPEC §7 `rescore --format json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RescoreReport {
+    /// Leads looked at.
+    pub leads: u64,
+    /// Leads whose state changed.
+    pub changed: u64,
+    /// Leads rescored from a partly expired history.
+    pub partial: u64,
+    /// Notifications announced.
+    pub notifications: u64,
+}
+
+/// A lead rescored under the current rules (SPEC §7): `calls`, its kept calls, are
+/// re-evaluated from a fresh state in time order ([`merged_state`], the same re-evaluation
+/// as an identity merge) and `old`, its stored state already loaded by name under the same
+/// rules, is laid over the result: stages and conversions keep the times recorded, a
+/// conversion keeps the re-evaluated count and value when the re-evaluation makes it too,
+/// and what was announced stays announced. Profile, source, `first_seen` and the event count
+/// come from `old` (fit is computed again from the profile); decay then ticks on to `old`'s
+/// clock when that is later. When calls have expired (fewer kept than `old` counted), the
+/// result is `partial` and `once` awards carry over by rule. Sorts `calls`.
+pub fn rescored_state<C: std::borrow::Borrow<Call>>(
+    program: &Program,
+    calls: &mut [(u64, C)],
+    old: &LeadState,
+) -> Rescored {
+    let (mut state, mut transitions) = merged_state(program, calls, Some(old));
+    state.profile = old.profile.clone();
+    state.fit = eval::compute_fit(program, &state.profile);
+    state.source = old.source.clone();
+    state.first_seen = old.first_seen;
+    state.last_seen = state.last_seen.max(old.last_seen);
+    state.events = old.events;
+    let partial = (calls.len() as u64) < old.events;
+    if partial {
+        for &rule in &old.once_fired {
+            if !state.once_fired.contains(&rule) {
+                state.once_fired.push(rule);
+            }
+        }
+    }
+    match (state.clock, old.clock) {
+        (Some(now), Some(then)) if then > now => {
+            eval::tick(program, &mut state, then, &mut transitions);
+        }
+        (None, clock) => state.clock = clock,
+        _ => {}
+    }
+    Rescored {
+        state,
+        transitions,
+        partial,
+    }
 }
 
 /// A call about to be processed, with its keys ([`Engine::ahead`]).
@@ -522,7 +624,7 @@ impl<'p> Engine<'p> {
         });
         record.last = seq;
         if !transitions.is_empty() {
-            self.announce(i, transitions);
+            self.announce(i, transitions, None);
         }
         true
     }
@@ -602,7 +704,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Announces the transitions of record `i` not announced before (SPEC §3 step 6, §7).
-    fn announce(&mut self, i: usize, transitions: &[Transition]) {
+    fn announce(&mut self, i: usize, transitions: &[Transition], cause: Option<Cause>) {
         let program = self.program;
         let Some(record) = self.records.get_mut(i) else {
             return;
@@ -613,9 +715,51 @@ impl<'p> Engine<'p> {
                 target: program.notifies[n].target.clone(),
                 lead: record.id.to_string(),
                 transition: t,
+                name: transition_name(program, &t),
+                cause,
                 seq,
             });
         }
+    }
+
+    /// Runs the engine under other rules from now on (SPEC §7). When their version differs,
+    /// every lead is rescored ([`rescored_state`]) from its kept calls, in id order, and what
+    /// that reaches for the first time is announced with [`Cause::RulesChanged`]. The same
+    /// version (a cosmetic edit) rescores nothing. Returns what the rescore did.
+    pub fn change_rules(&mut self, program: &'p Program) -> RescoreReport {
+        let old = std::mem::replace(&mut self.program, program);
+        let mut report = RescoreReport {
+            leads: self.records.len() as u64,
+            ..RescoreReport::default()
+        };
+        if old.version == program.version {
+            return report;
+        }
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by(|&a, &b| self.records[a].id.cmp(&self.records[b].id));
+        for i in order {
+            let record = &self.records[i];
+            let loaded = StoredState::from_state(old, &record.state).into_state(program);
+            let mut calls: Vec<(u64, Arc<Call>)> = self
+                .chain(record.last)
+                .into_iter()
+                .filter_map(|seq| {
+                    let kept = self.entry(seq)?.kept.as_ref()?;
+                    self.fetch(kept).map(|c| (seq, c))
+                })
+                .collect();
+            let rescored = rescored_state(program, &mut calls, &loaded);
+            report.partial += u64::from(rescored.partial);
+            let record = &mut self.records[i];
+            if rescored.state != record.state {
+                report.changed += 1;
+            }
+            record.state = rescored.state;
+            let before = self.notifications.len();
+            self.announce(i, &rescored.transitions, Some(Cause::RulesChanged));
+            report.notifications += (self.notifications.len() - before) as u64;
+        }
+        report
     }
 
     /// Ticks every lead at time `at` (decay, then stages; SPEC §6 `decay`).
@@ -628,7 +772,7 @@ impl<'p> Engine<'p> {
             let record = &mut self.records[i];
             eval::tick(program, &mut record.state, at, &mut transitions);
             if !transitions.is_empty() {
-                self.announce(i, &transitions);
+                self.announce(i, &transitions, None);
             }
         }
     }

@@ -308,48 +308,41 @@ pub struct NotificationJson<'a> {
 
 impl Serialize for NotificationJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let NotificationJson {
-            program,
-            notification: n,
-        } = *self;
-        let (kind, key, name, at) = notification_parts(program, n);
+        let n = self.notification;
+        let (kind, key, name, at) = notification_parts(n);
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("target", &n.target)?;
         map.serialize_entry("kind", kind)?;
         map.serialize_entry("lead", &n.lead)?;
         map.serialize_entry(key, name)?;
         map.serialize_entry("at", &format_rfc3339(at))?;
+        if let Some(cause) = n.cause {
+            map.serialize_entry("cause", cause.as_str())?;
+        }
         map.end()
     }
 }
 
 /// A notification's `kind`, the key that names what happened, its name and its time.
-fn notification_parts<'p>(
-    program: &'p Program,
-    n: &Notification,
-) -> (&'static str, &'static str, &'p str, Micros) {
+fn notification_parts(n: &Notification) -> (&'static str, &'static str, &str, Micros) {
     match n.transition {
-        Transition::StageReached { stage, at } => {
-            ("stage_reached", "stage", &program.stages[stage].name, at)
-        }
-        Transition::Converted { conversion, at } => (
-            "converted",
-            "conversion",
-            &program.conversions[conversion].name,
-            at,
-        ),
+        Transition::StageReached { at, .. } => ("stage_reached", "stage", &n.name, at),
+        Transition::Converted { at, .. } => ("converted", "conversion", &n.name, at),
     }
 }
 
-/// A notification as the contract prints it.
-pub fn notification_object(program: &Program, n: &Notification) -> Node {
+/// A notification as the contract prints it (with `cause` when it has one).
+pub fn notification_object(_program: &Program, n: &Notification) -> Node {
     let mut o = Ordered::default();
     o.push("target", Value::String(n.target.clone()));
-    let (kind, key, name, at) = notification_parts(program, n);
+    let (kind, key, name, at) = notification_parts(n);
     o.push("kind", Value::String(kind.into()));
     o.push("lead", Value::String(n.lead.clone()));
     o.push(key, Value::String(name.to_string()));
     o.push("at", Value::String(format_rfc3339(at)));
+    if let Some(cause) = n.cause {
+        o.push("cause", Value::String(cause.as_str().into()));
+    }
     Node::O(o)
 }
 

@@ -1,0 +1,294 @@
+//! The data-driven corpus in `tests/cases/`, run by one runner against every implementation
+//! that takes rule changes: `leadscore replay` (the embedded store, several `--rules`/
+//! `--events` pairs) and the `score` function on DynamoDB Local (restarted on each rule set
+//! in turn, with a `rescore` of the table after each change, as `publish --rescore` does).
+//!
+//! A case is a folder: `1.rules`, `1.jsonl`, `2.rules`, `2.jsonl`, ... applied in turn, and
+//! `expected.json`: `leads` (each lead's keys compared where given, numbers within 0.01),
+//! `lead_count`, `ruleset`, `notifications` (compared whole, `cause` included), and
+//! `same_version` (steps whose rules must have the same version: then nothing is rescored).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::*;
+use leadscore_core::dynamo::{create_table, DynamoStore};
+use leadscore_rules::Program;
+use leadscore_score::Score;
+use leadscore_tests::{unique_name, workspace_root, DynamoLocal, Storage};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One case: its steps (rules, events) in order and what must come out.
+struct Case {
+    name: String,
+    steps: Vec<(PathBuf, PathBuf)>,
+    expected: Value,
+}
+
+/// Every case of `tests/cases`. There must be cases, and each must be whole: a missing
+/// fixture fails, it never passes for want of something to check.
+fn cases() -> Vec<Case> {
+    let root = workspace_root().join("tests/cases");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("no corpus at {}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 9, "the corpus has {} cases", dirs.len());
+    dirs.into_iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let mut steps = Vec::new();
+            for k in 1.. {
+                let rules = dir.join(format!("{k}.rules"));
+                let events = dir.join(format!("{k}.jsonl"));
+                if !rules.exists() {
+                    break;
+                }
+                assert!(events.exists(), "{name}: {k}.rules without {k}.jsonl");
+                steps.push((rules, events));
+            }
+            assert!(!steps.is_empty(), "{name}: no 1.rules");
+            let text = std::fs::read_to_string(dir.join("expected.json"))
+                .unwrap_or_else(|e| panic!("{name}: expected.json: {e}"));
+            let expected = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            Case {
+                name,
+                steps,
+                expected,
+            }
+        })
+        .collect()
+}
+
+/// What `want` says and `got` does not: keys of objects that `want` gives (numbers within
+/// 0.01), lists item by item.
+fn differences(want: &Value, got: &Value, path: &str) -> Vec<String> {
+    match (want, got) {
+        (Value::Number(w), Value::Number(g)) => {
+            let (w, g) = (w.as_f64().unwrap(), g.as_f64().unwrap());
+            if (w - g).abs() <= 0.01 {
+                Vec::new()
+            } else {
+                vec![format!("{path}: want {w}, got {g}")]
+            }
+        }
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .flat_map(|(k, v)| match g.get(k) {
+                Some(gv) => differences(v, gv, &format!("{path}.{k}")),
+                None => vec![format!("{path}.{k}: missing")],
+            })
+            .collect(),
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .flat_map(|(i, (w, g))| differences(w, g, &format!("{path}[{i}]")))
+            .collect(),
+        _ if want == got => Vec::new(),
+        _ => vec![format!("{path}: want {want}, got {got}")],
+    }
+}
+
+/// What an implementation gave: the leads by id, the ruleset name and the notifications.
+struct Outcome {
+    leads: Vec<Value>,
+    ruleset: Value,
+    notifications: Vec<Value>,
+}
+
+/// Checks an outcome against the case; `ordered`: notifications in the contract's order
+/// (replay), else as a set (the table's outbox has no production order).
+fn check(case: &Case, implementation: &str, got: &Outcome, ordered: bool) {
+    let want = &case.expected;
+    let mut problems = Vec::new();
+    for lead in want["leads"].as_array().into_iter().flatten() {
+        let id = &lead["id"];
+        match got.leads.iter().find(|l| &l["id"] == id) {
+            Some(g) => problems.extend(differences(lead, g, &format!("lead {id}"))),
+            None => problems.push(format!("lead {id}: missing")),
+        }
+    }
+    if let Some(n) = want.get("lead_count") {
+        problems.extend(differences(n, &json!(got.leads.len()), "lead_count"));
+    }
+    if let Some(name) = want.get("ruleset") {
+        problems.extend(differences(name, &got.ruleset, "ruleset"));
+    }
+    if let Some(notes) = want["notifications"].as_array() {
+        let (mut want_notes, mut got_notes) = (notes.clone(), got.notifications.clone());
+        if !ordered {
+            let key = |v: &Value| v.to_string();
+            want_notes.sort_by_key(key);
+            got_notes.sort_by_key(key);
+        }
+        if want_notes != got_notes {
+            problems.push(format!(
+                "notifications: want {}, got {}",
+                Value::Array(want_notes),
+                Value::Array(got_notes)
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} on {implementation}:\n  {}",
+        case.name,
+        problems.join("\n  ")
+    );
+}
+
+fn programs(case: &Case) -> Vec<Arc<Program>> {
+    let programs: Vec<Arc<Program>> = case.steps.iter().map(|(r, _)| program(r)).collect();
+    if let Some(same) = case.expected["same_version"].as_array() {
+        let versions: Vec<&str> = same
+            .iter()
+            .map(|k| programs[k.as_u64().unwrap() as usize - 1].version.as_str())
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] == w[1]),
+            "{}: versions differ: {versions:?}",
+            case.name
+        );
+    }
+    programs
+}
+
+/// The `leadscore` binary of this build (beside the test binaries' folder).
+fn leadscore_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("leadscore"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "no `leadscore` binary at {} (build the workspace first)",
+        bin.display()
+    );
+    bin
+}
+
+fn run_replay(case: &Case) -> Outcome {
+    let mut cmd = std::process::Command::new(leadscore_binary());
+    cmd.args(["replay", "--format", "json", "--strict"]);
+    for (rules, events) in &case.steps {
+        cmd.arg("--rules").arg(rules).arg("--events").arg(events);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: replay failed: {}",
+        case.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Outcome {
+        leads: doc["leads"].as_array().unwrap().clone(),
+        ruleset: doc["ruleset"].clone(),
+        notifications: doc["notifications"].as_array().unwrap().clone(),
+    }
+}
+
+/// The outbox of a table as `replay` prints notifications.
+async fn told(store: &DynamoStore) -> Vec<Value> {
+    outbox(store)
+        .await
+        .into_iter()
+        .map(|m| {
+            let mut note =
+                json!({"target": m["target"], "kind": m["kind"], "lead": m["lead"]["id"]});
+            for key in ["stage", "conversion", "at", "cause"] {
+                if let Some(v) = m.get(key) {
+                    note[key] = v.clone();
+                }
+            }
+            note
+        })
+        .collect()
+}
+
+async fn run_score(local: &DynamoLocal, case: &Case) -> Outcome {
+    let programs = programs(case);
+    let client = local.client().await;
+    let table = unique_name("cases");
+    create_table(&client, &table).await.unwrap();
+    let auth = json!({"authorization": "Bearer token-1"});
+    let mut ids: Vec<String> = Vec::new();
+    let mut last: Option<(Score, DynamoStore)> = None;
+    for (k, ((_, events), program)) in case.steps.iter().zip(&programs).enumerate() {
+        // the function restarted on these rules, then the table rescored
+        let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(program), 400);
+        if k > 0 {
+            let report = store.rescore_all(3, Arc::new(|| {})).await.unwrap();
+            if programs[k - 1].version == program.version {
+                assert_eq!(report.changed, 0, "{}: a cosmetic edit rescored", case.name);
+                assert!(report.notifications.is_empty(), "{}", case.name);
+            }
+        }
+        let score = Score::new(signed_config(), store.clone());
+        for line in lines(events) {
+            let (status, body) = send(&score, signed_post(&line)).await;
+            assert_eq!(status, 200, "{}: {line}: {body}", case.name);
+            for result in body["results"].as_array().into_iter().flatten() {
+                if let Some(id) = result["lead"].as_str() {
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_owned());
+                    }
+                }
+            }
+        }
+        last = Some((score, store));
+    }
+    let (score, store) = last.unwrap();
+    // the leads as the function answers them (merged ids answer with the lead they joined)
+    let mut leads: Vec<Value> = Vec::new();
+    for id in &ids {
+        let (status, lead) = send(
+            &score,
+            function_url("GET", &format!("/leads/{id}"), auth.clone(), None),
+        )
+        .await;
+        assert_eq!(status, 200, "{}: {id}: {lead}", case.name);
+        if !leads.iter().any(|l| l["id"] == lead["id"]) {
+            leads.push(lead);
+        }
+    }
+    let last_program = programs.last().unwrap();
+    for lead in &leads {
+        assert_eq!(
+            lead["rules"],
+            json!({"ruleset": last_program.name, "version": last_program.version}),
+            "{}",
+            case.name
+        );
+    }
+    Outcome {
+        leads,
+        ruleset: json!(last_program.name),
+        notifications: told(&store).await,
+    }
+}
+
+#[test]
+fn every_case_on_replay() {
+    for case in cases() {
+        programs(&case);
+        check(&case, "replay", &run_replay(&case), true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_on_score_and_dynamodb_local() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    for case in cases() {
+        let got = run_score(&local, &case).await;
+        check(&case, "score on DynamoDB Local", &got, false);
+    }
+}
