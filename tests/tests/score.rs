@@ -922,3 +922,100 @@ async fn a_lead_on_old_rules_is_read_rescored_and_rescored_before_its_next_call(
     assert_eq!((report.leads, report.changed), (1, 0));
     assert!(report.notifications.is_empty());
 }
+
+const RESCORE_V1: &str = r#"ruleset "busy"
+score "Ping" +1 on "Ping"
+stage s5 when engagement >= 5
+notify team when reached s5
+"#;
+
+fn ping_lead(lead: usize, writer: usize, n: usize) -> String {
+    json!({
+        "type": "track",
+        "event": "Ping",
+        "userId": format!("u{lead}"),
+        "messageId": format!("w{writer}-{n}"),
+        "timestamp": format!("2026-03-01T{:02}:{:02}:{:02}Z", 10 + writer, n / 60, n % 60),
+    })
+    .to_string()
+}
+
+/// SPEC §7: `rescore` is safe beside live traffic. Ten leads reach `s5` under the first
+/// rules; then `rescore` runs while eight writers send 1,000 events under the second (twice
+/// the points, a stage `s100`): every event counts once, at the new points, and no
+/// transition is announced twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let v1 = program_text(RESCORE_V1);
+    let base = store(&local, Arc::clone(&v1)).await;
+    let score = Score::new(signed_config(), base.clone());
+    for lead in 0..10 {
+        for n in 0..20 {
+            let (status, resp) =
+                send(&score, signed_post(&ping_lead(lead, 9, lead * 20 + n))).await;
+            assert_eq!(status, 200, "{resp}");
+        }
+    }
+    let v2 = program_text(&format!(
+        "{}stage s100 when engagement >= 100\nnotify team when reached s100\n",
+        RESCORE_V1.replace("+1 on", "+2 on")
+    ));
+    let rescorer = {
+        let store = DynamoStore::new(local.client().await, base.table(), Arc::clone(&v2), 400);
+        tokio::spawn(async move { store.rescore_all(4, Arc::new(|| {})).await })
+    };
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = DynamoStore::new(local.client().await, base.table(), Arc::clone(&v2), 400);
+        tasks.push(tokio::spawn(async move {
+            let score = Score::new(signed_config(), store);
+            for n in 0..125 {
+                let body = ping_lead((writer * 125 + n) % 10, writer, n);
+                let mut tries = 0;
+                loop {
+                    let (status, resp) = send(&score, signed_post(&body)).await;
+                    if status == 200 {
+                        assert_eq!(resp["applied"], 1, "{resp}");
+                        break;
+                    }
+                    assert_eq!(status, 503, "{resp}");
+                    tries += 1;
+                    assert!(tries < 50, "writer {writer} never got through");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let report = rescorer.await.unwrap().unwrap();
+    assert_eq!(report.leads, 10);
+    let after = DynamoStore::new(local.client().await, base.table(), Arc::clone(&v2), 400);
+    for lead in 0..10 {
+        let (_, state) = after.lead(&format!("u{lead}")).await.unwrap().unwrap();
+        assert_eq!(state.events, 120, "u{lead}: every event counted once");
+        assert!(
+            (state.engagement - 240.0).abs() < 1e-9,
+            "u{lead}: {}",
+            state.engagement
+        );
+    }
+    let told = outbox(&after).await;
+    let mut about: Vec<(String, String)> = told
+        .iter()
+        .map(|m| (m["lead"]["id"].to_string(), m["stage"].to_string()))
+        .collect();
+    about.sort();
+    let before = about.len();
+    about.dedup();
+    assert_eq!(
+        before,
+        about.len(),
+        "a transition announced twice: {told:?}"
+    );
+    assert_eq!(about.len(), 20, "s5 and s100 for each of ten leads");
+    // and a second rescore has nothing left to do
+    let again = after.rescore_all(2, Arc::new(|| {})).await.unwrap();
+    assert_eq!((again.changed, again.notifications.len()), (0, 0));
+}
