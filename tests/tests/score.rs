@@ -1019,3 +1019,67 @@ async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
     let again = after.rescore_all(2, Arc::new(|| {})).await.unwrap();
     assert_eq!((again.changed, again.notifications.len()), (0, 0));
 }
+
+/// SPEC §7: a lead whose oldest calls have expired from its history is rescored from what
+/// is kept and counted `partial`; its event count stays the record's, and its `once`
+/// awards carry over by rule name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_with_expired_history_is_rescored_from_what_is_kept() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let rules = "ruleset \"partial\"\nscore \"Signup\" +50 on \"Signed Up\" once\nscore \"Ping\" +1 on \"Ping\"\n";
+    let v1 = program_text(rules);
+    let store1 = store(&local, Arc::clone(&v1)).await;
+    let score1 = Score::new(signed_config(), store1.clone());
+    for body in [
+        track_u1("Signed Up", "2026-03-01T10:00:00Z", "m1"),
+        track_u1("Ping", "2026-03-02T10:00:00Z", "m2"),
+        track_u1("Ping", "2026-03-03T10:00:00Z", "m3"),
+    ] {
+        assert_eq!(send(&score1, signed_post(&body)).await.0, 200);
+    }
+    // the oldest kept call expires (what the table's TTL does after 400 days)
+    let oldest = scan(&store1)
+        .await
+        .into_iter()
+        .filter(|i| {
+            i["sk"]
+                .as_s()
+                .is_ok_and(|sk| sk.starts_with("CALL#2026-03-01"))
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(oldest.len(), 1);
+    store1
+        .client()
+        .delete_item()
+        .table_name(store1.table())
+        .key("pk", oldest[0]["pk"].clone())
+        .key("sk", oldest[0]["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+
+    let v2 = program_text(&rules.replace("+1 on \"Ping\"", "+2 on \"Ping\""));
+    let store2 = DynamoStore::new(
+        store1.client().clone(),
+        store1.table(),
+        Arc::clone(&v2),
+        400,
+    );
+    let report = store2.rescore_all(1, Arc::new(|| {})).await.unwrap();
+    assert_eq!((report.leads, report.changed, report.partial), (1, 1, 1));
+    let (_, state) = store2.lead("u1").await.unwrap().unwrap();
+    assert_eq!(state.events, 3, "the event count is the record's");
+    assert!(
+        (state.engagement - 4.0).abs() < 1e-9,
+        "{}",
+        state.engagement
+    );
+    // the signup's once award carried over: a second signup gives nothing
+    let score2 = Score::new(signed_config(), store2.clone());
+    let (_, resp) = send(
+        &score2,
+        signed_post(&track_u1("Signed Up", "2026-03-04T10:00:00Z", "m4")),
+    )
+    .await;
+    assert_eq!(resp["results"][0]["score"], json!(4), "{resp}");
+}
