@@ -69,6 +69,11 @@ pub struct LeadState {
     /// in force then: never announced again, never pruned.
     #[serde(default)]
     pub announced: Vec<Announced>,
+    /// Until the clock reaches this time, windowed history older than its window is kept
+    /// (0: no hold): set when a late event is awarded or counted, so a burst of late events
+    /// is held to `limit` and counted among themselves (SPEC §2).
+    #[serde(default)]
+    pub hold_until: Micros,
 }
 
 impl LeadState {
@@ -378,8 +383,17 @@ pub fn apply_traced(
                 insert_sorted(awards, t);
                 let clock = state.clock.unwrap_or(t);
                 let horizon = clock.saturating_sub(per.saturating_mul(2));
-                awards.retain(|a| *a > horizon);
-                let keep = n.saturating_mul(2);
+                if t <= horizon {
+                    // a late award: kept until the clock has moved on by the period
+                    state.hold_until = state.hold_until.max(clock.saturating_add(per));
+                }
+                let holding = clock < state.hold_until;
+                if !holding {
+                    awards.retain(|a| *a > horizon);
+                }
+                // room for the latest awards near the clock, and, while holding, as many
+                // late ones
+                let keep = n.saturating_mul(if holding { 3 } else { 2 });
                 if awards.len() > keep {
                     awards.drain(..awards.len() - keep);
                 }
@@ -411,11 +425,21 @@ pub fn apply_traced(
             entries.insert(pos, (t, value));
             let clock = state.clock.unwrap_or(t);
             let horizon = clock.saturating_sub(agg.within.saturating_mul(2));
-            if entries.first().is_some_and(|&(at, _)| at <= horizon) {
+            if t <= horizon {
+                // a late event: counted among the late ones until the clock moves on
+                state.hold_until = state.hold_until.max(clock.saturating_add(agg.within));
+            }
+            let holding = clock < state.hold_until;
+            if !holding && entries.first().is_some_and(|&(at, _)| at <= horizon) {
                 entries.retain(|e| e.0 > horizon);
             }
             match agg.kind {
                 AggKind::Count { keep } => {
+                    let keep = if holding {
+                        keep.saturating_mul(2)
+                    } else {
+                        keep
+                    };
                     if entries.len() > keep {
                         entries.drain(..entries.len() - keep);
                     }

@@ -531,8 +531,9 @@ struct Compiler<'d> {
 
 /// The number of the evaluation semantics: bumped whenever the same rules would score the same
 /// events differently, so every lead is rescored under the new engine (part of
-/// [`Program::version`]).
-pub const ENGINE_SEMANTICS: u32 = 1;
+/// [`Program::version`]). 2: late awards and counts are held until the clock has moved on by
+/// their period.
+pub const ENGINE_SEMANTICS: u32 = 2;
 
 /// The version of a rule set made of these files (already in name order): see
 /// [`Program::version`].

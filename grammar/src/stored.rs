@@ -73,6 +73,13 @@ pub struct StoredState {
     /// What was announced to whom (never pruned).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub announced: Vec<Announced>,
+    /// Until when late history is held (0: no hold).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hold_until: Micros,
+}
+
+fn is_zero(at: &Micros) -> bool {
+    *at == 0
 }
 
 impl StoredState {
@@ -88,6 +95,7 @@ impl StoredState {
             source: state.source.clone(),
             events: state.events,
             announced: state.announced.clone(),
+            hold_until: state.hold_until,
             ..StoredState::default()
         };
         for (stage, at) in program.stages.iter().zip(&state.reached) {
@@ -148,6 +156,7 @@ impl StoredState {
             mut limits,
             windows,
             announced,
+            hold_until,
             ..
         } = self;
         for (i, stage) in program.stages.iter().enumerate() {
@@ -167,7 +176,7 @@ impl StoredState {
                     (limits.remove(&rule.name), state.limits.get_mut(slot))
                 {
                     awards.sort_unstable();
-                    let keep = n.saturating_mul(2);
+                    let keep = n.saturating_mul(3);
                     if awards.len() > keep {
                         awards.drain(..awards.len() - keep);
                     }
@@ -183,6 +192,7 @@ impl StoredState {
             window.sort_by_key(|&(at, _)| at);
             match agg.kind {
                 AggKind::Count { keep } => {
+                    let keep = keep.saturating_mul(2);
                     if window.len() > keep {
                         window.drain(..window.len() - keep);
                     }
@@ -204,6 +214,7 @@ impl StoredState {
         state.source = source;
         state.events = events;
         state.announced = announced;
+        state.hold_until = hold_until;
         state
     }
 }
