@@ -9,6 +9,14 @@
 //! start. `DELETE /leads/{id}` rewrites the journal without the lead's calls (written to a
 //! temporary file, synced, renamed over the journal), so an erased lead is gone from disk too.
 //!
+//! Rule changes are kept beside the journal (SPEC §7): each rule set `serve` has run is kept
+//! in `rules/VERSION.rules` in the journal's folder, and `JOURNAL.rules.jsonl` lists, in
+//! order, each version and the number of journal calls taken before it came into force. At
+//! start the journal is replayed with each rule set in force for the calls it took, and
+//! every lead is rescored at each change ([`Engine::change_rules`]), so `serve` holds what the
+//! functions would. Rules whose version differs from the last recorded are a change: recorded,
+//! then every lead is rescored. A cosmetic edit (the same version) is no change.
+//!
 //! Requests are handled one at a time on the main thread; Ctrl-C (SIGINT) or SIGTERM stops
 //! the server between two requests, with the journal consistent.
 
@@ -36,6 +44,136 @@ struct Journaled<'p> {
     path: PathBuf,
     file: File,
     len: u64,
+    /// Calls in the journal.
+    calls: usize,
+    /// The rule changes: calls taken before each version came into force.
+    history: RuleHistory,
+}
+
+/// One line of the rule history: a version, and how many journal calls came before it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RuleChange {
+    version: String,
+    ruleset: String,
+    after: usize,
+}
+
+/// The rules `serve` has run (SPEC §7), kept beside its journal.
+#[derive(Debug)]
+struct RuleHistory {
+    /// `JOURNAL.rules.jsonl`.
+    path: PathBuf,
+    /// The folder of `VERSION.rules` files.
+    dir: PathBuf,
+    changes: Vec<RuleChange>,
+}
+
+impl RuleHistory {
+    fn beside(journal: &Path) -> Self {
+        let mut name = journal.as_os_str().to_owned();
+        name.push(".rules.jsonl");
+        let dir = journal
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("rules"), |d| d.join("rules"));
+        RuleHistory {
+            path: PathBuf::from(name),
+            dir,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Reads the history and the rule sets it names.
+    fn read(journal: &Path) -> Result<(Self, Vec<Program>), String> {
+        let mut history = RuleHistory::beside(journal);
+        let text = match std::fs::read_to_string(&history.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read `{}`: {e}", history.path.display())),
+        };
+        let mut programs = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let change: RuleChange = serde_json::from_str(line)
+                .map_err(|e| format!("`{}` line {}: {e}", history.path.display(), n + 1))?;
+            let file = history.dir.join(format!("{}.rules", change.version));
+            let (program, _, _) = leadscore_core::rules::load(std::slice::from_ref(&file))
+                .map_err(|e| {
+                    format!("rules of `{}` line {}: {e}", history.path.display(), n + 1)
+                })?;
+            if program.version != change.version {
+                return Err(format!(
+                    "`{}` has version {}, not the {} its name says",
+                    file.display(),
+                    program.version,
+                    change.version
+                ));
+            }
+            programs.push(program);
+            history.changes.push(change);
+        }
+        Ok((history, programs))
+    }
+
+    /// Records that `program` (its source `files`) comes into force after `after` calls:
+    /// its text is kept, then the line appended and synced.
+    fn record(
+        &mut self,
+        program: &Program,
+        files: &[leadscore_rules::SourceFile],
+        after: usize,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut text = String::new();
+        for f in files {
+            text.push_str(&f.text);
+            if !f.text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let file = self.dir.join(format!("{}.rules", program.version));
+        std::fs::write(&file, text)?;
+        File::open(&file)?.sync_all()?;
+        let change = RuleChange {
+            version: program.version.clone(),
+            ruleset: program.name.clone(),
+            after,
+        };
+        let mut log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        let mut line = serde_json::to_vec(&change).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        log.write_all(&line)?;
+        log.sync_all()?;
+        self.changes.push(change);
+        Ok(())
+    }
+
+    /// Writes the history again with `after` counts mapped by `kept_before` (the calls kept of
+    /// the first N, after an erase): a temporary file, synced, renamed over it.
+    fn rewrite(&mut self, kept_before: impl Fn(usize) -> usize) -> std::io::Result<()> {
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        for change in &mut self.changes {
+            change.after = kept_before(change.after);
+            serde_json::to_writer(&mut text, change).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut out = File::create(&tmp)?;
+        out.write_all(&text)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
 }
 
 fn io_error(path: &Path, err: &std::io::Error) -> StoreError {
@@ -43,9 +181,18 @@ fn io_error(path: &Path, err: &std::io::Error) -> StoreError {
 }
 
 impl<'p> Journaled<'p> {
-    /// Opens (or creates) the journal and replays it; returns the store and the number of
-    /// calls replayed.
-    fn open(program: &'p Program, path: &Path) -> Result<(Self, usize), String> {
+    /// Opens (or creates) the journal and replays it, each call under the rule set that was
+    /// in force when it was taken (`programs`, as `history` lists them, then `current`);
+    /// when `current` is a new version it is recorded and every lead rescored under it.
+    /// Returns the store and the number of calls replayed.
+    fn open(
+        programs: &'p [Program],
+        history: RuleHistory,
+        current: (&'p Program, &[leadscore_rules::SourceFile]),
+        path: &Path,
+    ) -> Result<(Self, usize), String> {
+        let mut history = history;
+        let (program, current_files) = current;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
@@ -59,10 +206,23 @@ impl<'p> Journaled<'p> {
         let mut text = String::new();
         file.read_to_string(&mut text)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let mut engine = Engine::new(program);
+        let mut engine = Engine::new(programs.first().unwrap_or(program));
         engine.keep_latest_hits(true);
         let mut good = 0usize; // bytes of valid lines
         let mut replayed = 0usize;
+        // the rule changes still to come, in order
+        let mut next_change = 0usize;
+        let mut in_force = |engine: &mut Engine<'p>, calls: usize| {
+            while let Some(change) = history.changes.get(next_change) {
+                if change.after > calls {
+                    break;
+                }
+                if let Some(p) = programs.get(next_change) {
+                    engine.change_rules(p);
+                }
+                next_change += 1;
+            }
+        };
         for (number, line) in text.split_inclusive('\n').enumerate() {
             if line.trim().is_empty() {
                 if line.ends_with('\n') {
@@ -77,6 +237,7 @@ impl<'p> Journaled<'p> {
                 });
             match call {
                 Ok(call) => {
+                    in_force(&mut engine, replayed);
                     engine.process(Arc::new(call));
                     replayed += 1;
                     good += line.len();
@@ -113,12 +274,27 @@ impl<'p> Journaled<'p> {
         };
         let len =
             repair(&mut file).map_err(|e| format!("cannot repair `{}`: {e}", path.display()))?;
+        in_force(&mut engine, usize::MAX);
+        // the rules given now: a change when their version is not the last in force
+        if history.changes.last().map(|c| c.version.as_str()) != Some(program.version.as_str()) {
+            history
+                .record(program, current_files, replayed)
+                .map_err(|e| {
+                    format!(
+                        "cannot record the rules in `{}`: {e}",
+                        history.path.display()
+                    )
+                })?;
+        }
+        engine.change_rules(program);
         Ok((
             Journaled {
                 engine,
                 path: path.to_path_buf(),
                 file,
                 len,
+                calls: replayed,
+                history,
             },
             replayed,
         ))
@@ -130,16 +306,21 @@ impl<'p> Journaled<'p> {
         let err = |e: std::io::Error| io_error(&self.path, &e);
         let text = std::fs::read_to_string(&self.path).map_err(err)?;
         let mut kept = String::with_capacity(text.len());
+        // kept_before[n]: how many of the first n calls are kept
+        let mut kept_before = vec![0usize];
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let id = serde_json::from_str::<Value>(line).ok().and_then(|v| {
                 v.get("messageId")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
             });
-            if !id.is_some_and(|id| drop.contains(&id)) {
+            let keep = !id.is_some_and(|id| drop.contains(&id));
+            if keep {
                 kept.push_str(line);
                 kept.push('\n');
             }
+            let so_far = kept_before.last().copied().unwrap_or(0);
+            kept_before.push(so_far + usize::from(keep));
         }
         let mut tmp_name = self.path.clone().into_os_string();
         tmp_name.push(".tmp");
@@ -157,7 +338,11 @@ impl<'p> Journaled<'p> {
         let file = write().map_err(err)?;
         self.file = file;
         self.len = kept.len() as u64;
-        Ok(())
+        let total = kept_before.last().copied().unwrap_or(0);
+        self.calls = total;
+        self.history
+            .rewrite(|after| kept_before.get(after).copied().unwrap_or(total))
+            .map_err(|e| io_error(&self.history.path, &e))
     }
 }
 
@@ -191,6 +376,7 @@ impl LeadStore for Journaled<'_> {
                 return Err(io_error(&self.path, &e));
             }
             self.len += lines.len() as u64;
+            self.calls += fresh.len();
         }
         LeadStore::apply(&mut self.engine, calls).await
     }
@@ -283,7 +469,15 @@ pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
         eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
     }
     let data = data.map_or_else(|| PathBuf::from(DEFAULT_DATA), Path::to_path_buf);
-    let (store, replayed) = match Journaled::open(&program, &data) {
+    let (history, programs) = match RuleHistory::read(&data) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let changes = history.changes.len();
+    let (store, replayed) = match Journaled::open(&programs, history, (&program, &files), &data) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -318,7 +512,15 @@ pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
     } else {
         "GET/DELETE /leads/{id} off (no `LEADSCORE_API_TOKEN`)"
     };
-    println!("leadscore serve: ruleset `{}`", program.name);
+    println!(
+        "leadscore serve: ruleset `{}`, version {}",
+        program.name, program.version
+    );
+    match store.history.changes.len() - changes {
+        0 => {}
+        _ if replayed == 0 => {}
+        _ => println!("rules changed: every lead rescored"),
+    }
     println!("journal: {} ({replayed} call(s) replayed)", data.display());
     println!("signatures: {signatures}");
     println!("leads: {leads}");

@@ -33,9 +33,14 @@ struct Server {
 impl Server {
     /// Starts `leadscore serve --port 0` with these variables; waits for the printed URL.
     fn start(dir: &Path, vars: &[(&str, &str)]) -> Server {
+        Server::start_with_rules(dir, &rules(), vars)
+    }
+
+    /// [`Server::start`] with these rules.
+    fn start_with_rules(dir: &Path, rules: &Path, vars: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadscore"));
         cmd.args(["serve", "--port", "0", "--rules"])
-            .arg(rules())
+            .arg(rules)
             .arg("--data")
             .arg(dir.join("data/journal.jsonl"))
             .current_dir(dir)
@@ -408,4 +413,103 @@ fn serve_drops_a_torn_last_line_and_refuses_a_corrupt_journal() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 1"), "{stderr}");
+}
+
+/// SPEC §7: `serve` keeps each rule set it has run and when it came into force; a restart
+/// on new rules rescores every lead, a restart on the same (or cosmetically edited) rules
+/// changes nothing, and a later restart replays each call under the rules of its time.
+#[test]
+fn serve_records_rule_changes_and_replays_them_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1.rules");
+    let v2 = dir.path().join("v2.rules");
+    let rules = "ruleset \"points\"\nscore \"Webinar\" +10 on \"Webinar Registered\"\nstage mql when engagement >= 20\nnotify sales when reached mql\n";
+    std::fs::write(&v1, rules).unwrap();
+    std::fs::write(&v2, rules.replace("+10 on", "+20 on")).unwrap();
+    let vars = [
+        ("LEADSCORE_ALLOW_UNSIGNED", "1"),
+        ("LEADSCORE_API_TOKEN", TOKEN),
+    ];
+    let call = |user: &str, id: &str, at: &str| {
+        json!({"type": "track", "event": "Webinar Registered", "userId": user,
+               "messageId": id, "timestamp": at})
+        .to_string()
+    };
+    let server = Server::start_with_rules(dir.path(), &v1, &vars);
+    assert_eq!(
+        server.post(&call("u1", "m1", "2026-03-02T10:00:00Z")).0,
+        200
+    );
+    assert_eq!(
+        server.post(&call("u2", "m2", "2026-03-02T11:00:00Z")).0,
+        200
+    );
+    assert_eq!(server.get_lead("u1").1["engagement"], json!(10));
+    assert_eq!(server.interrupt(), 0);
+
+    // new points: every lead rescored at start
+    let server = Server::start_with_rules(dir.path(), &v2, &vars);
+    let (_, u1) = server.get_lead("u1");
+    assert_eq!(u1["engagement"], json!(20), "{u1}");
+    assert_eq!(u1["reached"]["mql"], "2026-03-02T10:00:00Z", "{u1}");
+    // a call under the new rules
+    let (_, resp) = server.post(&call("u1", "m3", "2026-03-03T10:00:00Z"));
+    assert_eq!(resp["results"][0]["score"], json!(40), "{resp}");
+    assert_eq!(server.interrupt(), 0);
+    let log = dir.path().join("data/journal.jsonl.rules.jsonl");
+    let changes: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        (changes[0]["after"].clone(), changes[1]["after"].clone()),
+        (json!(0), json!(2))
+    );
+    for change in &changes {
+        let kept = dir.path().join(format!(
+            "data/rules/{}.rules",
+            change["version"].as_str().unwrap()
+        ));
+        assert!(kept.exists(), "{}", kept.display());
+    }
+
+    // the same rules, reformatted: no change recorded, the same state
+    std::fs::write(
+        &v2,
+        format!("# reformatted\n{}", rules.replace("+10 on", "+20    on")),
+    )
+    .unwrap();
+    let server = Server::start_with_rules(dir.path(), &v2, &vars);
+    assert_eq!(server.get_lead("u1").1["engagement"], json!(40));
+    // erasing u2 moves the later change's place in the journal
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _) = server.request("DELETE", "/leads/u2", &[("Authorization", &auth)], b"");
+    assert_eq!(status, 200);
+    assert_eq!(server.interrupt(), 0);
+    let after: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(after.len(), 2, "a cosmetic edit is no change");
+    assert_eq!(
+        after[1]["after"],
+        json!(1),
+        "u2's call before the change is gone"
+    );
+
+    // back on the first rules: a change again; the calls replay under the rules of their time
+    let server = Server::start_with_rules(dir.path(), &v1, &vars);
+    let (_, u1) = server.get_lead("u1");
+    assert_eq!(
+        u1["engagement"],
+        json!(20),
+        "two webinars at +10, rescored: {u1}"
+    );
+    assert_eq!(u1["reached"]["mql"], "2026-03-02T10:00:00Z", "{u1}");
+    assert_eq!(server.get_lead("u2").0, 404);
+    assert_eq!(server.interrupt(), 0);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
 }
