@@ -1,7 +1,8 @@
-//! The data-driven corpus in `tests/cases/`, run by one runner against every implementation
-//! that takes rule changes: `leadscore replay` (the embedded store, several `--rules`/
-//! `--events` pairs) and the `score` function on DynamoDB Local (restarted on each rule set
-//! in turn, with a `rescore` of the table after each change, as `publish --rescore` does).
+//! The data-driven corpus in `tests/cases/`, run by one runner against every implementation:
+//! `leadscore replay` (the embedded store, several `--rules`/`--events` pairs), `leadscore
+//! serve` over HTTP (restarted on each rule set in turn; its leads, as it has no outbox to
+//! read) and the `score` function on DynamoDB Local (restarted on each rule set in turn, with
+//! a `rescore` of the table after each change).
 //!
 //! A case is a folder: `1.rules`, `1.jsonl`, `2.rules`, `2.jsonl`, ... applied in turn, and
 //! `expected.json`: `leads` (each lead's keys compared where given, numbers within 0.01),
@@ -273,6 +274,131 @@ async fn run_score(local: &DynamoLocal, case: &Case) -> Outcome {
         leads,
         ruleset: json!(last_program.name),
         notifications: told(&store).await,
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: the status and the JSON body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer token-1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `leadscore serve` on a free port over the journal in `dir`, until dropped (SIGINT, so it
+/// stops as an operator stops it).
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Serve {
+    fn start(dir: &Path, rules: &Path) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(leadscore_binary())
+            .args(["serve", "--port", "0", "--rules"])
+            .arg(rules)
+            .arg("--data")
+            .arg(dir.join("journal.jsonl"))
+            .env_remove("LEADSCORE_WEBHOOK_SECRET")
+            .env_remove("LEADSCORE_RULES")
+            .env("LEADSCORE_ALLOW_UNSIGNED", "1")
+            .env("LEADSCORE_API_TOKEN", "token-1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines.next().expect("serve ended before listening").unwrap();
+            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                break digits.parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Serve { child, port }
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve stopped with {status}");
+    }
+}
+
+fn run_serve(case: &Case) -> Outcome {
+    let programs = programs(case);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    for (rules, events) in &case.steps {
+        let serve = Serve::start(dir.path(), rules);
+        for line in lines(events) {
+            let (status, body) = http(serve.port, "POST", "/events", &line);
+            assert_eq!(status, 200, "{}: {line}: {body}", case.name);
+            for result in body["results"].as_array().into_iter().flatten() {
+                if let Some(id) = result["lead"].as_str() {
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_owned());
+                    }
+                }
+            }
+        }
+        serve.stop();
+    }
+    // the leads after one more restart on the last rules: what the journal holds
+    let last = &case.steps.last().unwrap().0;
+    let serve = Serve::start(dir.path(), last);
+    let mut leads: Vec<Value> = Vec::new();
+    for id in &ids {
+        let (status, lead) = http(serve.port, "GET", &format!("/leads/{id}"), "");
+        assert_eq!(status, 200, "{}: {id}: {lead}", case.name);
+        if !leads.iter().any(|l| l["id"] == lead["id"]) {
+            leads.push(lead);
+        }
+    }
+    serve.stop();
+    Outcome {
+        leads,
+        ruleset: json!(programs.last().unwrap().name),
+        notifications: Vec::new(),
+    }
+}
+
+#[test]
+fn every_case_on_serve() {
+    for case in cases() {
+        let got = run_serve(&case);
+        // serve has no outbox to read: its leads are compared, not its notifications
+        let mut leads_only = Case {
+            name: case.name.clone(),
+            steps: case.steps.clone(),
+            expected: case.expected.clone(),
+        };
+        if let Some(want) = leads_only.expected.as_object_mut() {
+            want.remove("notifications");
+        }
+        check(&leads_only, "serve", &got, true);
     }
 }
 
