@@ -43,10 +43,11 @@ async fn main() {
     let client = local.client().await;
     create_table(&client, "rescore").await.unwrap();
     let rules = workspace_root().join("bench/bench20.rules");
-    let (v1, _, _) = leadscore_core::rules::load(&[rules.clone()]).unwrap();
-    let text = std::fs::read_to_string(&rules)
-        .unwrap()
-        .replace("+10 on page where path starts_with \"/pricing\"", "+12 on page where path starts_with \"/pricing\"");
+    let (v1, _, _) = leadscore_core::rules::load(std::slice::from_ref(&rules)).unwrap();
+    let text = std::fs::read_to_string(&rules).unwrap().replace(
+        "+10 on page where path starts_with \"/pricing\"",
+        "+12 on page where path starts_with \"/pricing\"",
+    );
     let dir = tempfile::tempdir().unwrap();
     let edited = dir.path().join("edited.rules");
     std::fs::write(&edited, text).unwrap();

@@ -541,3 +541,66 @@ async fn dynamodb_rescore_and_export_from_the_command_line() {
         );
     }
 }
+
+/// `leadscore dynamodb publish`: a checked rule set goes into the table; `--rescore` rescores
+/// every lead under it, and later commands run it whatever `LEADSCORE_RULES` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_publish_from_the_command_line() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "points-change")
+        .unwrap();
+    let programs = programs(&case);
+    let client = local.client().await;
+    let table = unique_name("publish");
+    create_table(&client, &table).await.unwrap();
+    let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(&programs[0]), 400);
+    let score = Score::new(signed_config(), store.clone());
+    for line in lines(&case.steps[0].1) {
+        assert_eq!(send(&score, signed_post(&line)).await.0, 200);
+    }
+    let leadscore = |args: &[&str]| {
+        std::process::Command::new(leadscore_binary())
+            .args(args)
+            .env("LEADSCORE_TABLE", &table)
+            .env("LEADSCORE_RULES", &case.steps[0].0)
+            .env("AWS_ENDPOINT_URL", local.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .output()
+            .unwrap()
+    };
+    let v2 = case.steps[1].0.to_str().unwrap();
+    let out = leadscore(&["dynamodb", "publish", v2, "--rescore"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("version {} as generation 1", programs[1].version)),
+        "{text}"
+    );
+    assert!(
+        text.contains("rescored: 2 leads, 2 changed, 0 partial, 1 notifications"),
+        "{text}"
+    );
+    let again = leadscore(&["dynamodb", "publish", v2]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already published as generation 1"));
+    // rescore runs the published rules, not LEADSCORE_RULES: nothing left to do
+    let doc: Value =
+        serde_json::from_slice(&leadscore(&["dynamodb", "rescore", "--format", "json"]).stdout)
+            .unwrap();
+    assert_eq!(doc["rules"]["version"], json!(programs[1].version), "{doc}");
+    assert_eq!(doc["changed"], json!(0), "{doc}");
+    // rules with errors are not published
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.rules");
+    std::fs::write(&broken, "ruleset \"x\"\nstage sql when reached mq1\n").unwrap();
+    let out = leadscore(&["dynamodb", "publish", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `mq1`"));
+}

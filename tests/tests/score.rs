@@ -14,6 +14,7 @@ use leadscore_core::dynamo::DynamoStore;
 use leadscore_core::engine::Engine;
 use leadscore_core::output::lead_object;
 use leadscore_core::segment::{normalize_body, TimePolicy};
+use leadscore_rules::Program;
 use leadscore_score::Score;
 use leadscore_tests::{workspace_root, DynamoLocal, Storage};
 use serde_json::{json, Value};
@@ -1082,4 +1083,122 @@ async fn a_lead_with_expired_history_is_rescored_from_what_is_kept() {
     )
     .await;
     assert_eq!(resp["results"][0]["score"], json!(4), "{resp}");
+}
+
+/// Rules and their files from text (what `publish` stores).
+fn rules_and_files(text: &str) -> (Program, Vec<leadscore_rules::SourceFile>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.rules");
+    std::fs::write(&path, text).unwrap();
+    let (program, _, files) = leadscore_core::rules::load(&[path]).unwrap();
+    (program, files)
+}
+
+/// SPEC §7 `publish`: published rules carry a generation; an instance runs them without a
+/// redeploy, and one that meets a lead written under a newer generation loads those rules
+/// before touching the lead, never rewriting it under older ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_rules_and_two_instances_on_different_generations() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let built_in = program_text(POINTS_V1);
+    let base = store(&local, Arc::clone(&built_in)).await;
+    let (v1, files1) = rules_and_files(&POINTS_V1.replace("+10 on", "+11 on"));
+    let (v2, files2) = rules_and_files(&POINTS_V1.replace("+10 on", "+20 on"));
+    use leadscore_core::published::PublishOutcome;
+    assert_eq!(
+        base.publish(&v1, &files1).await.unwrap(),
+        PublishOutcome::Published(1)
+    );
+    assert_eq!(
+        base.publish(&v1, &files1).await.unwrap(),
+        PublishOutcome::Unchanged(1)
+    );
+
+    // instance A starts: it runs generation 1
+    let mut a = DynamoStore::new(
+        local.client().await,
+        base.table(),
+        Arc::clone(&built_in),
+        400,
+    );
+    assert!(a.use_published().await.unwrap());
+    assert_eq!(
+        (a.generation(), a.program().version.clone()),
+        (1, v1.version.clone())
+    );
+    let score_a = Score::new(signed_config(), a);
+    let (_, resp) = send(
+        &score_a,
+        signed_post(&track_u1(
+            "Webinar Registered",
+            "2026-03-02T10:00:00Z",
+            "m1",
+        )),
+    )
+    .await;
+    assert_eq!(resp["results"][0]["score"], json!(11), "{resp}");
+
+    // generation 2 is published; instance B starts on it and writes u1
+    assert_eq!(
+        base.publish(&v2, &files2).await.unwrap(),
+        PublishOutcome::Published(2)
+    );
+    let mut b = DynamoStore::new(
+        local.client().await,
+        base.table(),
+        Arc::clone(&built_in),
+        400,
+    );
+    b.use_published().await.unwrap();
+    assert_eq!(b.generation(), 2);
+    let score_b = Score::new(signed_config(), b);
+    let (_, resp) = send(
+        &score_b,
+        signed_post(&track_u1(
+            "Webinar Registered",
+            "2026-03-03T10:00:00Z",
+            "m2",
+        )),
+    )
+    .await;
+    assert_eq!(
+        resp["results"][0]["score"],
+        json!(40),
+        "rescored under generation 2: {resp}"
+    );
+
+    // A, still on generation 1, meets u1: it loads generation 2 first
+    let (status, resp) = send(
+        &score_a,
+        signed_post(&track_u1(
+            "Webinar Registered",
+            "2026-03-04T10:00:00Z",
+            "m3",
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["results"][0]["score"], json!(60), "{resp}");
+    let auth = json!({"authorization": "Bearer token-1"});
+    let (_, lead) = send(&score_a, function_url("GET", "/leads/u1", auth, None)).await;
+    assert_eq!(lead["rules"]["version"], json!(v2.version), "{lead}");
+    assert_eq!(lead["events"], json!(3));
+
+    // an instance on older rules never rewrites the lead: its tick refuses, nothing changes
+    let old = DynamoStore::new(
+        local.client().await,
+        base.table(),
+        Arc::clone(&built_in),
+        400,
+    );
+    let before = scan(&old).await;
+    assert!(old
+        .tick_lead("u1", leadscore_core::dynamo::now_micros())
+        .await
+        .is_err());
+    assert_eq!(scan(&old).await, before);
+    // mql was reached under generation 2 (at the second webinar), announced once
+    let told = outbox(&old).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["rules"]["version"], json!(v2.version));
 }

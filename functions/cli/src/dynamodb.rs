@@ -13,8 +13,9 @@ pub enum DynamodbCommand {
         #[arg(long)]
         table: Option<String>,
     },
-    /// Rescore every lead evaluated under other rules than the functions' (`LEADSCORE_RULES`,
-    /// or the built-in rules), now, beside live traffic; idempotent (SPEC §7).
+    /// Rescore every lead evaluated under other rules than the functions' (those published in
+    /// the table, else `LEADSCORE_RULES` or the built-in rules), now, beside live traffic;
+    /// idempotent (SPEC §7).
     Rescore {
         /// Parallel scan segments.
         #[arg(long, default_value_t = 4)]
@@ -22,6 +23,18 @@ pub enum DynamodbCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = RescoreFormat::Table)]
         format: RescoreFormat,
+    },
+    /// Check a rule set and publish it in the table with a generation one higher than the
+    /// last: the functions run it without a redeploy (SPEC §7).
+    Publish {
+        /// The rule set: a `.rules` file or a folder of them.
+        rules: std::path::PathBuf,
+        /// Then rescore every lead under it.
+        #[arg(long)]
+        rescore: bool,
+        /// Parallel scan segments of the rescore.
+        #[arg(long, default_value_t = 4)]
+        segments: u32,
     },
     /// Write every lead's kept calls as Segment JSON lines, in time order, for `replay`,
     /// `report` and `compare`: what an edit of the rules would do to the live leads.
@@ -59,12 +72,75 @@ async fn store() -> Result<leadscore_core::dynamo::DynamoStore, u8> {
         eprintln!("error: {e}");
         2u8
     })?;
-    leadscore_core::dynamo::DynamoStore::from_env(std::sync::Arc::new(program))
+    let mut store = leadscore_core::dynamo::DynamoStore::from_env(std::sync::Arc::new(program))
         .await
         .map_err(|e| {
             eprintln!("error: {e}");
-            2
-        })
+            2u8
+        })?;
+    store.use_published().await.map_err(|e| {
+        eprintln!("error: {e}");
+        2u8
+    })?;
+    Ok(store)
+}
+
+fn publish(rules: &std::path::Path, then_rescore: bool, segments: u32) -> u8 {
+    let (program, compiled, files) = match leadscore_core::rules::load(&[rules.to_path_buf()]) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    for w in &compiled.diagnostics {
+        eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
+    }
+    with_store(|mut store| async move {
+        let outcome = match store.publish(&program, &files).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        match outcome {
+            leadscore_core::published::PublishOutcome::Published(generation) => println!(
+                "published ruleset `{}` version {} as generation {generation}",
+                program.name, program.version
+            ),
+            leadscore_core::published::PublishOutcome::Unchanged(generation) => println!(
+                "ruleset `{}` version {} is already published as generation {generation}",
+                program.name, program.version
+            ),
+        }
+        if !then_rescore {
+            return 0;
+        }
+        if let Err(e) = store.use_published().await {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        match store
+            .rescore_all(segments, std::sync::Arc::new(|| {}))
+            .await
+        {
+            Ok(report) => {
+                println!(
+                    "rescored: {} leads, {} changed, {} partial, {} notifications",
+                    report.leads,
+                    report.changed,
+                    report.partial,
+                    report.notifications.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        }
+    })
 }
 
 /// Runs `job` on the functions' store; its exit status, or 2 when there is no store.
@@ -151,6 +227,11 @@ pub fn dispatch(command: &DynamodbCommand) -> u8 {
     match command {
         DynamodbCommand::Rescore { segments, format } => rescore(*segments, *format),
         DynamodbCommand::Export { events } => export(events),
+        DynamodbCommand::Publish {
+            rules,
+            rescore,
+            segments,
+        } => publish(rules, *rescore, *segments),
         DynamodbCommand::CreateTable { table } => {
             let Some(table) = table
                 .clone()

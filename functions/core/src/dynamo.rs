@@ -119,6 +119,9 @@ struct StateItem {
     rules_hash: String,
     #[serde(default)]
     rules_version: String,
+    /// The generation of the published rules that wrote it (0: not published rules).
+    #[serde(default)]
+    rules_generation: u64,
     /// Present while time passing can change the lead (the sparse `due` index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_shard: Option<String>,
@@ -172,6 +175,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Commits retried after a version conflict or a transient error.
     pub retries: AtomicU64,
+    /// The newest generation of published rules seen stamped on a lead.
+    pub newer: AtomicU64,
 }
 
 /// What a tick of the due leads did.
@@ -218,11 +223,14 @@ pub struct TableRescore {
 /// The DynamoDB implementation of [`LeadStore`].
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
-    program: Arc<Program>,
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    pub(crate) program: Arc<Program>,
+    /// The generation of the published rules `program` is (0: rules not published, from
+    /// `LEADSCORE_RULES` or built in; see [`DynamoStore::use_published`]).
+    pub(crate) generation: u64,
     ttl_secs: i64,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// Why a commit did not go through.
@@ -450,6 +458,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             program,
+            generation: 0,
             ttl_secs: i64::try_from(ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
             counters: Arc::new(Counters::default()),
         }
@@ -593,6 +602,27 @@ impl DynamoStore {
         )))
     }
 
+    /// Whether a state item was written under published rules newer than this store's
+    /// (noted in the counters, so that [`LeadStore::apply`] loads them and tries again):
+    /// such a lead is never rewritten, or rescored, under older rules.
+    fn is_newer(&self, item: &StateItem) -> bool {
+        if item.rules_generation > self.generation {
+            self.counters
+                .newer
+                .fetch_max(item.rules_generation, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// The error of a lead written under newer published rules.
+    fn newer_error(&self, id: &str, item: &StateItem) -> StoreError {
+        StoreError(format!(
+            "lead `{id}` was written under published rules of generation {}; this instance runs generation {}",
+            item.rules_generation, self.generation
+        ))
+    }
+
     /// Whether a state item was computed under other rules than this store's: its version
     /// differs (a record from before versions counts as current when its files are the same).
     fn is_stale(&self, item: &StateItem) -> bool {
@@ -611,7 +641,7 @@ impl DynamoStore {
         let Some(item) = lead.item.as_mut() else {
             return Ok(());
         };
-        if !self.is_stale(item) {
+        if self.is_newer(item) || !self.is_stale(item) {
             return Ok(());
         }
         let Some(old) = item.state.as_ref() else {
@@ -810,6 +840,7 @@ impl DynamoStore {
             rules: program.name.clone(),
             rules_hash: program.hash.clone(),
             rules_version: program.version.clone(),
+            rules_generation: self.generation,
             due_shard: due.then(|| shard_of(known)),
             due_at: due.then_some(due_at),
         }
@@ -971,6 +1002,9 @@ impl DynamoStore {
                     Err(other) => return Err(fatal(other)),
                 },
             };
+            if let Some(item) = lead.item.as_ref().filter(|i| self.is_newer(i)) {
+                return Err(self.newer_error(&lead.known, item));
+            }
             let needs_merge = |call: &Call| -> Option<String> {
                 let other = other_id(call)?;
                 (other != lead.known
@@ -1244,6 +1278,7 @@ impl DynamoStore {
             rules: program.name.clone(),
             rules_hash: program.hash.clone(),
             rules_version: program.version.clone(),
+            rules_generation: self.generation,
             due_shard: None,
             due_at: None,
         };
@@ -1341,6 +1376,9 @@ impl DynamoStore {
                 Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
                 Err(CommitError::Cancelled(_)) => continue,
             };
+            if self.is_newer(&item) {
+                return Err(self.newer_error(id, &item));
+            }
             let stale = self.is_stale(&item);
             if !stale && tick.is_none() {
                 return Ok(Some(Refreshed::default()));
@@ -1644,9 +1682,25 @@ impl LeadStore for DynamoStore {
                 .iter()
                 .position(|a| a.call.lead_id() != id)
                 .map_or(calls.len(), |p| i + p);
-            let (consumed, committed) = self
+            let result = self
                 .apply_run(&calls[i..end], base + i as u64, &mut out, carry.take())
-                .await?;
+                .await;
+            let (consumed, committed) = match result {
+                Ok(done) => done,
+                // a lead written under newer published rules: load them, and try the run
+                // again (nothing of it was written)
+                Err(_) if self.counters.newer.load(Ordering::Relaxed) > self.generation => {
+                    let before = self.generation;
+                    self.use_published().await?;
+                    if self.generation == before {
+                        return Err(StoreError(format!(
+                            "a lead was written under published rules newer than generation {before}, which the table does not hold"
+                        )));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             i += consumed.max(1);
             // the rest of the same run starts from the state just committed
             carry = committed.filter(|_| i < end);

@@ -9,6 +9,7 @@ pub mod explain;
 mod fast;
 mod keytable;
 pub mod output;
+pub mod published;
 pub mod report;
 pub mod rules;
 pub mod ruletest;

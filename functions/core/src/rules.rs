@@ -78,6 +78,18 @@ pub fn load(paths: &[PathBuf]) -> Result<(Program, Compiled, Vec<SourceFile>), L
 }
 
 /// Compiles source files; errors come back rendered.
+/// Compiles rules kept as text (published in the table, or kept by `serve`), named `name` in
+/// diagnostics.
+pub fn compile_text(
+    name: &str,
+    text: &str,
+) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {
+    compile_sources(vec![SourceFile {
+        name: name.to_string(),
+        text: text.to_string(),
+    }])
+}
+
 fn compile_sources(
     files: Vec<SourceFile>,
 ) -> Result<(Program, Compiled, Vec<SourceFile>), LoadError> {

@@ -19,10 +19,17 @@ async fn main() -> Result<(), Error> {
             return Err(err.into());
         }
     };
-    let store = Arc::new(DynamoStore::from_env(program).await?);
+    let store = Arc::new(tokio::sync::Mutex::new(
+        DynamoStore::from_env(program).await?,
+    ));
     run(service_fn(move |event: LambdaEvent<Value>| {
         let store = Arc::clone(&store);
-        async move { Ok::<Value, Error>(leadscore_decay::handle(&store, &event.payload).await?) }
+        async move {
+            let mut store = store.lock().await;
+            // each tick runs the rules published last (SPEC §7): one read
+            store.use_published().await?;
+            Ok::<Value, Error>(leadscore_decay::handle(&store, &event.payload).await?)
+        }
     }))
     .await
 }

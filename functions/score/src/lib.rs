@@ -36,9 +36,10 @@ impl Score {
         }
     }
 
-    /// Starts from the environment (SPEC §6): the rules (`LEADSCORE_RULES` or the built-in
-    /// ones, checked and compiled here, once), the webhook secret and API token (refusing to
-    /// start without a secret unless `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
+    /// Starts from the environment (SPEC §6): the rules (those published in the table, else
+    /// `LEADSCORE_RULES` or the built-in ones, checked and compiled here, once), the webhook
+    /// secret and API token (refusing to start without a secret unless
+    /// `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
     pub async fn from_env() -> Result<Self, StartError> {
         let program = Arc::new(leadscore_core::rules::load_from_env()?);
         let config = ApiConfig::from_env()?;
@@ -47,7 +48,9 @@ impl Score {
                 "accepting unsigned events (LEADSCORE_ALLOW_UNSIGNED=1): local use only"
             );
         }
-        let store = DynamoStore::from_env(program).await?;
+        let mut store = DynamoStore::from_env(program).await?;
+        // the rules published in the table, when there are any (SPEC §7)
+        store.use_published().await?;
         tracing::info!(table = store.table(), rules = %store_rules(&store), "score ready");
         Ok(Score::new(config, store))
     }
@@ -77,7 +80,12 @@ impl Score {
 fn store_rules(store: &DynamoStore) -> String {
     use leadscore_core::api::LeadStore;
     let program = store.program();
-    format!("{} {}", program.name, program.hash)
+    format!(
+        "{} {} (generation {})",
+        program.name,
+        program.version,
+        store.generation()
+    )
 }
 
 /// The request as the API sees it: method, path (the Function URL's or HTTP API's raw path),
