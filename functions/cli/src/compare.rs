@@ -3,7 +3,7 @@
 
 use crate::events::{load_rules, parse_as_of, run_events, states, write_output};
 use crate::report::{num, table};
-use leadscore_core::report::{compare, Comparison, Rate, Slice};
+use leadscore_tools::report::{compare, Comparison, Rate, Slice};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! `leadscore explain`: which rule gave which points when, and why each stage was or was not
-//! reached, for one lead of an events file (logic in `leadscore_core::explain`).
+//! reached, for one lead of an events file (logic in `leadscore_tools::explain`).
 
 use leadscore_core::engine::Engine;
-use leadscore_core::explain::{explain_lead, render_text, to_json, ExplainError};
+use leadscore_tools::explain::{explain_lead, render_text, to_json, ExplainError};
 use leadscore_core::rules::load;
 use leadscore_core::segment::{parse_body, TimePolicy};
 use std::collections::HashMap;

@@ -1,9 +1,9 @@
 //! `leadscore report`: replays the events, then prints the numbers of
-//! `leadscore_core::report` as aligned tables, one JSON document, or one self-contained HTML
+//! `leadscore_tools::report` as aligned tables, one JSON document, or one self-contained HTML
 //! page with inline SVG charts (no script, no external file).
 
 use crate::events::{load_rules, parse_as_of, run_events, states, write_output};
-use leadscore_core::report::{report, Options, Rate, Report};
+use leadscore_tools::report::{report, Options, Rate, Report};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -713,8 +713,8 @@ const COST_HEADER: [&str; 6] = [
 
 /// The rows of the cost table: one per source with spend, then all leads.
 fn cost_rows(
-    cost: &leadscore_core::report::Cost,
-    o: &leadscore_core::report::Rate,
+    cost: &leadscore_tools::report::Cost,
+    o: &leadscore_tools::report::Rate,
 ) -> Vec<Vec<String>> {
     let money = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
     let mut rows: Vec<Vec<String>> = cost

@@ -2,7 +2,7 @@
 //! reports each failure with its file and line.
 
 use leadscore_core::rules::load;
-use leadscore_core::ruletest::{check, discover, parse, run as run_tests};
+use leadscore_tools::ruletest::{check, discover, parse, run as run_tests};
 use std::path::PathBuf;
 
 /// Runs `test`; returns the exit status: 0 all passed, 1 a test failed, 2 a usage or input

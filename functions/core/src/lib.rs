@@ -5,13 +5,10 @@
 pub mod api;
 pub mod dynamo;
 pub mod engine;
-pub mod explain;
 mod fast;
 mod keytable;
 pub mod output;
 pub mod published;
-pub mod report;
 pub mod rules;
-pub mod ruletest;
 mod scan;
 pub mod segment;

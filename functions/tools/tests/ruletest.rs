@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use leadscore_core::ruletest::{
+use leadscore_tools::ruletest::{
     check, discover, parse, run, Expect, Metric, Step, TestFile, TestResult,
 };
 use leadscore_rules::time::parse_rfc3339;

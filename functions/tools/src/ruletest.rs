@@ -17,7 +17,7 @@
 //! `given` profile). The format is described in the language reference, "Testing rules".
 //! Parsing is [`parse`], checking names against a program [`check`], running [`run`].
 
-use crate::output::score_value;
+use leadscore_core::output::score_value;
 use leadscore_rules::diagnostic::did_you_mean;
 use leadscore_rules::eval::{self, compute_fit, LeadState, Transition};
 use leadscore_rules::program::{Matcher, Pred};
