@@ -27,6 +27,8 @@ use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
@@ -60,6 +62,8 @@ pub const DUE_SHARDS: u32 = 16;
 pub const DUE_INDEX: &str = "due";
 /// Default retention of history and idempotency records, in days (SPEC §5).
 pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 400;
+/// Items a scan page reads at most: short pages, so that a slow table answers each in time.
+const SCAN_PAGE: i32 = 1000;
 /// How many pointers a read follows from a merged id to its known lead.
 const MAX_HOPS: usize = 8;
 
@@ -1451,25 +1455,52 @@ impl DynamoStore {
         Err(StoreError(last_error))
     }
 
+    /// One page of a scan from `start` (at most [`SCAN_PAGE`] items read), retried with
+    /// backoff on throttling and transient errors.
+    async fn scan_page(
+        &self,
+        scan: &ScanFluentBuilder,
+        start: Option<Item>,
+        what: &str,
+    ) -> Result<ScanOutput, StoreError> {
+        let mut attempt = 0;
+        loop {
+            self.count();
+            let result = scan
+                .clone()
+                .limit(SCAN_PAGE)
+                .set_exclusive_start_key(start.clone())
+                .send()
+                .await;
+            match result {
+                Ok(out) => return Ok(out),
+                Err(e) if transient(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(unavailable(what, DisplayErr(&e))),
+            }
+        }
+    }
+
     /// Every kept call of every lead, as stored (the call as received, `messageId` filled
     /// in), in time order, ties by arrival (SPEC §7 `export --events`): a file `replay`,
     /// `report` and `compare` read as they read any events.
     pub async fn export_calls(&self) -> Result<Vec<String>, StoreError> {
         let mut calls: Vec<(Micros, u64, String)> = Vec::new();
         let mut start: Option<Item> = None;
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(sk, :call)")
+            .expression_attribute_values(":call", s("CALL#"))
+            .consistent_read(true);
         loop {
-            self.count();
             let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(sk, :call)")
-                .expression_attribute_values(":call", s("CALL#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("scan kept calls", DisplayErr(&e)))?;
+                .scan_page(&scan, start.take(), "scan kept calls")
+                .await?;
             for item in out.items.unwrap_or_default() {
                 if let Some((arrival, call, record)) = kept_call(&item) {
                     calls.push((call.event.time, arrival, record.to_owned()));
@@ -1524,21 +1555,17 @@ impl DynamoStore {
     ) -> Result<TableRescore, StoreError> {
         let mut report = TableRescore::default();
         let mut start: Option<Item> = None;
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .segment(i32::try_from(segment).unwrap_or(0))
+            .total_segments(i32::try_from(segments).unwrap_or(1))
+            .filter_expression("sk = :state AND attribute_not_exists(merged_into)")
+            .projection_expression("pk, rules_version, rules_hash")
+            .expression_attribute_values(":state", s("STATE"));
         loop {
-            self.count();
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .segment(i32::try_from(segment).unwrap_or(0))
-                .total_segments(i32::try_from(segments).unwrap_or(1))
-                .filter_expression("sk = :state AND attribute_not_exists(merged_into)")
-                .projection_expression("pk, rules_version, rules_hash")
-                .expression_attribute_values(":state", s("STATE"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("scan leads", DisplayErr(&e)))?;
+            let out = self.scan_page(&scan, start.take(), "scan leads").await?;
             for item in out.items.unwrap_or_default() {
                 let text = |k: &str| match item.get(k) {
                     Some(AttributeValue::S(v)) => v.clone(),

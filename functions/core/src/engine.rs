@@ -750,10 +750,10 @@ impl<'p> Engine<'p> {
                 .collect();
             let rescored = rescored_state(program, &mut calls, &loaded);
             report.partial += u64::from(rescored.partial);
-            let record = &mut self.records[i];
-            if rescored.state != record.state {
+            if rescored.state != loaded {
                 report.changed += 1;
             }
+            let record = &mut self.records[i];
             record.state = rescored.state;
             let before = self.notifications.len();
             self.announce(i, &rescored.transitions, Some(Cause::RulesChanged));

@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use leadscore_rules::time::parse_rfc3339;
+use leadscore_rules::{compile, CallKind, Program, SourceFile};
 use leadscore_tools::ruletest::{
     check, discover, parse, run, Expect, Metric, Step, TestFile, TestResult,
 };
-use leadscore_rules::time::parse_rfc3339;
-use leadscore_rules::{compile, CallKind, Program, SourceFile};
 use std::path::{Path, PathBuf};
 
 fn acme_dir() -> PathBuf {
