@@ -60,7 +60,7 @@ async fn main() {
     let writers = 8;
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..writers {
-        let mut store = DynamoStore::new(client.clone(), "rescore", Arc::clone(&v1), 400);
+        let store = DynamoStore::new(client.clone(), "rescore", Arc::clone(&v1), 400);
         tasks.spawn(async move {
             for lead in (w..leads).step_by(writers) {
                 let calls = (0..3).map(|n| accepted(lead, n)).collect();

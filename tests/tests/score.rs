@@ -148,6 +148,55 @@ fn ping(writer: usize, n: usize) -> String {
     .to_string()
 }
 
+/// One instance, many requests at once: the API takes `&self` (no lock around it), so the
+/// requests run side by side and meet only at DynamoDB's version guards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_serves_eight_concurrent_senders_without_a_lock() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(COUNTER_RULES);
+    let base = store(&local, Arc::clone(&program)).await;
+    let score = Arc::new(Score::new(signed_config(), base.clone()));
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let score = Arc::clone(&score);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..50 {
+                let body = ping(writer, n);
+                let mut tries = 0;
+                loop {
+                    let (status, resp) = send(&score, signed_post(&body)).await;
+                    if status == 200 {
+                        assert_eq!(resp["applied"], 1, "{resp}");
+                        break;
+                    }
+                    assert_eq!(status, 503, "{resp}");
+                    tries += 1;
+                    assert!(tries < 50, "writer {writer} never got through");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, state) = base.lead("u-hot").await.unwrap().unwrap();
+    assert_eq!(state.events, 400, "every event counted once");
+    assert!(
+        (state.score() - 400.0).abs() < 1e-9,
+        "score {}",
+        state.score()
+    );
+    // with a lock around the API the instance's requests would run one at a time and never
+    // conflict; without one they overlap inside the store and meet at the version guard
+    assert!(
+        base.counters()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the requests never overlapped inside the instance"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_writers_for_one_lead_count_every_event_once() {
     let local = DynamoLocal::start(Storage::InMemory).unwrap();

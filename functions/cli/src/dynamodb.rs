@@ -187,7 +187,7 @@ fn rescore(segments: u32, format: RescoreFormat) -> u8 {
             }
             RescoreFormat::Json => {
                 let doc = serde_json::json!({
-                    "rules": leadscore_core::output::rules_object(program),
+                    "rules": leadscore_core::output::rules_object(&program),
                     "leads": report.leads,
                     "changed": report.changed,
                     "partial": report.partial,

@@ -22,6 +22,7 @@
 
 use leadscore_core::api::{Accepted, Api, ApiConfig, ApiRequest, LeadStore, Processed, StoreError};
 use leadscore_core::engine::{Engine, Kept, LatestHits};
+use leadscore_core::memory;
 use leadscore_core::segment::{normalize_call, TimePolicy};
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::time::Micros;
@@ -32,7 +33,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The default journal.
@@ -346,12 +347,10 @@ impl<'p> Journaled<'p> {
     }
 }
 
-impl LeadStore for Journaled<'_> {
-    fn program(&self) -> &Program {
-        self.engine.program()
-    }
-
-    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+impl<'p> Journaled<'p> {
+    /// Journals the calls new to the engine (synced before they are applied), then applies
+    /// every call.
+    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
         let mut fresh: HashSet<&str> = HashSet::new();
         let mut lines = Vec::new();
         for accepted in &calls {
@@ -378,18 +377,11 @@ impl LeadStore for Journaled<'_> {
             self.len += lines.len() as u64;
             self.calls += fresh.len();
         }
-        LeadStore::apply(&mut self.engine, calls).await
+        Ok(memory::apply_to_engine(&mut self.engine, calls))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-        LeadStore::lead(&self.engine, id).await
-    }
-
-    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        LeadStore::latest_hits(&self.engine, id).await
-    }
-
-    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+    /// Erases a lead: its calls leave the journal first (rewritten), then the engine.
+    fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
         if self.engine.lead(id).is_none() {
             return Ok(None);
         }
@@ -403,7 +395,53 @@ impl LeadStore for Journaled<'_> {
             })
             .collect();
         self.rewrite_without(&ids)?;
-        LeadStore::forget(&mut self.engine, id).await
+        Ok(memory::forget_in_engine(&mut self.engine, id))
+    }
+}
+
+/// The journaled engine as the API's store: one lock around journal and engine, taken for
+/// one synchronous step at a time.
+struct Serving<'p>(Mutex<Journaled<'p>>);
+
+impl<'p> Serving<'p> {
+    fn locked(&self) -> MutexGuard<'_, Journaled<'p>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<'p> LeadStore for Serving<'p> {
+    type Rules<'a>
+        = &'p Program
+    where
+        Self: 'a;
+
+    fn program(&self) -> &'p Program {
+        self.locked().engine.program()
+    }
+
+    async fn apply(
+        &self,
+        calls: Vec<Accepted>,
+    ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
+        let mut store = self.locked();
+        let program = store.engine.program();
+        store.apply(calls).map(|done| (program, done))
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+        Ok(memory::engine_lead(&self.locked().engine, id))
+    }
+
+    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
+        Ok(self
+            .locked()
+            .engine
+            .lead(id)
+            .and_then(|r| r.latest_hits.clone()))
+    }
+
+    async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.locked().forget(id)
     }
 }
 
@@ -527,7 +565,7 @@ pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
     println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");
     let _ = std::io::stdout().flush();
 
-    let mut api = Api::new(config, store);
+    let api = Api::new(config, Serving(Mutex::new(store)));
     while !stop.load(Ordering::SeqCst) {
         let mut request = match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(request)) => request,

@@ -13,25 +13,23 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
-use crate::engine::{Cause, Engine, LatestHits, LeadRecord, Outcome};
+use crate::engine::{Cause, LatestHits};
 use crate::output::{lead_object, rules_object, score_value};
 use crate::segment::{normalize_body, Call, CallError, TimePolicy};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::Program;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The default body limit: 1 MB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// How far a Standard Webhooks timestamp may lie from the time of receipt, either way.
-pub const SIGNATURE_TOLERANCE: Micros = 300 * SECOND;
+pub const SIGNATURE_TOLERANCE: Micros = leadscore_wire::SIGNATURE_TOLERANCE_SECONDS * SECOND;
 
 /// An HTTP request, as any server or Lambda envelope can give it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -219,19 +217,31 @@ pub struct Processed {
 #[error("storage unavailable: {0}")]
 pub struct StoreError(pub String);
 
-/// The storage the API needs: the embedded engine ([`Engine`]) or DynamoDB
-/// ([`crate::dynamo::DynamoStore`]). The futures of the embedded store are ready at once.
+/// The storage the API needs, taking `&self` so that one store serves concurrent requests
+/// without a lock around the API: the embedded engine ([`crate::memory::MemoryStore`]) or
+/// DynamoDB ([`crate::dynamo::DynamoStore`]). The futures of the embedded store are ready at
+/// once.
 #[allow(async_fn_in_trait)]
 pub trait LeadStore {
-    /// The rule program.
-    fn program(&self) -> &Program;
+    /// How the store lends its rules: a reference, or a shared pointer when they can be
+    /// replaced while the store serves (published rules).
+    type Rules<'a>: std::ops::Deref<Target = Program>
+    where
+        Self: 'a;
 
-    /// Applies the accepted calls of one request in order, one result per call. A call whose
-    /// `messageId` was applied before (earlier, or earlier in `calls`) is a duplicate and
-    /// changes nothing. On error no call after the failing one is applied and the failing
-    /// one changed nothing; calls before it may stand, so a retry of the whole request is
-    /// safe (they come back as duplicates).
-    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError>;
+    /// The rule program in force now.
+    fn program(&self) -> Self::Rules<'_>;
+
+    /// Applies the accepted calls of one request in order, one result per call, and says
+    /// under which rules (the transitions' indexes are theirs). A call whose `messageId` was
+    /// applied before (earlier, or earlier in `calls`) is a duplicate and changes nothing.
+    /// On error no call after the failing one is applied and the failing one changed
+    /// nothing; calls before it may stand, so a retry of the whole request is safe (they
+    /// come back as duplicates).
+    async fn apply(
+        &self,
+        calls: Vec<Accepted>,
+    ) -> Result<(Self::Rules<'_>, Vec<Processed>), StoreError>;
 
     /// A lead by id (merged ids followed): its known id and state.
     async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
@@ -251,7 +261,7 @@ pub trait LeadStore {
 
     /// Erases a lead (merged ids followed), its history and its idempotency records.
     /// Returns the erased lead's id, or `None` when there was no such lead.
-    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError>;
+    async fn forget(&self, id: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// The latest call's hits as JSON: its time, the points each rule gave, awards refused and
@@ -286,58 +296,6 @@ fn latest_hits_json(program: &Program, hits: &LatestHits) -> Value {
         })
         .collect();
     json!({"at": leadscore_rules::time::format_rfc3339(hits.at), "hits": entries})
-}
-
-/// The result for one call, from an engine lead after it was processed.
-fn processed(engine: &Engine<'_>, outcome: Outcome) -> Processed {
-    let (lead, duplicate, transitions) = match outcome {
-        Outcome::Applied { lead, transitions } => (lead, false, transitions),
-        Outcome::Duplicate { lead } => (lead, true, Vec::new()),
-    };
-    let program = engine.program();
-    let (score, stage) = engine.lead(&lead).map_or((0.0, None), |r: &LeadRecord| {
-        (r.state.score(), r.state.stage(program).map(str::to_owned))
-    });
-    Processed {
-        lead,
-        duplicate,
-        score,
-        stage,
-        transitions,
-        // the embedded engine rescores every lead when its rules change
-        // (`Engine::change_rules`), never before a call
-        rescored: Vec::new(),
-    }
-}
-
-impl LeadStore for Engine<'_> {
-    fn program(&self) -> &Program {
-        Engine::program(self)
-    }
-
-    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
-        Ok(calls
-            .into_iter()
-            .map(|accepted| {
-                let outcome = self.process(Arc::new(accepted.call));
-                processed(self, outcome)
-            })
-            .collect())
-    }
-
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-        let known = self.resolve(id);
-        Ok(Engine::lead(self, id).map(|r| (known.to_owned(), r.state.clone())))
-    }
-
-    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        Ok(Engine::lead(self, id).and_then(|r| r.latest_hits.clone()))
-    }
-
-    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
-        let known = self.resolve(id).to_owned();
-        Ok(Engine::forget(self, id).map(|_| known))
-    }
 }
 
 /// The record a store keeps for an accepted call: the raw call with `messageId` and, when it
@@ -388,9 +346,6 @@ pub struct Api<S> {
     store: S,
 }
 
-type HmacSha1 = Hmac<sha1::Sha1>;
-type HmacSha256 = Hmac<Sha256>;
-
 impl<S: LeadStore> Api<S> {
     /// An API with this configuration over this store.
     pub fn new(config: ApiConfig, store: S) -> Self {
@@ -407,19 +362,14 @@ impl<S: LeadStore> Api<S> {
         &self.store
     }
 
-    /// The store, mutably.
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
-    }
-
     /// Answers one request and waits for it: for servers without an async runtime (the
     /// embedded store's futures are ready at once).
-    pub fn handle_blocking(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+    pub fn handle_blocking(&self, req: &ApiRequest, now: Micros) -> ApiResponse {
         pollster::block_on(self.handle(req, now))
     }
 
     /// Answers one request; `now` is the time of receipt (microseconds since the epoch).
-    pub async fn handle(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+    pub async fn handle(&self, req: &ApiRequest, now: Micros) -> ApiResponse {
         let path = req.path.split('?').next().unwrap_or("");
         let method = req.method.to_ascii_uppercase();
         if path == "/events" {
@@ -464,7 +414,7 @@ impl<S: LeadStore> Api<S> {
         not_found(path)
     }
 
-    async fn post_events(&mut self, req: &ApiRequest, now: Micros) -> ApiResponse {
+    async fn post_events(&self, req: &ApiRequest, now: Micros) -> ApiResponse {
         if req.body.len() > self.config.max_body {
             return ApiResponse::error(
                 413,
@@ -551,14 +501,14 @@ impl<S: LeadStore> Api<S> {
             );
             return ApiResponse::json(400, &json!({ "error": error, "results": items }));
         }
-        let processed = match self.store.apply(accepted).await {
-            Ok(processed) => processed,
+        let (program, processed) = match self.store.apply(accepted).await {
+            Ok(applied) => applied,
             Err(err) => {
                 return ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
                     .with_header("retry-after", "1")
             }
         };
-        let program = self.store.program();
+        let program: &Program = &program;
         let (mut applied, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
         let items: Vec<Value> = slots
             .iter()
@@ -625,6 +575,7 @@ impl<S: LeadStore> Api<S> {
         match self.store.lead(id).await {
             Ok(Some((known, state))) => {
                 let program = self.store.program();
+                let program: &Program = &program;
                 let mut lead = lead_object(program, &known, &state);
                 lead.push("rules", rules_object(program));
                 if let Ok(Some(hits)) = self.store.latest_hits(&known).await {
@@ -638,7 +589,7 @@ impl<S: LeadStore> Api<S> {
         }
     }
 
-    async fn delete_lead(&mut self, id: &str) -> ApiResponse {
+    async fn delete_lead(&self, id: &str) -> ApiResponse {
         match self.store.forget(id).await {
             Ok(Some(known)) => ApiResponse::json(200, &json!({"lead": known, "deleted": true})),
             Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
@@ -724,40 +675,17 @@ pub fn verify_signature(req: &ApiRequest, secret: &str, now: Micros) -> Result<(
         }
     }
     if let Some(signature) = segment {
-        match verify_segment(&req.body, signature, secret) {
+        match leadscore_wire::verify_segment(&req.body, signature, secret) {
             Ok(()) => return Ok(()),
-            Err(message) if why.is_empty() => why = message,
+            Err(e) if why.is_empty() => why = e.to_string(),
             Err(_) => {}
         }
     }
     Err(why)
 }
 
-/// Segment: `X-Signature` = hex HMAC-SHA1 of the body, keyed with the secret as written.
-fn verify_segment(body: &[u8], signature: &str, secret: &str) -> Result<(), String> {
-    let wrong = || "wrong `X-Signature`".to_owned();
-    let given = hex::decode(signature.trim()).map_err(|_| wrong())?;
-    let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).map_err(|_| wrong())?;
-    mac.update(body);
-    let expected = mac.finalize().into_bytes();
-    if bool::from(expected.as_slice().ct_eq(&given)) {
-        Ok(())
-    } else {
-        Err(wrong())
-    }
-}
-
-/// The Standard Webhooks key: the base64 part of a `whsec_` secret; another secret is
-/// base64-decoded when it can be, else used as written.
-fn standard_key(secret: &str) -> Vec<u8> {
-    let key = secret.strip_prefix("whsec_").unwrap_or(secret);
-    BASE64
-        .decode(key)
-        .unwrap_or_else(|_| secret.as_bytes().to_vec())
-}
-
-/// Standard Webhooks: `webhook-signature` holds space-separated `v1,<base64 HMAC-SHA256 of
-/// "{id}.{timestamp}.{body}">`; the timestamp (seconds) must be within 5 minutes of now.
+/// Standard Webhooks: the headers `webhook-id`, `webhook-timestamp` and `webhook-signature`
+/// ([`leadscore_wire::verify_standard`]); the timestamp must be within 5 minutes of `now`.
 fn verify_standard(
     req: &ApiRequest,
     signatures: &str,
@@ -770,38 +698,15 @@ fn verify_standard(
     let timestamp = req
         .header("webhook-timestamp")
         .ok_or("missing `webhook-timestamp` header")?;
-    let seconds: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| format!("`webhook-timestamp` `{timestamp}` is not a number of seconds"))?;
-    let sent = seconds.saturating_mul(SECOND);
-    if sent.saturating_sub(now).abs() > SIGNATURE_TOLERANCE {
-        return Err(format!(
-            "stale signature: `webhook-timestamp` `{timestamp}` is more than 5 minutes from now"
-        ));
-    }
-    let mut mac = HmacSha256::new_from_slice(&standard_key(secret))
-        .map_err(|_| "wrong `webhook-signature`".to_owned())?;
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(&req.body);
-    let expected = mac.finalize().into_bytes();
-    let mut ok = subtle::Choice::from(0u8);
-    for part in signatures.split_whitespace() {
-        let Some(("v1", sig)) = part.split_once(',') else {
-            continue;
-        };
-        if let Ok(given) = BASE64.decode(sig) {
-            ok |= expected.as_slice().ct_eq(&given);
-        }
-    }
-    if bool::from(ok) {
-        Ok(())
-    } else {
-        Err("wrong `webhook-signature`".to_owned())
-    }
+    leadscore_wire::verify_standard(
+        secret,
+        id,
+        timestamp,
+        &req.body,
+        signatures,
+        now.div_euclid(SECOND),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
@@ -826,6 +731,12 @@ fn percent_decode(text: &str) -> Option<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::engine::Engine;
+    use hmac::Mac;
+    use leadscore_wire::verify_segment;
+    type HmacSha1 = hmac::Hmac<sha1::Sha1>;
+    type HmacSha256 = hmac::Hmac<Sha256>;
+    use crate::memory::MemoryStore;
     use leadscore_rules::time::parse_rfc3339;
     use leadscore_rules::{compile, SourceFile};
 
@@ -922,7 +833,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn one_call_is_applied_with_score_stage_and_transitions() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
         let body = resp.json_body();
@@ -945,7 +856,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn duplicate_message_id_is_acknowledged_and_changes_nothing() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         assert_eq!(api.handle_blocking(&post(WEBINAR), now()).status, 200);
         let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 200);
@@ -963,7 +874,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn batch_applies_valid_calls_and_reports_invalid_ones_by_index() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         let body = format!(
             r#"{{"batch":[{WEBINAR},{{"type":"track","event":"X","userId":"u2","timestamp":"nope"}},{DEMO}]}}"#
         );
@@ -987,7 +898,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn a_batch_with_no_valid_call_fails_with_400() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         let resp = api.handle_blocking(
             &post(r#"{"batch":[{"type":"track","event":"X"},{"type":"bogus","userId":"u"}]}"#),
             now(),
@@ -1002,7 +913,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn invalid_json_and_section_1_violations_are_400_naming_the_field() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         let resp = api.handle_blocking(&post("{not json"), now());
         assert_eq!(resp.status, 400);
         assert_eq!(code(&resp), "invalid_json");
@@ -1032,7 +943,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn a_call_without_time_happens_at_receipt_and_its_record_replays_offline() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         let raw = r#"{"event":"Signed Up","userId":"u9"}"#;
         let resp = api.handle_blocking(&post(raw), now());
         assert_eq!(resp.status, 200);
@@ -1055,7 +966,7 @@ conversion "Signup" on "Signed Up"
         let program = program();
         let mut cfg = config(None, None);
         cfg.max_body = 16;
-        let mut api = Api::new(cfg, Engine::new(&program));
+        let api = Api::new(cfg, MemoryStore::new(Engine::new(&program)));
         let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 413);
         assert_eq!(code(&resp), "payload_too_large");
@@ -1064,7 +975,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn content_type_other_than_json_is_415() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         for (ct, status) in [
             (Some("application/json; charset=utf-8"), 200),
             (Some("Application/JSON;charset=\"UTF-8\""), 200),
@@ -1089,7 +1000,10 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn unknown_route_is_404_and_wrong_method_is_405() {
         let program = program();
-        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let api = Api::new(
+            config(None, Some(TOKEN)),
+            MemoryStore::new(Engine::new(&program)),
+        );
         let resp = api.handle_blocking(&get("/nope", None, "GET"), now());
         assert_eq!(resp.status, 404);
         assert_eq!(code(&resp), "not_found");
@@ -1104,7 +1018,10 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn segment_signature_accepted_and_forged_one_refused() {
         let program = program();
-        let mut api = Api::new(config(Some(SECRET), None), Engine::new(&program));
+        let api = Api::new(
+            config(Some(SECRET), None),
+            MemoryStore::new(Engine::new(&program)),
+        );
         let resp = api.handle_blocking(&segment_signed(WEBINAR, SECRET), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
         let resp = api.handle_blocking(&segment_signed(DEMO, "other"), now());
@@ -1169,7 +1086,10 @@ conversion "Signup" on "Signed Up"
     fn standard_webhooks_signature_through_the_api() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let program = program();
-        let mut api = Api::new(config(Some(secret), None), Engine::new(&program));
+        let api = Api::new(
+            config(Some(secret), None),
+            MemoryStore::new(Engine::new(&program)),
+        );
         let ts = now() / SECOND;
         let resp = api.handle_blocking(&standard_signed(WEBINAR, secret, "msg_1", ts), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
@@ -1191,7 +1111,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn leads_routes_need_a_configured_token() {
         let program = program();
-        let mut api = Api::new(config(None, None), Engine::new(&program));
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
         api.handle_blocking(&post(WEBINAR), now());
         let resp = api.handle_blocking(&get("/leads/u1", Some("anything"), "GET"), now());
         assert_eq!(resp.status, 404);
@@ -1202,7 +1122,10 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn leads_routes_refuse_missing_or_wrong_token() {
         let program = program();
-        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let api = Api::new(
+            config(None, Some(TOKEN)),
+            MemoryStore::new(Engine::new(&program)),
+        );
         api.handle_blocking(&post(WEBINAR), now());
         for token in [None, Some("wrong"), Some("t0ke"), Some("t0ken2")] {
             let resp = api.handle_blocking(&get("/leads/u1", token, "GET"), now());
@@ -1220,7 +1143,7 @@ conversion "Signup" on "Signed Up"
         let program = program();
         let mut engine = Engine::new(&program);
         engine.keep_latest_hits(true);
-        let mut api = Api::new(config(None, Some(TOKEN)), engine);
+        let api = Api::new(config(None, Some(TOKEN)), MemoryStore::new(engine));
         api.handle_blocking(&post(WEBINAR), now());
         api.handle_blocking(&post(DEMO), now());
         let body = api
@@ -1243,7 +1166,10 @@ conversion "Signup" on "Signed Up"
             "{hits}"
         );
         // a store that keeps no hits answers without the field
-        let mut plain = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let plain = Api::new(
+            config(None, Some(TOKEN)),
+            MemoryStore::new(Engine::new(&program)),
+        );
         plain.handle_blocking(&post(WEBINAR), now());
         let body = plain
             .handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now())
@@ -1254,7 +1180,10 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn get_lead_answers_the_lead_object() {
         let program = program();
-        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let api = Api::new(
+            config(None, Some(TOKEN)),
+            MemoryStore::new(Engine::new(&program)),
+        );
         api.handle_blocking(&post(WEBINAR), now());
         api.handle_blocking(&post(DEMO), now());
         let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now());
@@ -1279,7 +1208,10 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn delete_lead_forgets_state_history_merges_and_idempotency() {
         let program = program();
-        let mut api = Api::new(config(None, Some(TOKEN)), Engine::new(&program));
+        let api = Api::new(
+            config(None, Some(TOKEN)),
+            MemoryStore::new(Engine::new(&program)),
+        );
         let anon = r#"{"event":"Webinar Registered","anonymousId":"anon1","messageId":"a1","timestamp":"2026-01-10T10:00:00Z"}"#;
         let alias = r#"{"type":"alias","previousId":"anon1","userId":"u1","messageId":"a2","timestamp":"2026-01-10T10:30:00Z"}"#;
         for body in [anon, alias, WEBINAR] {
@@ -1317,17 +1249,24 @@ conversion "Signup" on "Signed Up"
 
     struct Broken<'p>(&'p Program);
 
-    impl LeadStore for Broken<'_> {
-        fn program(&self) -> &Program {
+    impl<'p> LeadStore for Broken<'p> {
+        type Rules<'a>
+            = &'p Program
+        where
+            Self: 'a;
+        fn program(&self) -> &'p Program {
             self.0
         }
-        async fn apply(&mut self, _: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+        async fn apply(
+            &self,
+            _: Vec<Accepted>,
+        ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
             Err(StoreError("disk full".into()))
         }
         async fn lead(&self, _: &str) -> Result<Option<(String, LeadState)>, StoreError> {
             Err(StoreError("disk full".into()))
         }
-        async fn forget(&mut self, _: &str) -> Result<Option<String>, StoreError> {
+        async fn forget(&self, _: &str) -> Result<Option<String>, StoreError> {
             Err(StoreError("disk full".into()))
         }
     }
@@ -1335,7 +1274,7 @@ conversion "Signup" on "Signed Up"
     #[test]
     fn storage_failure_is_503() {
         let program = program();
-        let mut api = Api::new(config(None, Some(TOKEN)), Broken(&program));
+        let api = Api::new(config(None, Some(TOKEN)), Broken(&program));
         let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 503);
         assert_eq!(code(&resp), "storage_unavailable");

@@ -21,8 +21,8 @@
 //! merged into it (`merged`), so its history is its own partition and theirs.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
-use crate::engine::{merged_state, rescored_state, Cause, LatestHits};
-use crate::output::{lead_object, rules_object};
+use crate::engine::{merged_state, rescored_state, transition_name, Cause, LatestHits};
+use crate::output::lead_object;
 use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -38,12 +38,13 @@ use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::{CallKind, Program, StoredState};
+use leadscore_wire::{Kind, Message, OutboxNote, RulesRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Items in one transaction at most (DynamoDB's limit).
@@ -235,6 +236,16 @@ pub struct DynamoStore {
     pub(crate) generation: u64,
     ttl_secs: i64,
     pub(crate) counters: Arc<Counters>,
+    /// The rules every clone of this store runs now: a reload of the published rules in one
+    /// request reaches the requests after it ([`DynamoStore::view`]).
+    pub(crate) current: Arc<RwLock<Current>>,
+}
+
+/// The rules a store and its clones run now, and their published generation.
+#[derive(Clone)]
+pub(crate) struct Current {
+    pub(crate) program: Arc<Program>,
+    pub(crate) generation: u64,
 }
 
 /// Why a commit did not go through.
@@ -284,16 +295,7 @@ fn shard_of(id: &str) -> String {
     format!("DUE#{}", u32::from(digest[0]) % DUE_SHARDS)
 }
 
-/// The notification id: the same lead, transition (with its time) and target always give
-/// the same id, so receivers can dedupe on it; a lead erased and seen again gets new ids.
-pub fn notification_id(lead: &str, kind: &str, name: &str, at: &str, target: &str) -> String {
-    let mut hasher = Sha256::new();
-    for part in [lead, kind, name, at, target] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    format!("ntf_{}", &hex::encode(hasher.finalize())[..20])
-}
+pub use leadscore_wire::notification_id;
 
 /// The backoff before attempt `attempt` (from 1): exponential from 10 ms, capped at 0.5 s,
 /// with jitter.
@@ -461,11 +463,33 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            current: Arc::new(RwLock::new(Current {
+                program: Arc::clone(&program),
+                generation: 0,
+            })),
             program,
             generation: 0,
             ttl_secs: i64::try_from(ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
             counters: Arc::new(Counters::default()),
         }
+    }
+
+    /// The rules the store and its clones run now.
+    pub(crate) fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This store as of now: its rules are the latest any clone loaded. One request runs on
+    /// one view from start to end, so its transitions are all under one set of rules.
+    pub fn view(&self) -> DynamoStore {
+        let current = self.current();
+        let mut view = self.clone();
+        view.program = current.program;
+        view.generation = current.generation;
+        view
     }
 
     /// A store configured from the environment (SPEC §6): `LEADSCORE_TABLE`,
@@ -902,67 +926,50 @@ impl DynamoStore {
         let mut items = Vec::new();
         let lead = lead_object(program, known, state);
         let lead = serde_json::to_value(&lead).map_err(|e| CommitError::Fatal(e.to_string()))?;
-        let rules = serde_json::to_value(rules_object(program))
-            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let rules = RulesRef {
+            ruleset: program.name.clone(),
+            version: program.version.clone(),
+        };
         for (rule, t) in eval::announce(program, state, transitions) {
             let Some(target) = program.notifies.get(rule).map(|r| r.target.as_str()) else {
                 continue;
             };
-            let (kind, key, name, at) = match t {
-                Transition::StageReached { stage, at } => (
-                    "stage_reached",
-                    "stage",
-                    program.stages.get(stage).map_or("", |s| s.name.as_str()),
-                    at,
-                ),
-                Transition::Converted { conversion, at } => (
-                    "converted",
-                    "conversion",
-                    program
-                        .conversions
-                        .get(conversion)
-                        .map_or("", |c| c.name.as_str()),
-                    at,
-                ),
+            let kind = match t {
+                Transition::StageReached { .. } => Kind::StageReached,
+                Transition::Converted { .. } => Kind::Converted,
             };
-            let at_text = format_rfc3339(at);
-            let id = notification_id(known, kind, name, &at_text, target);
-            let mut message = serde_json::json!({
-                "id": id,
-                "kind": kind,
-                "target": target,
-                key: name,
-                "at": at_text,
-                "lead": lead,
-                "rules": rules,
-            });
-            if let (Some(cause), Some(fields)) = (cause, message.as_object_mut()) {
-                fields.insert("cause".into(), Value::from(cause.as_str()));
-            }
+            let at = match t {
+                Transition::StageReached { at, .. } | Transition::Converted { at, .. } => at,
+            };
+            let name = transition_name(program, &t);
+            let message = Message::new(
+                kind,
+                &name,
+                format_rfc3339(at),
+                target,
+                known,
+                lead.clone(),
+                rules.clone(),
+                cause.map(Cause::as_str),
+            );
             if let Some(told) = told.as_deref_mut() {
                 // as `replay` prints a notification
                 let mut note = serde_json::json!({
                     "target": target,
-                    "kind": kind,
+                    "kind": kind.as_str(),
                     "lead": known,
-                    key: name,
-                    "at": at_text,
+                    kind.name_field(): message.name(),
+                    "at": message.at,
                 });
-                if let (Some(cause), Some(fields)) = (cause, note.as_object_mut()) {
+                if let (Some(cause), Some(fields)) = (&message.cause, note.as_object_mut()) {
                     fields.insert("cause".into(), Value::from(cause.as_str()));
                 }
                 told.push(note);
             }
-            let mut item = Item::new();
-            item.insert("pk".into(), s(lead_pk(known)));
-            item.insert("sk".into(), s(format!("NOTE#{at_text}#{id}")));
-            item.insert("id".into(), s(id.clone()));
-            item.insert("target".into(), s(target));
-            item.insert("kind".into(), s(kind));
-            item.insert("lead".into(), s(known));
-            item.insert("at".into(), s(at_text));
-            item.insert("message".into(), s(message.to_string()));
-            item.insert("expires_at".into(), n(self.expires_at()));
+            let note = OutboxNote::of(known, &message, self.expires_at())
+                .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            let item =
+                serde_dynamo::to_item(note).map_err(|e| CommitError::Fatal(e.to_string()))?;
             items.push(TransactWriteItem::builder().put(self.put(item)?).build());
         }
         Ok(items)
@@ -1664,8 +1671,10 @@ fn fatal(err: CommitError) -> StoreError {
 }
 
 impl LeadStore for DynamoStore {
-    fn program(&self) -> &Program {
-        &self.program
+    type Rules<'a> = Arc<Program>;
+
+    fn program(&self) -> Arc<Program> {
+        self.current().program
     }
 
     fn check_call(&self, call: &Call, record: &Value) -> Result<(), (String, String)> {
@@ -1696,7 +1705,11 @@ impl LeadStore for DynamoStore {
         Ok(())
     }
 
-    async fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+    async fn apply(
+        &self,
+        calls: Vec<Accepted>,
+    ) -> Result<(Arc<Program>, Vec<Processed>), StoreError> {
+        let mut store = self.view();
         let base = u64::try_from(now_micros())
             .unwrap_or(0)
             .saturating_mul(1000);
@@ -1709,17 +1722,17 @@ impl LeadStore for DynamoStore {
                 .iter()
                 .position(|a| a.call.lead_id() != id)
                 .map_or(calls.len(), |p| i + p);
-            let result = self
+            let result = store
                 .apply_run(&calls[i..end], base + i as u64, &mut out, carry.take())
                 .await;
             let (consumed, committed) = match result {
                 Ok(done) => done,
                 // a lead written under newer published rules: load them, and try the run
                 // again (nothing of it was written)
-                Err(_) if self.counters.newer.load(Ordering::Relaxed) > self.generation => {
-                    let before = self.generation;
-                    self.use_published().await?;
-                    if self.generation == before {
+                Err(_) if store.counters.newer.load(Ordering::Relaxed) > store.generation => {
+                    let before = store.generation;
+                    store.use_published().await?;
+                    if store.generation == before {
                         return Err(StoreError(format!(
                             "a lead was written under published rules newer than generation {before}, which the table does not hold"
                         )));
@@ -1732,11 +1745,11 @@ impl LeadStore for DynamoStore {
             // the rest of the same run starts from the state just committed
             carry = committed.filter(|_| i < end);
         }
-        Ok(out)
+        Ok((Arc::clone(&store.program), out))
     }
 
     async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-        let loaded = self.load_retrying(id, true).await?;
+        let loaded = self.view().load_retrying(id, true).await?;
         Ok(loaded
             .item
             .and_then(|item| item.state)
@@ -1748,7 +1761,7 @@ impl LeadStore for DynamoStore {
         Ok(loaded.item.as_ref().and_then(StateItem::hits))
     }
 
-    async fn forget(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+    async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
         let loaded = self.load_retrying(id, false).await?;
         let Some(item) = loaded.item.filter(|i| i.state.is_some()) else {
             return Ok(None);

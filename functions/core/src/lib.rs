@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod engine;
 mod fast;
 mod keytable;
+pub mod memory;
 pub mod output;
 pub mod published;
 pub mod rules;

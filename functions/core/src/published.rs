@@ -131,8 +131,8 @@ impl DynamoStore {
         Ok(PublishOutcome::Published(generation))
     }
 
-    /// Runs the published rules from now on when the table holds a generation newer than
-    /// this store's; returns whether it changed. Published text that no longer compiles is
+    /// Runs the published rules from now on (this store and every clone of it) when the
+    /// table holds a generation newer than this store's; returns whether it changed. Published text that no longer compiles is
     /// an error (the store keeps its rules).
     pub async fn use_published(&mut self) -> Result<bool, StoreError> {
         let Some(published) = self.published().await? else {
@@ -152,11 +152,21 @@ impl DynamoStore {
         );
         self.program = Arc::new(program);
         self.generation = published.generation;
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // another request of the same instance may have loaded a newer one meanwhile
+        if current.generation < self.generation {
+            current.program = Arc::clone(&self.program);
+            current.generation = self.generation;
+        }
         Ok(true)
     }
 
-    /// The generation of the published rules this store runs (0: not published rules).
+    /// The generation of the published rules this store and its clones run now (0: not
+    /// published rules).
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.current().generation
     }
 }

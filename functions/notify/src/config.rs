@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -129,18 +127,7 @@ fn is_loopback(url: &Url) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The Standard Webhooks key of a `whsec_<base64>` secret; the error says what is wrong
-/// without repeating the secret.
-pub fn webhook_key(secret: &str) -> Result<Vec<u8>, String> {
-    let Some(encoded) = secret.strip_prefix("whsec_") else {
-        return Err("the secret must start with `whsec_` (a Standard Webhooks secret)".into());
-    };
-    match BASE64.decode(encoded) {
-        Ok(key) if !key.is_empty() => Ok(key),
-        Ok(_) => Err("the secret's key after `whsec_` is empty".into()),
-        Err(_) => Err("the secret's key after `whsec_` is not base64".into()),
-    }
-}
+pub use leadscore_wire::webhook_key;
 
 /// Where one target delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]

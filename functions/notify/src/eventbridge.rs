@@ -88,6 +88,7 @@ mod tests {
             lead: Some("u1".into()),
             at: at.map(str::to_owned),
             message: r#"{"id":"ntf_1","kind":"stage_reached","lead":{"id":"u1"}}"#.into(),
+            expires_at: None,
         }
     }
 

@@ -214,7 +214,7 @@ impl Notifier {
     /// the rest ([`Notifier::deliver`]) and logs the outcome.
     pub async fn process(&self, record: &EventRecord) -> Result<Outcome, NotifyError> {
         let sequence_number = record.change.sequence_number.as_deref().unwrap_or_default();
-        let note = match Notification::from_record(record) {
+        let note = match record::from_record(record) {
             Ok(Some(note)) => note,
             Ok(None) => {
                 tracing::debug!(

@@ -1,63 +1,12 @@
 //! Outbox notifications as they arrive on the table's stream.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
-use serde::Deserialize;
 use serde_dynamo::AttributeValue;
 
-/// The sort key prefix of outbox notification items.
-pub const NOTE_PREFIX: &str = "NOTE#";
+pub use leadscore_wire::{Kind, NOTE_PREFIX};
 
-/// What a notification announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// The lead reached a stage.
-    StageReached,
-    /// The lead converted.
-    Converted,
-}
-
-impl Kind {
-    /// The EventBridge `detail-type` of this kind.
-    pub fn detail_type(self) -> &'static str {
-        match self {
-            Kind::StageReached => "Lead Stage Reached",
-            Kind::Converted => "Lead Converted",
-        }
-    }
-
-    /// The kind as written in the item (`stage_reached`, `converted`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::StageReached => "stage_reached",
-            Kind::Converted => "converted",
-        }
-    }
-}
-
-/// One outbox notification: one item per (transition, target), key `LEAD#<lead>` /
-/// `NOTE#<at>#<id>`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Notification {
-    /// The partition key (`LEAD#<lead id>`).
-    pub pk: String,
-    /// The sort key (`NOTE#<at>#<id>`).
-    pub sk: String,
-    /// The notification id, e.g. `ntf_0123456789abcdef`: the webhook id receivers dedupe on.
-    pub id: String,
-    /// The target's name from the rules' `notify TARGET when ...` line.
-    pub target: String,
-    /// What the notification announces.
-    pub kind: Kind,
-    /// The lead id.
-    #[serde(default)]
-    pub lead: Option<String>,
-    /// The RFC 3339 time of the transition.
-    #[serde(default)]
-    pub at: Option<String>,
-    /// The complete JSON document to deliver.
-    pub message: String,
-}
+/// One outbox notification as `score` wrote it ([`leadscore_wire::OutboxNote`]).
+pub type Notification = leadscore_wire::OutboxNote;
 
 /// Why a stream record that should be a notification cannot be read as one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,48 +44,46 @@ pub fn is_notification_insert(record: &EventRecord) -> bool {
         )
 }
 
-impl Notification {
-    /// Reads the notification from a stream record: `Ok(None)` for a record that is not the
-    /// insert of a notification ([`is_notification_insert`]), an error for a notification
-    /// insert that cannot be delivered as it stands.
-    pub fn from_record(record: &EventRecord) -> Result<Option<Self>, RecordError> {
-        if !is_notification_insert(record) {
-            return Ok(None);
-        }
-        let sk = match record.change.keys.get("sk") {
-            Some(AttributeValue::S(sk)) => sk.clone(),
-            _ => String::new(),
-        };
-        if record.change.new_image.is_empty() {
-            return Err(RecordError::NoImage { sk });
-        }
-        let note: Notification =
-            serde_dynamo::from_item(record.change.new_image.clone()).map_err(|err| {
-                RecordError::Malformed {
-                    sk: sk.clone(),
-                    reason: err.to_string(),
-                }
-            })?;
-        if !note.sk.starts_with(NOTE_PREFIX) || note.pk.is_empty() {
-            return Err(RecordError::Malformed {
-                sk,
-                reason: "its key is not a notification's".into(),
-            });
-        }
-        if note.id.is_empty() || note.target.is_empty() {
-            return Err(RecordError::Malformed {
-                sk,
-                reason: "`id` and `target` must not be empty".into(),
-            });
-        }
-        if !matches!(
-            serde_json::from_str::<serde_json::Value>(&note.message),
-            Ok(serde_json::Value::Object(_))
-        ) {
-            return Err(RecordError::BadMessage { sk });
-        }
-        Ok(Some(note))
+/// Reads the notification from a stream record: `Ok(None)` for a record that is not the
+/// insert of a notification ([`is_notification_insert`]), an error for a notification
+/// insert that cannot be delivered as it stands.
+pub fn from_record(record: &EventRecord) -> Result<Option<Notification>, RecordError> {
+    if !is_notification_insert(record) {
+        return Ok(None);
     }
+    let sk = match record.change.keys.get("sk") {
+        Some(AttributeValue::S(sk)) => sk.clone(),
+        _ => String::new(),
+    };
+    if record.change.new_image.is_empty() {
+        return Err(RecordError::NoImage { sk });
+    }
+    let note: Notification =
+        serde_dynamo::from_item(record.change.new_image.clone()).map_err(|err| {
+            RecordError::Malformed {
+                sk: sk.clone(),
+                reason: err.to_string(),
+            }
+        })?;
+    if !note.sk.starts_with(NOTE_PREFIX) || note.pk.is_empty() {
+        return Err(RecordError::Malformed {
+            sk,
+            reason: "its key is not a notification's".into(),
+        });
+    }
+    if note.id.is_empty() || note.target.is_empty() {
+        return Err(RecordError::Malformed {
+            sk,
+            reason: "`id` and `target` must not be empty".into(),
+        });
+    }
+    if !matches!(
+        serde_json::from_str::<serde_json::Value>(&note.message),
+        Ok(serde_json::Value::Object(_))
+    ) {
+        return Err(RecordError::BadMessage { sk });
+    }
+    Ok(Some(note))
 }
 
 #[cfg(test)]
@@ -192,7 +139,7 @@ pub(crate) mod tests {
 
     fn one(record: Value) -> Result<Option<Notification>, RecordError> {
         let event = event(vec![record]);
-        Notification::from_record(&event.records[0])
+        from_record(&event.records[0])
     }
 
     const SK: &str = "NOTE#2024-05-01T10:00:00Z#ntf_1";

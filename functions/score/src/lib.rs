@@ -7,7 +7,6 @@ use leadscore_core::api::{Api, ApiConfig, ApiRequest, ApiResponse, ConfigError, 
 use leadscore_core::dynamo::{now_micros, DynamoStore};
 use leadscore_core::rules::LoadError;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// Why the function cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -23,16 +22,18 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
-/// The function's state, built once per cold start.
+/// The function's state, built once per cold start. No lock: the store takes `&self`, so
+/// concurrent requests (a runtime with concurrency, or the tests' senders) run side by side
+/// and meet only at DynamoDB's version guards.
 pub struct Score {
-    api: Mutex<Api<DynamoStore>>,
+    api: Api<DynamoStore>,
 }
 
 impl Score {
     /// The function over a configured API and store.
     pub fn new(config: ApiConfig, store: DynamoStore) -> Self {
         Score {
-            api: Mutex::new(Api::new(config, store)),
+            api: Api::new(config, store),
         }
     }
 
@@ -59,7 +60,7 @@ impl Score {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let request = api_request(req);
         let started = std::time::Instant::now();
-        let response = self.api.lock().await.handle(&request, now_micros()).await;
+        let response = self.api.handle(&request, now_micros()).await;
         tracing::info!(
             method = %request.method,
             path = %request.path,
@@ -73,7 +74,7 @@ impl Score {
 
     /// The DynamoDB requests the store has sent so far.
     pub async fn requests(&self) -> u64 {
-        self.api.lock().await.store().requests()
+        self.api.store().requests()
     }
 }
 

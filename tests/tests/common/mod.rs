@@ -145,7 +145,7 @@ pub async fn table_leads(
             assert_eq!(&known, id, "a known lead reads as itself");
             out.insert(
                 known.clone(),
-                serde_json::to_value(lead_object(store.program(), &known, &state)).unwrap(),
+                serde_json::to_value(lead_object(&store.program(), &known, &state)).unwrap(),
             );
         }
     }
