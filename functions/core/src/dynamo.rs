@@ -21,8 +21,10 @@
 //! merged into it (`merged`), so its history is its own partition and theirs.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
-use crate::engine::{merged_state, rescored_state, transition_name, Cause, LatestHits};
 use crate::output::lead_object;
+use crate::pipeline::{
+    announcements, merge_partner, merged_state, processed, rescored_state, step, Cause, LatestHits,
+};
 use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -37,8 +39,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
-use leadscore_rules::{CallKind, Program, StoredState};
-use leadscore_wire::{Kind, Message, OutboxNote, RulesRef};
+use leadscore_rules::{Program, StoredState};
+use leadscore_wire::{Message, OutboxNote, RulesRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -307,16 +309,6 @@ fn backoff(attempt: u32) -> Duration {
             .map_or(0, |d| d.subsec_nanos()),
     ) % base.max(1);
     Duration::from_millis(base / 2 + jitter / 2)
-}
-
-/// The other id a call merges into its lead: `previousId` of an alias, or the anonymous id of
-/// a call that also has a user id.
-fn other_id(call: &Call) -> Option<&str> {
-    match call.event.kind {
-        CallKind::Alias => call.previous_id.as_deref(),
-        _ if call.user_id.is_some() => call.anonymous_id.as_deref(),
-        _ => None,
-    }
 }
 
 /// A kept call item: its arrival key, the call and the record it was read from (`None` for
@@ -930,22 +922,12 @@ impl DynamoStore {
             ruleset: program.name.clone(),
             version: program.version.clone(),
         };
-        for (rule, t) in eval::announce(program, state, transitions) {
-            let Some(target) = program.notifies.get(rule).map(|r| r.target.as_str()) else {
-                continue;
-            };
-            let kind = match t {
-                Transition::StageReached { .. } => Kind::StageReached,
-                Transition::Converted { .. } => Kind::Converted,
-            };
-            let at = match t {
-                Transition::StageReached { at, .. } | Transition::Converted { at, .. } => at,
-            };
-            let name = transition_name(program, &t);
+        for a in announcements(program, state, transitions) {
+            let (kind, target) = (a.kind, a.target);
             let message = Message::new(
                 kind,
-                &name,
-                format_rfc3339(at),
+                &a.name,
+                format_rfc3339(a.at),
                 target,
                 known,
                 lead.clone(),
@@ -1017,7 +999,7 @@ impl DynamoStore {
                 return Err(self.newer_error(&lead.known, item));
             }
             let needs_merge = |call: &Call| -> Option<String> {
-                let other = other_id(call)?;
+                let other = merge_partner(call)?;
                 (other != lead.known
                     && !lead.merged().iter().any(|m| m == other)
                     && !no_merge.contains(other)
@@ -1087,26 +1069,19 @@ impl DynamoStore {
                 }
                 let id = accepted.call.message_id.as_str();
                 if dups.contains(id) || !seen.insert(id) {
-                    results.push(Processed {
-                        lead: lead.known.clone(),
-                        duplicate: true,
-                        score: state.score(),
-                        stage: state.stage(&program).map(str::to_owned),
-                        transitions: Vec::new(),
-                        rescored: Vec::new(),
-                    });
+                    results.push(processed(
+                        &program,
+                        &lead.known,
+                        Some(&state),
+                        true,
+                        Vec::new(),
+                        Vec::new(),
+                    ));
                     continue;
                 }
                 let mut probe = state.clone();
                 let mut transitions = Vec::new();
-                let mut trace = Vec::new();
-                eval::apply_traced(
-                    &program,
-                    &mut probe,
-                    &accepted.call.event,
-                    &mut transitions,
-                    &mut trace,
-                );
+                let step_hits = step(&program, &mut probe, &accepted.call, &mut transitions, true);
                 let notes = self
                     .note_items(&lead.known, &mut probe, &transitions, None, None)
                     .map_err(fatal)?;
@@ -1123,19 +1098,16 @@ impl DynamoStore {
                 writes.push(msg);
                 writes.push(kept);
                 writes.extend(notes);
-                hits = Some(LatestHits {
-                    at: accepted.call.event.time,
-                    trace,
-                });
+                hits = step_hits;
                 applied += 1;
-                results.push(Processed {
-                    lead: lead.known.clone(),
-                    duplicate: false,
-                    score: state.score(),
-                    stage: state.stage(&program).map(str::to_owned),
+                results.push(processed(
+                    &program,
+                    &lead.known,
+                    Some(&state),
+                    false,
                     transitions,
-                    rescored: std::mem::take(&mut rescored),
-                });
+                    std::mem::take(&mut rescored),
+                ));
             }
             let consumed = results.len();
             if applied == 0 {
@@ -1249,29 +1221,24 @@ impl DynamoStore {
         if first_arrival == 0 {
             first_arrival = arrival;
         }
-        let mut trace = Vec::new();
-        eval::apply_traced(
-            &program,
-            &mut state,
-            &accepted.call.event,
-            &mut transitions,
-            &mut trace,
-        );
-        let hits = LatestHits {
-            at: accepted.call.event.time,
-            trace,
-        };
+        let hits = step(&program, &mut state, &accepted.call, &mut transitions, true);
         let version = lead.version().map_or(1, |v| v + 1);
         let notes = self.note_items(&lead.known, &mut state, &transitions, None, None)?;
-        let score = state.score();
-        let stage = state.stage(&program).map(str::to_owned);
+        let result = processed(
+            &program,
+            &lead.known,
+            Some(&state),
+            false,
+            Vec::new(),
+            lead.rescored.clone(),
+        );
         let new_item = self.state_item(
             &lead.known,
             version,
             state,
             merged,
             first_arrival,
-            Some(&hits),
+            hits.as_ref(),
         );
         let [msg, kept] = self.call_items(&lead.known, accepted, arrival)?;
         // the pointer that replaces the absorbed lead's state
@@ -1299,12 +1266,8 @@ impl DynamoStore {
         items.extend(notes);
         self.transact(items).await?;
         Ok(Some(Processed {
-            lead: lead.known.clone(),
-            duplicate: false,
-            score,
-            stage,
             transitions,
-            rescored: lead.rescored.clone(),
+            ..result
         }))
     }
 

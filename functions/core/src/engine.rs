@@ -6,11 +6,15 @@
 //! function over DynamoDB.
 
 use crate::keytable::{safe_arch_prefetch, KeyTable};
+use crate::pipeline::{announcements, merge_partner, step};
+pub use crate::pipeline::{
+    merged_state, rescored_state, transition_name, Cause, LatestHits, RescoreReport, Rescored,
+};
 use crate::segment::Call;
 use ahash::AHashMap;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
-use leadscore_rules::{CallKind, Program, StoredState};
+use leadscore_rules::{Program, StoredState};
 use std::sync::Arc;
 
 /// A notification produced by a transition (SPEC §3 step 6).
@@ -29,36 +33,6 @@ pub struct Notification {
     pub cause: Option<Cause>,
     /// Production order, for stable sorting.
     pub seq: u64,
-}
-
-/// Why a transition happened other than by a call of the lead's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// The lead was rescored under new rules (SPEC §7).
-    RulesChanged,
-}
-
-impl Cause {
-    /// As notifications print it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::RulesChanged => "rules_changed",
-        }
-    }
-}
-
-/// The name of what a transition is about under `program`.
-pub fn transition_name(program: &Program, t: &Transition) -> compact_str::CompactString {
-    match *t {
-        Transition::StageReached { stage, .. } => {
-            program.stages.get(stage).map(|s| s.name.as_str())
-        }
-        Transition::Converted { conversion, .. } => {
-            program.conversions.get(conversion).map(|c| c.name.as_str())
-        }
-    }
-    .unwrap_or_default()
-    .into()
 }
 
 /// A call kept in a lead's history: the call itself, or where to read it again.
@@ -112,15 +86,6 @@ struct Entry {
     prev: u64,
 }
 
-/// What one call did to its lead: its time and the trace of the step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatestHits {
-    /// The call's event time.
-    pub at: Micros,
-    /// Decay, fit changes, points given, awards refused, clamps.
-    pub trace: Vec<leadscore_rules::eval::TraceEntry>,
-}
-
 /// What happened to one call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -136,128 +101,6 @@ pub enum Outcome {
         /// The lead it would have reached.
         lead: String,
     },
-}
-
-/// The state of a lead after an identity merge (SPEC §5): `calls` (the combined history of
-/// both leads, each with its arrival order) re-evaluated in time order, ties by arrival;
-/// the source is that of the call that arrived first. Stages and conversions that
-/// `previous` (the known lead's state before the merge) had reached keep their earlier time.
-/// Returns the state and the transitions new to the known lead. Sorts `calls`.
-pub fn merged_state<C: std::borrow::Borrow<Call>>(
-    program: &Program,
-    calls: &mut [(u64, C)],
-    previous: Option<&LeadState>,
-) -> (LeadState, Vec<Transition>) {
-    calls.sort_by_key(|(seq, call)| (call.borrow().event.time, *seq));
-    let mut state = LeadState::new(program);
-    let mut replayed = Vec::new();
-    for (_, call) in calls.iter() {
-        eval::apply(program, &mut state, &call.borrow().event, &mut replayed);
-    }
-    state.source = calls
-        .iter()
-        .min_by_key(|(seq, _)| *seq)
-        .and_then(|(_, call)| call.borrow().event.source.clone());
-    if let Some(prev) = previous {
-        // what was announced stays announced
-        state.announced.clone_from(&prev.announced);
-        // stages already reached stay reached at their earlier time
-        for (i, old) in prev.reached.iter().enumerate() {
-            if let (Some(at), Some(slot)) = (old, state.reached.get_mut(i)) {
-                *slot = Some(*at);
-            }
-        }
-        // conversions already made stay made: the first time is kept; count and value
-        // come from the combined history when it makes the conversion too
-        for (i, old) in prev.conversions.iter().enumerate() {
-            let Some(slot) = state.conversions.get_mut(i) else {
-                continue;
-            };
-            match (old, slot.as_mut()) {
-                (Some(old), Some(new)) => new.at = old.at,
-                (Some(old), None) => *slot = Some(old.clone()),
-                _ => {}
-            }
-        }
-    }
-    let known = |t: &Transition| match (t, previous) {
-        (_, None) => false,
-        (Transition::StageReached { stage, .. }, Some(p)) => {
-            p.reached.get(*stage).is_some_and(Option::is_some)
-        }
-        (Transition::Converted { conversion, .. }, Some(p)) => {
-            p.conversions.get(*conversion).is_some_and(Option::is_some)
-        }
-    };
-    let new = replayed.into_iter().filter(|t| !known(t)).collect();
-    (state, new)
-}
-
-/// A lead rescored under the current rules ([`rescored_state`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rescored {
-    /// The new state.
-    pub state: LeadState,
-    /// Transitions new to the lead, each at its own time.
-    pub transitions: Vec<Transition>,
-    /// Some of the lead's calls have expired from its history (fewer kept than counted).
-    pub partial: bool,
-}
-
-/// What a rescore of many leads did (SPEC §7 `rescore --format json`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RescoreReport {
-    /// Leads looked at.
-    pub leads: u64,
-    /// Leads whose state changed.
-    pub changed: u64,
-    /// Leads rescored from a partly expired history.
-    pub partial: u64,
-    /// Notifications announced.
-    pub notifications: u64,
-}
-
-/// A lead rescored under the current rules (SPEC §7): `calls`, its kept calls, are
-/// re-evaluated from a fresh state in time order ([`merged_state`], the same re-evaluation
-/// as an identity merge) and `old`, its stored state already loaded by name under the same
-/// rules, is laid over the result: stages and conversions keep the times recorded, a
-/// conversion keeps the re-evaluated count and value when the re-evaluation makes it too,
-/// and what was announced stays announced. Profile, source, `first_seen` and the event count
-/// come from `old` (fit is computed again from the profile); decay then ticks on to `old`'s
-/// clock when that is later. When calls have expired (fewer kept than `old` counted), the
-/// result is `partial` and `once` awards carry over by rule. Sorts `calls`.
-pub fn rescored_state<C: std::borrow::Borrow<Call>>(
-    program: &Program,
-    calls: &mut [(u64, C)],
-    old: &LeadState,
-) -> Rescored {
-    let (mut state, mut transitions) = merged_state(program, calls, Some(old));
-    state.profile = old.profile.clone();
-    state.fit = eval::compute_fit(program, &state.profile);
-    state.source = old.source.clone();
-    state.first_seen = old.first_seen;
-    state.last_seen = state.last_seen.max(old.last_seen);
-    state.events = old.events;
-    let partial = (calls.len() as u64) < old.events;
-    if partial {
-        for &rule in &old.once_fired {
-            if !state.once_fired.contains(&rule) {
-                state.once_fired.push(rule);
-            }
-        }
-    }
-    match (state.clock, old.clock) {
-        (Some(now), Some(then)) if then > now => {
-            eval::tick(program, &mut state, then, &mut transitions);
-        }
-        (None, clock) => state.clock = clock,
-        _ => {}
-    }
-    Rescored {
-        state,
-        transitions,
-        partial,
-    }
 }
 
 /// A call about to be processed, with its keys ([`Engine::ahead`]).
@@ -577,12 +420,7 @@ impl<'p> Engine<'p> {
         let seq = self.history.len() as u64 + 1;
 
         // Identity merge: alias(previousId -> userId), or a call carrying both ids.
-        let other = match call.event.kind {
-            CallKind::Alias => call.previous_id.as_deref(),
-            _ if call.user_id.is_some() => call.anonymous_id.as_deref(),
-            _ => None,
-        };
-        if let Some(other) = other {
+        if let Some(other) = merge_partner(call) {
             if other != key && !self.aliases.contains_key(other) {
                 self.merge(other, &key, transitions);
             }
@@ -602,21 +440,15 @@ impl<'p> Engine<'p> {
             }),
         };
         let record = &mut self.records[i];
-        if self.keep_hits {
-            let mut trace = Vec::new();
-            eval::apply_traced(
-                program,
-                &mut record.state,
-                &call.event,
-                transitions,
-                &mut trace,
-            );
-            record.latest_hits = Some(LatestHits {
-                at: call.event.time,
-                trace,
-            });
-        } else {
-            eval::apply(program, &mut record.state, &call.event, transitions);
+        let hits = step(
+            program,
+            &mut record.state,
+            call,
+            transitions,
+            self.keep_hits,
+        );
+        if hits.is_some() {
+            record.latest_hits = hits;
         }
         self.history.push(Entry {
             kept: Some(kept),
@@ -709,13 +541,13 @@ impl<'p> Engine<'p> {
         let Some(record) = self.records.get_mut(i) else {
             return;
         };
-        for (n, t) in eval::announce(program, &mut record.state, transitions) {
+        for a in announcements(program, &mut record.state, transitions) {
             let seq = self.notifications.len() as u64;
             self.notifications.push(Notification {
-                target: program.notifies[n].target.clone(),
+                target: a.target.to_owned(),
                 lead: record.id.to_string(),
-                transition: t,
-                name: transition_name(program, &t),
+                transition: a.transition,
+                name: a.name,
                 cause,
                 seq,
             });

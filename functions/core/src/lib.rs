@@ -9,6 +9,7 @@ mod fast;
 mod keytable;
 pub mod memory;
 pub mod output;
+pub mod pipeline;
 pub mod published;
 pub mod rules;
 mod scan;

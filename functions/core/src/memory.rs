@@ -3,6 +3,7 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
 use crate::engine::{Engine, LatestHits, Outcome};
+use crate::pipeline;
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::Program;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,26 +62,23 @@ pub fn forget_in_engine(engine: &mut Engine<'_>, id: &str) -> Option<String> {
     engine.forget(id).map(|_| known)
 }
 
-/// The result for one call, from an engine lead after it was processed.
+/// The result for one call, from an engine lead after it was processed. The embedded
+/// engine rescores every lead when its rules change ([`Engine::change_rules`]), never
+/// before a call, so no result lists a rescore.
 fn processed(engine: &Engine<'_>, outcome: Outcome) -> Processed {
     let (lead, duplicate, transitions) = match outcome {
         Outcome::Applied { lead, transitions } => (lead, false, transitions),
         Outcome::Duplicate { lead } => (lead, true, Vec::new()),
     };
-    let program = engine.program();
-    let (score, stage) = engine.lead(&lead).map_or((0.0, None), |r| {
-        (r.state.score(), r.state.stage(program).map(str::to_owned))
-    });
-    Processed {
-        lead,
+    let state = engine.lead(&lead).map(|r| &r.state);
+    pipeline::processed(
+        engine.program(),
+        &lead,
+        state,
         duplicate,
-        score,
-        stage,
         transitions,
-        // the embedded engine rescores every lead when its rules change
-        // (`Engine::change_rules`), never before a call
-        rescored: Vec::new(),
-    }
+        Vec::new(),
+    )
 }
 
 impl<'p> LeadStore for MemoryStore<'p> {
