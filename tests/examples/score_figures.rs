@@ -12,7 +12,7 @@
 
 use hmac::{Hmac, Mac};
 use leadscore_core::api::ApiConfig;
-use leadscore_core::dynamo::{create_table, DynamoStore};
+use leadscore_core::store::dynamo::{create_table, DynamoStore};
 use leadscore_score::Score;
 use leadscore_tests::{free_port, workspace_root, DynamoLocal, Storage};
 use serde_json::{json, Value};

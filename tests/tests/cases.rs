@@ -14,7 +14,7 @@
 mod common;
 
 use common::*;
-use leadscore_core::dynamo::{create_table, DynamoStore};
+use leadscore_core::store::dynamo::{create_table, DynamoStore};
 use leadscore_rules::Program;
 use leadscore_score::Score;
 use leadscore_tests::{unique_name, workspace_root, DynamoLocal, Storage};

@@ -266,7 +266,7 @@ async fn table() -> TestResult<(DynamoLocal, aws_sdk_dynamodb::Client, String)> 
     let dynamo = DynamoLocal::start(Storage::InMemory)?;
     let client = dynamo.client().await;
     let table = unique_name("notify");
-    leadscore_core::dynamo::create_table(&client, &table).await?;
+    leadscore_core::store::dynamo::create_table(&client, &table).await?;
     Ok((dynamo, client, table))
 }
 

@@ -10,10 +10,10 @@ use common::*;
 use hmac::{Hmac, Mac};
 use lambda_http::Request;
 use leadscore_core::api::{ApiConfig, LeadStore};
-use leadscore_core::dynamo::DynamoStore;
-use leadscore_core::engine::Engine;
+use leadscore_core::ingest::segment::{normalize_body, TimePolicy};
 use leadscore_core::output::lead_object;
-use leadscore_core::segment::{normalize_body, TimePolicy};
+use leadscore_core::store::dynamo::DynamoStore;
+use leadscore_core::store::engine::Engine;
 use leadscore_rules::Program;
 use leadscore_score::Score;
 use leadscore_tests::{workspace_root, DynamoLocal, Storage};
@@ -1153,7 +1153,7 @@ async fn published_rules_and_two_instances_on_different_generations() {
     let base = store(&local, Arc::clone(&built_in)).await;
     let (v1, files1) = rules_and_files(&POINTS_V1.replace("+10 on", "+11 on"));
     let (v2, files2) = rules_and_files(&POINTS_V1.replace("+10 on", "+20 on"));
-    use leadscore_core::published::PublishOutcome;
+    use leadscore_core::store::published::PublishOutcome;
     assert_eq!(
         base.publish(&v1, &files1).await.unwrap(),
         PublishOutcome::Published(1)
@@ -1242,7 +1242,7 @@ async fn published_rules_and_two_instances_on_different_generations() {
     );
     let before = scan(&old).await;
     assert!(old
-        .tick_lead("u1", leadscore_core::dynamo::now_micros())
+        .tick_lead("u1", leadscore_core::store::dynamo::now_micros())
         .await
         .is_err());
     assert_eq!(scan(&old).await, before);

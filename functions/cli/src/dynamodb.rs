@@ -67,17 +67,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, u8> {
 }
 
 /// The functions' store, configured as they are (SPEC §6), or exit status 2.
-async fn store() -> Result<leadscore_core::dynamo::DynamoStore, u8> {
+async fn store() -> Result<leadscore_core::store::dynamo::DynamoStore, u8> {
     let program = leadscore_core::rules::load_from_env().map_err(|e| {
         eprintln!("error: {e}");
         2u8
     })?;
-    let mut store = leadscore_core::dynamo::DynamoStore::from_env(std::sync::Arc::new(program))
-        .await
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            2u8
-        })?;
+    let mut store =
+        leadscore_core::store::dynamo::DynamoStore::from_env(std::sync::Arc::new(program))
+            .await
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                2u8
+            })?;
     store.use_published().await.map_err(|e| {
         eprintln!("error: {e}");
         2u8
@@ -105,11 +106,11 @@ fn publish(rules: &std::path::Path, then_rescore: bool, segments: u32) -> u8 {
             }
         };
         match outcome {
-            leadscore_core::published::PublishOutcome::Published(generation) => println!(
+            leadscore_core::store::published::PublishOutcome::Published(generation) => println!(
                 "published ruleset `{}` version {} as generation {generation}",
                 program.name, program.version
             ),
-            leadscore_core::published::PublishOutcome::Unchanged(generation) => println!(
+            leadscore_core::store::published::PublishOutcome::Unchanged(generation) => println!(
                 "ruleset `{}` version {} is already published as generation {generation}",
                 program.name, program.version
             ),
@@ -146,7 +147,7 @@ fn publish(rules: &std::path::Path, then_rescore: bool, segments: u32) -> u8 {
 /// Runs `job` on the functions' store; its exit status, or 2 when there is no store.
 fn with_store<F, Fut>(job: F) -> u8
 where
-    F: FnOnce(leadscore_core::dynamo::DynamoStore) -> Fut,
+    F: FnOnce(leadscore_core::store::dynamo::DynamoStore) -> Fut,
     Fut: std::future::Future<Output = u8>,
 {
     let rt = match runtime() {
@@ -254,7 +255,7 @@ pub fn dispatch(command: &DynamodbCommand) -> u8 {
             let result = runtime.block_on(async {
                 let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
                 let client = aws_sdk_dynamodb::Client::new(&config);
-                leadscore_core::dynamo::create_table(&client, &table).await
+                leadscore_core::store::dynamo::create_table(&client, &table).await
             });
             match result {
                 Ok(()) => {

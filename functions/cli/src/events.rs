@@ -3,8 +3,8 @@
 //! `report` and `compare` share it; a progress bar shows on a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use leadscore_core::engine::Engine;
 use leadscore_core::rules::load;
+use leadscore_core::store::engine::Engine;
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::time::{parse_rfc3339, Micros};
 use leadscore_rules::Program;
@@ -190,12 +190,15 @@ pub fn run_events<R>(
 }
 
 type Parsed = Result<
-    Vec<Result<leadscore_core::segment::Call, leadscore_core::segment::CallError>>,
-    leadscore_core::segment::CallError,
+    Vec<Result<leadscore_core::ingest::segment::Call, leadscore_core::ingest::segment::CallError>>,
+    leadscore_core::ingest::segment::CallError,
 >;
 
 fn parse_body(line: &str) -> Parsed {
-    leadscore_core::segment::parse_body(line, &leadscore_core::segment::TimePolicy::Required)
+    leadscore_core::ingest::segment::parse_body(
+        line,
+        &leadscore_core::ingest::segment::TimePolicy::Required,
+    )
 }
 
 /// Writes `text` to `out` (a file) or standard output; the exit status.

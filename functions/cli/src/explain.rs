@@ -1,9 +1,9 @@
 //! `leadscore explain`: which rule gave which points when, and why each stage was or was not
 //! reached, for one lead of an events file (logic in `leadscore_tools::explain`).
 
-use leadscore_core::engine::Engine;
+use leadscore_core::ingest::segment::{parse_body, TimePolicy};
 use leadscore_core::rules::load;
-use leadscore_core::segment::{parse_body, TimePolicy};
+use leadscore_core::store::engine::Engine;
 use leadscore_tools::explain::{explain_lead, render_text, to_json, ExplainError};
 use std::collections::HashMap;
 use std::path::Path;

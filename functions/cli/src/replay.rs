@@ -2,12 +2,12 @@
 //! SPEC §4 or a table for people.
 
 use crate::ReplayFormat;
-use leadscore_core::engine::{Engine, MessageKey, MessageKeys};
+use leadscore_core::ingest::segment::{parse_line_reading, Call, CallError, LineCalls, TimePolicy};
 use leadscore_core::output::{
     lead_object, replay_document, rules_object, sorted_notifications, summary_object,
     write_lead_pretty, NotificationJson,
 };
-use leadscore_core::segment::{parse_line_reading, Call, CallError, LineCalls, TimePolicy};
+use leadscore_core::store::engine::{Engine, MessageKey, MessageKeys};
 use leadscore_rules::program::Reads;
 use rayon::prelude::*;
 use serde_json::Value;
@@ -550,7 +550,7 @@ pub fn run_pairs(
                 continue;
             }
             let line_no = n + 1;
-            match leadscore_core::segment::parse_body(line, &TimePolicy::Required) {
+            match leadscore_core::ingest::segment::parse_body(line, &TimePolicy::Required) {
                 Err(e) => {
                     rejected += 1;
                     let _ = writeln!(report, "{name}:{line_no}: {e}");
@@ -865,7 +865,7 @@ fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std:
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use leadscore_core::segment::normalize_call;
+    use leadscore_core::ingest::segment::normalize_call;
     use leadscore_rules::{compile, SourceFile};
     use std::sync::Arc;
 

@@ -21,9 +21,9 @@
 //! the server between two requests, with the journal consistent.
 
 use leadscore_core::api::{Accepted, Api, ApiConfig, ApiRequest, LeadStore, Processed, StoreError};
-use leadscore_core::engine::{Engine, Kept, LatestHits};
-use leadscore_core::memory;
-use leadscore_core::segment::{normalize_call, TimePolicy};
+use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
+use leadscore_core::store::engine::{Engine, Kept, LatestHits};
+use leadscore_core::store::memory;
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::time::Micros;
 use leadscore_rules::Program;

@@ -13,9 +13,9 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
-use crate::engine::{Cause, LatestHits};
+use crate::ingest::segment::{normalize_body, Call, CallError, TimePolicy};
 use crate::output::{lead_object, rules_object, score_value};
-use crate::segment::{normalize_body, Call, CallError, TimePolicy};
+use crate::store::engine::{Cause, LatestHits};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use leadscore_rules::eval::{LeadState, Transition};
@@ -218,8 +218,8 @@ pub struct Processed {
 pub struct StoreError(pub String);
 
 /// The storage the API needs, taking `&self` so that one store serves concurrent requests
-/// without a lock around the API: the embedded engine ([`crate::memory::MemoryStore`]) or
-/// DynamoDB ([`crate::dynamo::DynamoStore`]). The futures of the embedded store are ready at
+/// without a lock around the API: the embedded engine ([`crate::store::memory::MemoryStore`]) or
+/// DynamoDB ([`crate::store::dynamo::DynamoStore`]). The futures of the embedded store are ready at
 /// once.
 #[allow(async_fn_in_trait)]
 pub trait LeadStore {
@@ -731,12 +731,12 @@ fn percent_decode(text: &str) -> Option<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
+    use crate::store::engine::Engine;
     use hmac::Mac;
     use leadscore_wire::verify_segment;
     type HmacSha1 = hmac::Hmac<sha1::Sha1>;
     type HmacSha256 = hmac::Hmac<Sha256>;
-    use crate::memory::MemoryStore;
+    use crate::store::memory::MemoryStore;
     use leadscore_rules::time::parse_rfc3339;
     use leadscore_rules::{compile, SourceFile};
 
@@ -953,11 +953,13 @@ conversion "Signup" on "Signed Up"
         );
         let value: Value = serde_json::from_str(raw).unwrap();
         let call =
-            crate::segment::normalize_call(&value, "", &TimePolicy::ReceivedAt(now())).unwrap();
+            crate::ingest::segment::normalize_call(&value, "", &TimePolicy::ReceivedAt(now()))
+                .unwrap();
         let record = record_of(&value, &call);
         assert_eq!(record["receivedAt"], json!("2026-01-10T12:00:00Z"));
         assert!(record["messageId"].as_str().unwrap().starts_with("h:"));
-        let again = crate::segment::normalize_call(&record, "", &TimePolicy::Required).unwrap();
+        let again =
+            crate::ingest::segment::normalize_call(&record, "", &TimePolicy::Required).unwrap();
         assert_eq!(again, call);
     }
 

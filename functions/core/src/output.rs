@@ -1,7 +1,7 @@
 //! The lead object and the replay document of SPEC §4: the one JSON shape that `replay`,
 //! `GET /leads/{id}` and the tests agree on.
 
-use crate::engine::{Engine, Notification};
+use crate::store::engine::{Engine, Notification};
 use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::time::{format_rfc3339, rfc3339_seconds, Micros, SECOND};
 use leadscore_rules::Program;

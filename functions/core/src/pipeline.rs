@@ -1,6 +1,6 @@
 //! The pipeline: what happens to a lead when a call reaches it, written once and run by
-//! every store. The embedded engine ([`crate::engine`], for `replay`, `serve`, `explain`,
-//! `compare`) and the DynamoDB store ([`crate::dynamo`], for `score`, `decay` and the
+//! every store. The embedded engine ([`crate::store::engine`], for `replay`, `serve`, `explain`,
+//! `compare`) and the DynamoDB store ([`crate::store::dynamo`], for `score`, `decay` and the
 //! rescore) keep leads differently; between loading a lead and committing it they call
 //! these functions:
 //!
@@ -13,7 +13,7 @@
 //! - [`processed`]: the per-call result the API answers with.
 
 use crate::api::Processed;
-use crate::segment::Call;
+use crate::ingest::segment::Call;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{CallKind, Program};

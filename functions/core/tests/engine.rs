@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use leadscore_core::engine::{Engine, Kept, Outcome};
+use leadscore_core::ingest::segment::{normalize_body, normalize_call, Call, TimePolicy};
 use leadscore_core::output::{
     lead_object, notification_object, replay_document, write_lead_pretty, NotificationJson,
 };
-use leadscore_core::segment::{normalize_body, normalize_call, Call, TimePolicy};
+use leadscore_core::store::engine::{Engine, Kept, Outcome};
 use leadscore_rules::program::NotifyWhen;
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros, SECOND};
 use leadscore_rules::{compile, Program, SourceFile};

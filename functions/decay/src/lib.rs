@@ -3,7 +3,7 @@
 //! their stages evaluated; new transitions go to the outbox like any other.
 
 use leadscore_core::api::StoreError;
-use leadscore_core::dynamo::{now_micros, DynamoStore, TickReport};
+use leadscore_core::store::dynamo::{now_micros, DynamoStore, TickReport};
 use leadscore_rules::time::{parse_rfc3339, Micros};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The `decay` Lambda function: a schedule ticks the due leads (SPEC §6).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use leadscore_core::dynamo::DynamoStore;
+use leadscore_core::store::dynamo::DynamoStore;
 use serde_json::Value;
 use std::sync::Arc;
 

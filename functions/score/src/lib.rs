@@ -4,8 +4,8 @@
 
 use lambda_http::{Body, Request, Response};
 use leadscore_core::api::{Api, ApiConfig, ApiRequest, ApiResponse, ConfigError, StoreError};
-use leadscore_core::dynamo::{now_micros, DynamoStore};
 use leadscore_core::rules::LoadError;
+use leadscore_core::store::dynamo::{now_micros, DynamoStore};
 use std::sync::Arc;
 
 /// Why the function cannot start.

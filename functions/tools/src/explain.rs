@@ -5,9 +5,9 @@
 //! a tracer, in the order the engine evaluated them: when leads merged, the combined history
 //! up to the last merge in time order, then the later calls as they arrived (SPEC §5).
 
-use leadscore_core::engine::{Engine, Kept};
+use leadscore_core::ingest::segment::Call;
 use leadscore_core::output::{lead_object, score_value};
-use leadscore_core::segment::Call;
+use leadscore_core::store::engine::{Engine, Kept};
 use leadscore_rules::eval::{self, Ctx, LeadState, TraceEntry, Transition};
 use leadscore_rules::explain::{explain_pred, show_value, PredNode};
 use leadscore_rules::time::{format_rfc3339, Micros};

@@ -11,10 +11,10 @@
 use hmac::{Hmac, Mac};
 use lambda_http::Request;
 use leadscore_core::api::{ApiConfig, LeadStore};
-use leadscore_core::dynamo::{create_table, DynamoStore};
-use leadscore_core::engine::Engine;
+use leadscore_core::ingest::segment::{normalize_body, TimePolicy};
 use leadscore_core::output::lead_object;
-use leadscore_core::segment::{normalize_body, TimePolicy};
+use leadscore_core::store::dynamo::{create_table, DynamoStore};
+use leadscore_core::store::engine::Engine;
 use leadscore_rules::Program;
 use leadscore_score::Score;
 use leadscore_tests::{unique_name, DynamoLocal};

@@ -9,7 +9,7 @@
 //! the lead (see `DynamoStore::apply`); it never rewrites the lead under older ones.
 
 use crate::api::StoreError;
-use crate::dynamo::DynamoStore;
+use crate::store::dynamo::DynamoStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use leadscore_rules::{Program, SourceFile};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! and the API tests run the same API as the functions, over one lock inside the store.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
-use crate::engine::{Engine, LatestHits, Outcome};
 use crate::pipeline;
+use crate::store::engine::{Engine, LatestHits, Outcome};
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::Program;
 use std::sync::{Arc, Mutex, MutexGuard};

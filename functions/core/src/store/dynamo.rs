@@ -21,11 +21,11 @@
 //! merged into it (`merged`), so its history is its own partition and theirs.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::ingest::segment::{normalize_call, Call, TimePolicy};
 use crate::output::lead_object;
 use crate::pipeline::{
     announcements, merge_partner, merged_state, processed, rescored_state, step, Cause, LatestHits,
 };
-use crate::segment::{normalize_call, Call, TimePolicy};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::query::QueryError;
@@ -1325,7 +1325,7 @@ impl DynamoStore {
     }
 
     /// Brings one lead (a known id) up to date and commits it under its version: a lead
-    /// stamped with other rules is rescored ([`DynamoStore::rescore_stale`]), then, with
+    /// stamped with other rules is rescored (`rescore_stale`), then, with
     /// `tick`, ticked at that time. Conflicts are retried. `None`: no such lead (or a merged
     /// id). A current lead with no tick is left as it is (`committed` false).
     pub async fn refresh_lead(

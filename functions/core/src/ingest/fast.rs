@@ -6,7 +6,7 @@
 //! give up, and the caller takes the exact path in `segment`, which owns every error
 //! message. A test checks that both paths agree.
 
-use crate::segment::{Call, LineCalls, TimePolicy, MAX_FUTURE};
+use crate::ingest::segment::{Call, LineCalls, TimePolicy, MAX_FUTURE};
 use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event, Properties};
 use leadscore_rules::program::{Keys, Reads};
@@ -91,7 +91,7 @@ fn project(raw: Option<&str>, keys: Option<&Keys>) -> Option<Properties> {
     let Some(raw) = raw else {
         return Some(Properties::new());
     };
-    if let Some(map) = crate::scan::project(raw, keys) {
+    if let Some(map) = crate::ingest::scan::project(raw, keys) {
         return Some(map);
     }
     let mut de = serde_json::Deserializer::from_str(raw);
@@ -315,7 +315,7 @@ pub(crate) fn parse_line(
 ) -> Option<LineCalls> {
     // the scanner gives up on a `batch` key, so a line it reads is never a batch; a call it
     // reads that does not normalise goes to the exact path, which says why
-    if let Some(raw) = crate::scan::call(text, reads) {
+    if let Some(raw) = crate::ingest::scan::call(text, reads) {
         return Some(smallvec::smallvec![Ok(finish(raw, policy, reads)?)]);
     }
     // `serde_json` checks the strings it skips (and keeps as raw text) more loosely than
@@ -352,7 +352,7 @@ fn has_surrogate_escape(text: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::segment::CallError;
+    use crate::ingest::segment::CallError;
 
     /// [`parse_line`] as a vector, as the exact path gives calls.
     fn parse_body(
@@ -362,7 +362,7 @@ mod tests {
     ) -> Option<Vec<Result<Call, CallError>>> {
         parse_line(text, policy, reads).map(smallvec::SmallVec::into_vec)
     }
-    use crate::segment::{normalize_body, SECOND_FOR_TESTS};
+    use crate::ingest::segment::{normalize_body, SECOND_FOR_TESTS};
     use proptest::prelude::*;
 
     fn exact(text: &str, policy: &TimePolicy) -> Result<Vec<Result<Call, CallError>>, CallError> {
@@ -450,8 +450,8 @@ mod tests {
     fn line_reads_as_body(text: &str, policy: &TimePolicy) -> usize {
         let mut n = 0;
         for reads in [None, Some(some_reads())] {
-            let line = crate::segment::parse_line_reading(text, policy, reads.as_ref());
-            let body = crate::segment::parse_body_reading(text, policy, reads.as_ref());
+            let line = crate::ingest::segment::parse_line_reading(text, policy, reads.as_ref());
+            let body = crate::ingest::segment::parse_body_reading(text, policy, reads.as_ref());
             n = body.as_ref().map_or(0, Vec::len);
             assert_eq!(line.map(smallvec::SmallVec::into_vec), body, "{text}");
         }
@@ -495,7 +495,8 @@ mod tests {
             );
         }
         // the first is read by the scanner, and its call is held in the line itself
-        let line = crate::segment::parse_line_reading(lines[0].0, &TimePolicy::Required, None);
+        let line =
+            crate::ingest::segment::parse_line_reading(lines[0].0, &TimePolicy::Required, None);
         assert!(!line.expect("read").spilled());
     }
 
@@ -584,10 +585,10 @@ mod tests {
             let escaped = text.replace(r#""u1""#, r#""u\u0031""#);
             // (the scanner gives up on an escaped source too)
             assert_eq!(
-                crate::scan::call(&text, None).is_some(),
+                crate::ingest::scan::call(&text, None).is_some(),
                 !source.contains('\\')
             );
-            assert!(crate::scan::call(&escaped, None).is_none());
+            assert!(crate::ingest::scan::call(&escaped, None).is_none());
             for text in [text, escaped] {
                 let exact = exact(&text, &TimePolicy::Required).unwrap();
                 let fast = parse_body(&text, &TimePolicy::Required, None).expect("fast path");
@@ -623,8 +624,9 @@ mod tests {
             line_reads_as_body(&text, &TimePolicy::Required);
         }
         // the exact path: invalid JSON, not objects, and a campaign without a source
-        let reads =
-            |text: &str| crate::segment::parse_body_reading(text, &TimePolicy::Required, None);
+        let reads = |text: &str| {
+            crate::ingest::segment::parse_body_reading(text, &TimePolicy::Required, None)
+        };
         assert!(reads(&format!(r#"{{{call},"extra":"\ud800"}}"#)).is_err());
         assert!(reads(array).is_err());
         let context = reads(&format!(r#"{{{call},"context":[]}}"#)).unwrap();

@@ -277,7 +277,7 @@ pub fn parse_line_reading(
     time: &TimePolicy,
     reads: Option<&leadscore_rules::program::Reads>,
 ) -> Result<LineCalls, CallError> {
-    if let Some(calls) = crate::fast::parse_line(text, time, reads) {
+    if let Some(calls) = crate::ingest::fast::parse_line(text, time, reads) {
         return Ok(calls);
     }
     let value: Value = serde_json::from_str(text)

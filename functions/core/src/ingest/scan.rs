@@ -8,7 +8,7 @@
 //! error message. Whatever it accepts, `serde_json` accepts too and reads the same (tests
 //! below and in `fast` hold it to that).
 
-use crate::fast::{Campaign, Context, RawCall, Text};
+use crate::ingest::fast::{Campaign, Context, RawCall, Text};
 use compact_str::CompactString;
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::Properties;
@@ -300,7 +300,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 ///
 /// When the call's `type` comes before its `properties` or `traits`, the object is read
 /// straight into the keys the call will keep (`reads`, all without it), in the same pass;
-/// otherwise its text is kept for [`crate::fast`] to read once the type is known.
+/// otherwise its text is kept for [`crate::ingest::fast`] to read once the type is known.
 pub(crate) fn call<'a>(text: &'a str, reads: Option<&Reads>) -> Option<RawCall<'a>> {
     let mut s = Scan::new(text);
     let mut raw = RawCall::default();
@@ -567,7 +567,7 @@ mod tests {
             let text = format!("{}{}{}", &CALL[..at], insert, &CALL[end..]);
             if let Some(raw) = call(&text, None) {
                 let value: Value = serde_json::from_str(&text).expect("serde_json accepts it");
-                let serde: crate::fast::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
+                let serde: crate::ingest::fast::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
                 prop_assert_eq!(raw.ty.as_deref(), serde.ty.as_deref());
                 prop_assert_eq!(raw.event.as_deref(), serde.event.as_deref());
                 prop_assert_eq!(raw.message_id.as_deref(), serde.message_id.as_deref());

@@ -5,12 +5,12 @@
 //! `replay`, `explain` and the local tools run on it; the Lambda functions use the same step
 //! function over DynamoDB.
 
-use crate::keytable::{safe_arch_prefetch, KeyTable};
+use crate::ingest::segment::Call;
 use crate::pipeline::{announcements, merge_partner, step};
 pub use crate::pipeline::{
     merged_state, rescored_state, transition_name, Cause, LatestHits, RescoreReport, Rescored,
 };
-use crate::segment::Call;
+use crate::store::keytable::{safe_arch_prefetch, KeyTable};
 use ahash::AHashMap;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
