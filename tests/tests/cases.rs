@@ -419,6 +419,99 @@ async fn every_case_on_score_and_dynamodb_local() {
     }
 }
 
+/// `serve` and `score` share the API and the pipeline's limits: the same malformed or
+/// oversized calls get the same status and the same body from both, and nothing of them
+/// is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_score_refuse_the_same_calls_with_the_same_answer() {
+    let rules = workspace_root().join("rules/b2b-saas");
+    let long_id = "u".repeat(600);
+    let big = "x".repeat(360 * 1024);
+    let ok = |id: &str, m: &str| {
+        json!({"type": "track", "event": "Pricing Viewed", "userId": id, "messageId": m,
+               "timestamp": "2026-03-01T10:00:00Z"})
+    };
+    let bodies: Vec<(&str, String)> = vec![
+        ("not JSON", "not json".into()),
+        (
+            "no event name",
+            json!({"type": "track", "userId": "u1", "messageId": "m0"}).to_string(),
+        ),
+        (
+            "an unknown type",
+            json!({"type": "bogus", "userId": "u1", "messageId": "m0"}).to_string(),
+        ),
+        ("a 600-byte userId", ok(&long_id, "m1").to_string()),
+        ("a 600-byte messageId", ok("u1", &long_id).to_string()),
+        (
+            "a 360 KB call",
+            json!({"type": "track", "event": "Pricing Viewed", "userId": "u1", "messageId": "m2",
+                   "timestamp": "2026-03-01T10:00:00Z", "properties": {"blob": big}})
+            .to_string(),
+        ),
+        (
+            "a batch with one good call and one too long id",
+            json!({"batch": [ok("u-ok", "m3"), ok(&long_id, "m4")]}).to_string(),
+        ),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &rules);
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let client = local.client().await;
+    let table = unique_name("limits");
+    create_table(&client, &table).await.unwrap();
+    let (program, _, _) = leadscore_core::rules::load(&[rules.clone()]).unwrap();
+    let store = DynamoStore::new(client, table, Arc::new(program), 400);
+    let unsigned = leadscore_core::api::ApiConfig {
+        allow_unsigned: true,
+        api_token: Some("token-1".into()),
+        ..leadscore_core::api::ApiConfig::default()
+    };
+    let score = Score::new(unsigned, store.clone());
+    let mut refused = 0;
+    for (what, body) in &bodies {
+        let from_serve = http(serve.port, "POST", "/events", body);
+        let from_score = send(
+            &score,
+            function_url(
+                "POST",
+                "/events",
+                json!({"content-type": "application/json"}),
+                Some(body),
+            ),
+        )
+        .await;
+        assert_eq!(from_serve, from_score, "{what}: serve and score differ");
+        if from_score.0 == 400 {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused,
+        bodies.len() - 1,
+        "every call but the batch is refused"
+    );
+    // the batch's good call is kept; nothing of the refused calls is
+    let leads: Vec<String> = scan(&store)
+        .await
+        .iter()
+        .filter_map(|item| match (item.get("pk"), item.get("sk")) {
+            (
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(pk)),
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)),
+            ) if sk == "STATE" => Some(pk.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(leads, ["LEAD#u-ok"]);
+    let (status, lead) = http(serve.port, "GET", "/leads/u1", "");
+    assert_eq!(status, 404, "{lead}");
+    serve.stop();
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+}
+
 /// `leadscore dynamodb rescore` and `export`, as an operator runs them: configured like the
 /// functions (`LEADSCORE_TABLE`, `LEADSCORE_RULES`, the SDK's variables).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

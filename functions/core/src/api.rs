@@ -251,12 +251,13 @@ pub trait LeadStore {
         Ok(None)
     }
 
-    /// Whether the store can keep this call (as `record`, the form kept in the history): a
-    /// store with limits (key or item sizes) refuses a call beyond them, which the API
-    /// reports like an invalid call: `Err((field, message))`, the field's JSON path within
-    /// the call (`""` for the call as a whole). Everything is accepted by default.
-    fn check_call(&self, _call: &Call, _record: &Value) -> Result<(), (String, String)> {
-        Ok(())
+    /// Whether the store can keep this call (as `record`, the form kept in the history),
+    /// reported by the API like an invalid call: `Err((field, message))`, the field's JSON
+    /// path within the call (`""` for the call as a whole). Every store holds calls to the
+    /// same limits ([`crate::pipeline::check_call`]), so `serve` and `score` refuse the same
+    /// calls with the same answer.
+    fn check_call(&self, call: &Call, record: &Value) -> Result<(), (String, String)> {
+        crate::pipeline::check_call(call, record)
     }
 
     /// Erases a lead (merged ids followed), its history and its idempotency records.

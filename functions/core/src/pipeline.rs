@@ -10,6 +10,7 @@
 //!   kept calls, for an identity merge and for a rule change alike (SPEC §5, §7);
 //! - [`announcements`]: the notifications a commit carries, each (transition, target)
 //!   announced once ever (SPEC §3 step 6, §7);
+//! - [`check_call`]: the limits every store holds a call to before it is applied;
 //! - [`processed`]: the per-call result the API answers with.
 
 use crate::api::Processed;
@@ -18,6 +19,7 @@ use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{CallKind, Program};
 use leadscore_wire::Kind;
+use serde_json::Value;
 
 /// Why a transition happened other than by a call of the lead's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,4 +274,45 @@ pub fn processed(
         transitions,
         rescored,
     }
+}
+
+/// The largest call kept in a lead's history: a DynamoDB item holds 400 KB at most, with the
+/// key and the other attributes. Every store holds calls to it, so a call `serve` takes the
+/// functions take too.
+pub const MAX_CALL_BYTES: usize = 350 * 1024;
+/// The longest id (`userId`, `anonymousId`, `previousId`, `messageId`): DynamoDB sort keys
+/// hold 1 KB, with a prefix and a time. Every store holds ids to it.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// Whether a call can be kept (as `record`, the form kept in the history): ids of at most
+/// [`MAX_ID_BYTES`], a record of at most [`MAX_CALL_BYTES`]. `Err((field, message))`: the
+/// field's JSON path within the call (`""` for the call as a whole) and why.
+pub fn check_call(call: &Call, record: &Value) -> Result<(), (String, String)> {
+    let ids = [
+        ("userId", call.user_id.as_deref()),
+        ("anonymousId", call.anonymous_id.as_deref()),
+        ("previousId", call.previous_id.as_deref()),
+        ("messageId", Some(call.message_id.as_str())),
+    ];
+    for (field, id) in ids {
+        if let Some(id) = id.filter(|id| id.len() > MAX_ID_BYTES) {
+            return Err((
+                field.to_owned(),
+                format!(
+                    "`{field}` has {} bytes; ids may have {MAX_ID_BYTES} bytes at most",
+                    id.len()
+                ),
+            ));
+        }
+    }
+    let size = serde_json::to_vec(record).map_or(0, |v| v.len());
+    if size > MAX_CALL_BYTES {
+        return Err((
+            String::new(),
+            format!(
+                "the call has {size} bytes; a stored call may have {MAX_CALL_BYTES} bytes at most"
+            ),
+        ));
+    }
+    Ok(())
 }

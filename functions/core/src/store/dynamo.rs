@@ -53,12 +53,7 @@ use std::time::Duration;
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// How many times a commit is tried (conflicts, throttling) before the caller gets an error.
 pub const MAX_ATTEMPTS: u32 = 20;
-/// The largest call kept in the history: a DynamoDB item holds 400 KB at most, with the
-/// key and the other attributes.
-pub const MAX_CALL_BYTES: usize = 350 * 1024;
-/// The longest id (`userId`, `anonymousId`, `previousId`, `messageId`) the table can key:
-/// DynamoDB sort keys hold 1 KB, with a prefix and a time.
-pub const MAX_ID_BYTES: usize = 512;
+pub use crate::pipeline::{MAX_CALL_BYTES, MAX_ID_BYTES};
 /// Partitions of the sparse `due` index.
 pub const DUE_SHARDS: u32 = 16;
 /// The name of the sparse index of leads that time passing can change.
@@ -1638,34 +1633,6 @@ impl LeadStore for DynamoStore {
 
     fn program(&self) -> Arc<Program> {
         self.current().program
-    }
-
-    fn check_call(&self, call: &Call, record: &Value) -> Result<(), (String, String)> {
-        let ids = [
-            ("userId", call.user_id.as_deref()),
-            ("anonymousId", call.anonymous_id.as_deref()),
-            ("previousId", call.previous_id.as_deref()),
-            ("messageId", Some(call.message_id.as_str())),
-        ];
-        for (field, id) in ids {
-            if let Some(id) = id.filter(|id| id.len() > MAX_ID_BYTES) {
-                return Err((
-                    field.to_owned(),
-                    format!(
-                        "`{field}` has {} bytes; ids may have {MAX_ID_BYTES} bytes at most",
-                        id.len()
-                    ),
-                ));
-            }
-        }
-        let size = serde_json::to_vec(record).map_or(0, |v| v.len());
-        if size > MAX_CALL_BYTES {
-            return Err((
-                String::new(),
-                format!("the call has {size} bytes; a stored call may have {MAX_CALL_BYTES} bytes at most"),
-            ));
-        }
-        Ok(())
     }
 
     async fn apply(
