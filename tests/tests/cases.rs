@@ -461,7 +461,7 @@ async fn serve_and_score_refuse_the_same_calls_with_the_same_answer() {
     let client = local.client().await;
     let table = unique_name("limits");
     create_table(&client, &table).await.unwrap();
-    let (program, _, _) = leadscore_core::rules::load(&[rules.clone()]).unwrap();
+    let (program, _, _) = leadscore_core::rules::load(std::slice::from_ref(&rules)).unwrap();
     let store = DynamoStore::new(client, table, Arc::new(program), 400);
     let unsigned = leadscore_core::api::ApiConfig {
         allow_unsigned: true,
