@@ -14,6 +14,7 @@ pub mod eventbridge;
 pub mod record;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -90,6 +91,13 @@ pub enum NotifyError {
     /// The delivery task stopped abnormally.
     #[error("the delivery task failed: {0}")]
     Task(String),
+    /// An earlier notification of the same lead failed in this batch: this one waits for
+    /// the retry, so that the lead's notifications arrive in order.
+    #[error("held back: the lead's earlier notification (sequence number `{failed}`) failed in this batch")]
+    HeldBack {
+        /// The sequence number of the record that failed first.
+        failed: String,
+    },
 }
 
 impl NotifyError {
@@ -161,35 +169,64 @@ impl Notifier {
 
     /// Delivers every record of a stream batch and answers which failed: each failed record's
     /// sequence number is in `batch_item_failures` (the event source mapping retries from the
-    /// lowest). Every record is attempted, whatever happens to the others. A failed record
-    /// without a sequence number is reported with an empty identifier, which makes Lambda
-    /// retry the whole batch: nothing is dropped.
+    /// lowest). A lead's notifications are delivered one after the other in the order the
+    /// stream gives them (the order they were committed), leads side by side; when one of a
+    /// lead's fails, every later record of that lead in the batch is held back and reported
+    /// failed too, so the retry delivers them in order. A failed record without a sequence
+    /// number is reported with an empty identifier, which makes Lambda retry the whole batch:
+    /// nothing is dropped.
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
         let semaphore = Arc::new(Semaphore::new(CONCURRENCY));
         let total = event.records.len();
-        let mut tasks = Vec::with_capacity(total);
-        for record in event.records {
-            let sequence_number = record.change.sequence_number.clone();
+        // the records of each lead (partition key), in stream order; other records alone
+        let mut groups: Vec<Vec<(usize, EventRecord)>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (index, record) in event.records.into_iter().enumerate() {
+            match record::partition_key(&record) {
+                Some(pk) => {
+                    let next = groups.len();
+                    let g = *group_of.entry(pk).or_insert(next);
+                    if g == next {
+                        groups.push(Vec::new());
+                    }
+                    groups[g].push((index, record));
+                }
+                None => groups.push(vec![(index, record)]),
+            }
+        }
+        let mut tasks = Vec::with_capacity(groups.len());
+        for group in groups {
             let notifier = self.clone();
             let semaphore = Arc::clone(&semaphore);
+            let indexes: Vec<(usize, Option<String>)> = group
+                .iter()
+                .map(|(i, r)| (*i, r.change.sequence_number.clone()))
+                .collect();
             let task = tokio::spawn(async move {
-                // The semaphore is never closed; without a permit the record still goes.
+                // The semaphore is never closed; without a permit the records still go.
                 let _permit = semaphore.acquire_owned().await.ok();
-                notifier.process(&record).await
+                notifier.process_in_order(group).await
             });
-            tasks.push((sequence_number, task));
+            tasks.push((indexes, task));
         }
+        let mut results: Vec<(usize, Option<String>, Result<Outcome, NotifyError>)> =
+            Vec::with_capacity(total);
+        for (indexes, task) in tasks {
+            match task.await {
+                Ok(done) => results.extend(done),
+                Err(err) => {
+                    for (index, sequence_number) in indexes {
+                        let err = NotifyError::Task(err.to_string());
+                        tracing::error!(sequence_number, error = %err, "notification not delivered");
+                        results.push((index, sequence_number, Err(err)));
+                    }
+                }
+            }
+        }
+        results.sort_by_key(|(index, _, _)| *index);
         let mut response = DynamoDbEventResponse::default();
         let (mut delivered, mut skipped) = (0usize, 0usize);
-        for (sequence_number, task) in tasks {
-            let result = match task.await {
-                Ok(result) => result,
-                Err(err) => {
-                    let err = NotifyError::Task(err.to_string());
-                    tracing::error!(sequence_number, error = %err, "notification not delivered");
-                    Err(err)
-                }
-            };
+        for (_, sequence_number, result) in results {
             match result {
                 Ok(Outcome::Delivered) => delivered += 1,
                 Ok(_) => skipped += 1,
@@ -208,6 +245,34 @@ impl Notifier {
             "batch done"
         );
         response
+    }
+
+    /// Handles the records of one lead in order ([`Notifier::process`]); after a failure the
+    /// rest are held back, not attempted, and fail with [`NotifyError::HeldBack`].
+    async fn process_in_order(
+        &self,
+        records: Vec<(usize, EventRecord)>,
+    ) -> Vec<(usize, Option<String>, Result<Outcome, NotifyError>)> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut failed: Option<String> = None;
+        for (index, record) in records {
+            let sequence_number = record.change.sequence_number.clone();
+            let result = match &failed {
+                Some(first) => {
+                    let err = NotifyError::HeldBack {
+                        failed: first.clone(),
+                    };
+                    tracing::warn!(sequence_number, error = %err, "notification held back");
+                    Err(err)
+                }
+                None => self.process(&record).await,
+            };
+            if result.is_err() && failed.is_none() {
+                failed = Some(sequence_number.clone().unwrap_or_default());
+            }
+            out.push((index, sequence_number, result));
+        }
+        out
     }
 
     /// Handles one stream record: ignores what is not the insert of a notification, delivers

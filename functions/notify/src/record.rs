@@ -44,6 +44,20 @@ pub fn is_notification_insert(record: &EventRecord) -> bool {
         )
 }
 
+/// The partition key of a stream record's item (`LEAD#<id>` for a lead's items): the
+/// records of one lead share it, and the stream gives them in commit order.
+pub fn partition_key(record: &EventRecord) -> Option<String> {
+    match record
+        .change
+        .keys
+        .get("pk")
+        .or_else(|| record.change.new_image.get("pk"))
+    {
+        Some(AttributeValue::S(pk)) if !pk.is_empty() => Some(pk.clone()),
+        _ => None,
+    }
+}
+
 /// Reads the notification from a stream record: `Ok(None)` for a record that is not the
 /// insert of a notification ([`is_notification_insert`]), an error for a notification
 /// insert that cannot be delivered as it stands.
