@@ -215,6 +215,55 @@ async fn told(store: &DynamoStore) -> Vec<Value> {
         .collect()
 }
 
+/// A lead's notification sequence numbers so far: every one seen, by notification id.
+#[derive(Default)]
+struct Sequences(std::collections::BTreeMap<String, u64>);
+
+/// Every message carries the lead's profile and a sequence number; a lead's numbers are
+/// 1, 2, 3, ... with no repeat, and the messages of a later step (committed later) have
+/// higher numbers than every earlier one.
+fn check_sequences(
+    case: &Case,
+    messages: &[Value],
+    seen: &mut std::collections::HashMap<String, Sequences>,
+) {
+    let mut now: std::collections::HashMap<String, Vec<(String, u64)>> =
+        std::collections::HashMap::new();
+    for m in messages {
+        assert!(
+            m["lead"]["profile"].is_object(),
+            "{}: no profile in {m}",
+            case.name
+        );
+        let sequence = m["sequence"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no sequence in {m}", case.name));
+        let lead = m["lead"]["id"].as_str().unwrap().to_owned();
+        now.entry(lead)
+            .or_default()
+            .push((m["id"].as_str().unwrap().to_owned(), sequence));
+    }
+    for (lead, notes) in now {
+        let before = seen.entry(lead.clone()).or_default();
+        let highest = before.0.values().copied().max().unwrap_or(0);
+        for (id, sequence) in &notes {
+            match before.0.get(id) {
+                Some(old) => assert_eq!(old, sequence, "{}: {id} renumbered", case.name),
+                None => assert!(
+                    *sequence > highest,
+                    "{}: {lead}: {id} committed later has sequence {sequence} <= {highest}",
+                    case.name
+                ),
+            }
+        }
+        before.0.extend(notes);
+        let mut all: Vec<u64> = before.0.values().copied().collect();
+        all.sort_unstable();
+        let expected: Vec<u64> = (1..=all.len() as u64).collect();
+        assert_eq!(all, expected, "{}: {lead}'s sequence numbers", case.name);
+    }
+}
+
 async fn run_score(local: &DynamoLocal, case: &Case) -> Outcome {
     let programs = programs(case);
     let client = local.client().await;
@@ -223,6 +272,8 @@ async fn run_score(local: &DynamoLocal, case: &Case) -> Outcome {
     let auth = json!({"authorization": "Bearer token-1"});
     let mut ids: Vec<String> = Vec::new();
     let mut last: Option<(Score, DynamoStore)> = None;
+    let mut sequences: std::collections::HashMap<String, Sequences> =
+        std::collections::HashMap::new();
     for (k, ((_, events), program)) in case.steps.iter().zip(&programs).enumerate() {
         // the function restarted on these rules, then the table rescored
         let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(program), 400);
@@ -245,6 +296,7 @@ async fn run_score(local: &DynamoLocal, case: &Case) -> Outcome {
                 }
             }
         }
+        check_sequences(case, &outbox(&store).await, &mut sequences);
         last = Some((score, store));
     }
     let (score, store) = last.unwrap();

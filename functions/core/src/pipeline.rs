@@ -228,6 +228,9 @@ pub struct Announcement<'p> {
     pub at: Micros,
     /// The transition itself.
     pub transition: Transition,
+    /// Its place among everything ever announced for the lead, from 1: increasing in commit
+    /// order across every target (a target sees gaps where the others' notifications are).
+    pub sequence: u64,
 }
 
 /// The notifications of `transitions` that `state` has not announced before, in order;
@@ -238,9 +241,12 @@ pub fn announcements<'p>(
     state: &mut LeadState,
     transitions: &[Transition],
 ) -> Vec<Announcement<'p>> {
+    // `announce` records each one it returns, in order, in the never-pruned `announced`
+    let before = state.announced.len() as u64;
     eval::announce(program, state, transitions)
         .into_iter()
-        .filter_map(|(rule, t)| {
+        .zip(before + 1..)
+        .filter_map(|((rule, t), sequence)| {
             let target = program.notifies.get(rule)?.target.as_str();
             let (kind, at) = match t {
                 Transition::StageReached { at, .. } => (Kind::StageReached, at),
@@ -252,6 +258,7 @@ pub fn announcements<'p>(
                 name: transition_name(program, &t),
                 at,
                 transition: t,
+                sequence,
             })
         })
         .collect()

@@ -248,7 +248,8 @@ impl Notifier {
     }
 
     /// Handles the records of one lead in order ([`Notifier::process`]); after a failure the
-    /// rest are held back, not attempted, and fail with [`NotifyError::HeldBack`].
+    /// lead's later notifications are held back, not attempted, and fail with
+    /// [`NotifyError::HeldBack`].
     async fn process_in_order(
         &self,
         records: Vec<(usize, EventRecord)>,
@@ -258,14 +259,15 @@ impl Notifier {
         for (index, record) in records {
             let sequence_number = record.change.sequence_number.clone();
             let result = match &failed {
-                Some(first) => {
+                // what is not a notification is ignored, whatever came before it
+                Some(first) if record::is_notification_insert(&record) => {
                     let err = NotifyError::HeldBack {
                         failed: first.clone(),
                     };
                     tracing::warn!(sequence_number, error = %err, "notification held back");
                     Err(err)
                 }
-                None => self.process(&record).await,
+                _ => self.process(&record).await,
             };
             if result.is_err() && failed.is_none() {
                 failed = Some(sequence_number.clone().unwrap_or_default());

@@ -74,8 +74,13 @@ pub struct Message {
     pub conversion: Option<String>,
     /// The RFC 3339 time of the transition.
     pub at: String,
-    /// The lead object (SPEC §4) at the time of the commit.
+    /// The lead object (SPEC §4) at the time of the commit, with its `profile` (SPEC §6).
     pub lead: Value,
+    /// Its place among the lead's notifications, from 1, increasing in commit order across
+    /// every target: a receiver keeps the snapshot with the highest (absent from messages
+    /// written before sequences).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
     /// The rules in force (absent from messages written before rule versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesRef>,
@@ -111,6 +116,7 @@ impl Message {
             conversion,
             at,
             lead,
+            sequence: None,
             rules: Some(rules),
             cause: cause.map(str::to_owned),
         }
@@ -210,12 +216,14 @@ mod tests {
 
     #[test]
     fn a_message_reads_back_as_written_and_names_its_stage() {
-        let m = message(Some("rules_changed"));
+        let mut m = message(Some("rules_changed"));
+        m.sequence = Some(3);
         let text = serde_json::to_string(&m).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["stage"], json!("sql"));
         assert_eq!(value["kind"], json!("stage_reached"));
         assert_eq!(value["cause"], json!("rules_changed"));
+        assert_eq!(value["sequence"], json!(3));
         assert_eq!(value["rules"]["version"], json!("0123456789abcdef"));
         assert!(value.get("conversion").is_none());
         let back: Message = serde_json::from_str(&text).unwrap();

@@ -911,15 +911,23 @@ impl DynamoStore {
     ) -> Result<Vec<TransactWriteItem>, CommitError> {
         let program = &self.program;
         let mut items = Vec::new();
-        let lead = lead_object(program, known, state);
-        let lead = serde_json::to_value(&lead).map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let fatal_json = |e: serde_json::Error| CommitError::Fatal(e.to_string());
+        let mut lead =
+            serde_json::to_value(lead_object(program, known, state)).map_err(fatal_json)?;
+        if let Some(fields) = lead.as_object_mut() {
+            // SPEC §6: a message carries the lead's profile
+            fields.insert(
+                "profile".into(),
+                serde_json::to_value(&state.profile).map_err(fatal_json)?,
+            );
+        }
         let rules = RulesRef {
             ruleset: program.name.clone(),
             version: program.version.clone(),
         };
         for a in announcements(program, state, transitions) {
             let (kind, target) = (a.kind, a.target);
-            let message = Message::new(
+            let mut message = Message::new(
                 kind,
                 &a.name,
                 format_rfc3339(a.at),
@@ -929,6 +937,7 @@ impl DynamoStore {
                 rules.clone(),
                 cause.map(Cause::as_str),
             );
+            message.sequence = Some(a.sequence);
             if let Some(told) = told.as_deref_mut() {
                 // as `replay` prints a notification
                 let mut note = serde_json::json!({
