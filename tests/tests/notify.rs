@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,6 +46,7 @@ struct Received {
 struct Receiver {
     port: u16,
     status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
     log: Arc<Mutex<Vec<Received>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -56,6 +57,7 @@ type Answer = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
 async fn receive(
     request: hyper::Request<hyper::body::Incoming>,
     status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
     log: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Answer, hyper::Error> {
     use http_body_util::BodyExt;
@@ -71,6 +73,10 @@ async fn receive(
         })
         .collect();
     let body = request.into_body().collect().await?.to_bytes();
+    let delay = delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let code = status.load(Ordering::SeqCst);
     if let Ok(mut log) = log.lock() {
         log.push(Received {
@@ -93,6 +99,7 @@ impl Receiver {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,7 +107,8 @@ impl Receiver {
             .enable_all()
             .build()?;
         let thread = {
-            let (status, log) = (Arc::clone(&status), Arc::clone(&log));
+            let (status, delay_ms, log) =
+                (Arc::clone(&status), Arc::clone(&delay_ms), Arc::clone(&log));
             std::thread::spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -114,10 +122,16 @@ impl Receiver {
                             },
                             _ = &mut stopped => break,
                         };
-                        let (status, log) = (Arc::clone(&status), Arc::clone(&log));
+                        let (status, delay_ms, log) =
+                            (Arc::clone(&status), Arc::clone(&delay_ms), Arc::clone(&log));
                         tokio::spawn(async move {
                             let service = hyper::service::service_fn(move |request| {
-                                receive(request, Arc::clone(&status), Arc::clone(&log))
+                                receive(
+                                    request,
+                                    Arc::clone(&status),
+                                    Arc::clone(&delay_ms),
+                                    Arc::clone(&log),
+                                )
                             });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -130,6 +144,7 @@ impl Receiver {
         Ok(Receiver {
             port,
             status,
+            delay_ms,
             log,
             stop: Some(stop),
             thread: Some(thread),
@@ -142,6 +157,11 @@ impl Receiver {
 
     fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers every request only after this long.
+    fn slow(&self, delay_ms: u64) {
+        self.delay_ms.store(delay_ms, Ordering::SeqCst);
     }
 
     fn requests(&self) -> Vec<Received> {
@@ -711,6 +731,73 @@ async fn a_leads_notifications_arrive_in_commit_order() -> TestResult {
         inverted.is_empty(),
         "converted arrived before stage reached for {inverted:?}"
     );
+    Ok(())
+}
+
+/// A slow receiver and an invocation about to end: deliveries are started only while the
+/// margin is left; the rest are reported failed (nothing is cut off unreported), each lead's
+/// delivered ones are the first of its notifications, and the retry delivers the rest in
+/// order, without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_stop_before_the_invocation_ends_and_the_rest_are_retried() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let receiver = Receiver::start()?;
+    receiver.slow(300);
+    let mut notes = Vec::new();
+    for (n, lead) in (0u32..).zip(["s1", "s2", "s3"]) {
+        for k in 0..3 {
+            let kind = if k == 2 { "converted" } else { "stage_reached" };
+            notes.push(Note::new(lead, 200 + 3 * n + k, "crm", kind));
+        }
+    }
+    for note in &notes {
+        note.put(&client, &table).await?;
+    }
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    let targets =
+        json!({"crm": {"type": "webhook", "url": receiver.url("/crm"), "secret": SECRET}});
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?
+        .with_deadline_margin(std::time::Duration::from_millis(200));
+    // 700 ms left: each lead's three deliveries of 300 ms one after the other do not fit
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(700);
+    let response = notifier
+        .handle_until(lambda_event(&records)?, Some(deadline))
+        .await;
+    let failed = failures(&response);
+    let delivered = receiver.delivered_ids();
+    assert!(!failed.is_empty(), "some deliveries must not have started");
+    assert!(!delivered.is_empty(), "the first ones had time");
+    assert_eq!(failed.len() + delivered.len(), notes.len(), "none lost");
+    for lead in notes.chunks(3) {
+        let sent: Vec<bool> = lead.iter().map(|n| delivered.contains(&n.id)).collect();
+        assert!(
+            sent.windows(2).all(|w| w[0] || !w[1]),
+            "{}: delivered {sent:?} is not a prefix",
+            lead[0].lead
+        );
+        for note in lead {
+            let seq = sequence_of(&records, note)?;
+            assert_eq!(
+                failed.contains(&seq),
+                !delivered.contains(&note.id),
+                "{}",
+                note.id
+            );
+        }
+    }
+    // the next invocation, with time: the rest, in order, and nothing twice
+    receiver.slow(0);
+    let response = leadscore_notify::handle(lambda_event(&records)?, &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let all = receiver.delivered_ids();
+    assert_eq!(all.len(), notes.len(), "{all:?}");
+    for lead in notes.chunks(3) {
+        let places: Vec<usize> = lead
+            .iter()
+            .filter_map(|n| all.iter().position(|a| *a == n.id))
+            .collect();
+        assert!(places.windows(2).all(|w| w[0] < w[1]), "{places:?}");
+    }
     Ok(())
 }
 

@@ -29,8 +29,14 @@ pub use eventbridge::EventBridgeError;
 pub use record::{Kind, Notification, RecordError};
 pub use webhook::WebhookError;
 
-/// How many records of one batch are delivered at the same time.
+/// How many leads of one batch are delivered to at the same time.
 pub const CONCURRENCY: usize = 16;
+
+/// The least time an invocation must have left to start a delivery: one delivery may take
+/// [`webhook::WEBHOOK_TIMEOUT`], and marking it a moment more. With less left, the record is
+/// reported failed (retried by the next invocation) rather than cut off with the batch.
+pub const DEADLINE_MARGIN: std::time::Duration =
+    webhook::WEBHOOK_TIMEOUT.saturating_add(std::time::Duration::from_secs(2));
 
 /// What became of one stream record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +97,16 @@ pub enum NotifyError {
     /// The delivery task stopped abnormally.
     #[error("the delivery task failed: {0}")]
     Task(String),
+    /// Too little of the invocation was left to start this delivery.
+    #[error(
+        "not started: {left_ms} ms of the invocation left, a delivery may take {margin_ms} ms"
+    )]
+    OutOfTime {
+        /// What was left, in milliseconds.
+        left_ms: u128,
+        /// The margin a delivery needs ([`DEADLINE_MARGIN`]).
+        margin_ms: u128,
+    },
     /// An earlier notification of the same lead failed in this batch: this one waits for
     /// the retry, so that the lead's notifications arrive in order.
     #[error("held back: the lead's earlier notification (sequence number `{failed}`) failed in this batch")]
@@ -116,6 +132,7 @@ pub struct Notifier {
     http: reqwest::Client,
     table: Arc<str>,
     targets: Arc<Targets>,
+    margin: std::time::Duration,
 }
 
 impl fmt::Debug for Notifier {
@@ -141,7 +158,15 @@ impl Notifier {
             http: webhook::http_client()?,
             table: config.table.into(),
             targets: Arc::new(config.targets),
+            margin: DEADLINE_MARGIN,
         })
+    }
+
+    /// The same notifier needing `margin` of the invocation left to start a delivery
+    /// ([`DEADLINE_MARGIN`] by default).
+    pub fn with_deadline_margin(mut self, margin: std::time::Duration) -> Self {
+        self.margin = margin;
+        self
     }
 
     /// Builds the clients from the AWS SDK's configuration (region, credentials, endpoint
@@ -176,6 +201,18 @@ impl Notifier {
     /// number is reported with an empty identifier, which makes Lambda retry the whole batch:
     /// nothing is dropped.
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        self.handle_until(event, None).await
+    }
+
+    /// [`Notifier::handle`] within an invocation that ends at `deadline`: a delivery is
+    /// started only while the margin ([`Notifier::with_deadline_margin`]) is left; the
+    /// records not started are reported failed ([`NotifyError::OutOfTime`]) with the lead's
+    /// later ones, so the next invocation delivers them, in order.
+    pub async fn handle_until(
+        &self,
+        event: Event,
+        deadline: Option<std::time::Instant>,
+    ) -> DynamoDbEventResponse {
         let semaphore = Arc::new(Semaphore::new(CONCURRENCY));
         let total = event.records.len();
         // the records of each lead (partition key), in stream order; other records alone
@@ -205,7 +242,7 @@ impl Notifier {
             let task = tokio::spawn(async move {
                 // The semaphore is never closed; without a permit the records still go.
                 let _permit = semaphore.acquire_owned().await.ok();
-                notifier.process_in_order(group).await
+                notifier.process_in_order(group, deadline).await
             });
             tasks.push((indexes, task));
         }
@@ -253,6 +290,7 @@ impl Notifier {
     async fn process_in_order(
         &self,
         records: Vec<(usize, EventRecord)>,
+        deadline: Option<std::time::Instant>,
     ) -> Vec<(usize, Option<String>, Result<Outcome, NotifyError>)> {
         let mut out = Vec::with_capacity(records.len());
         let mut failed: Option<String> = None;
@@ -267,7 +305,18 @@ impl Notifier {
                     tracing::warn!(sequence_number, error = %err, "notification held back");
                     Err(err)
                 }
-                _ => self.process(&record).await,
+                _ => match deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()))
+                {
+                    Some(left) if left < self.margin && record::is_notification_insert(&record) => {
+                        let err = NotifyError::OutOfTime {
+                            left_ms: left.as_millis(),
+                            margin_ms: self.margin.as_millis(),
+                        };
+                        tracing::warn!(sequence_number, error = %err, "notification not started");
+                        Err(err)
+                    }
+                    _ => self.process(&record).await,
+                },
             };
             if result.is_err() && failed.is_none() {
                 failed = Some(sequence_number.clone().unwrap_or_default());
@@ -437,6 +486,21 @@ enum Mark {
 /// Delivers a stream batch: see [`Notifier::handle`].
 pub async fn handle(event: Event, notifier: &Notifier) -> DynamoDbEventResponse {
     notifier.handle(event).await
+}
+
+/// Delivers a stream batch within an invocation that ends at `deadline` (the Lambda
+/// context's): see [`Notifier::handle_until`].
+pub async fn handle_until(
+    event: Event,
+    notifier: &Notifier,
+    deadline: std::time::SystemTime,
+) -> DynamoDbEventResponse {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    notifier
+        .handle_until(event, Some(std::time::Instant::now() + left))
+        .await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use leadscore_notify::{handle, Config, Notifier};
+use leadscore_notify::{handle_until, Config, Notifier};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -33,7 +33,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
             let notifier = &notifier;
-            async move { Ok::<_, Error>(handle(event.payload, notifier).await) }
+            async move {
+                let deadline = event.context.deadline();
+                Ok::<_, Error>(handle_until(event.payload, notifier, deadline).await)
+            }
         },
     ))
     .await
