@@ -801,6 +801,52 @@ async fn deliveries_stop_before_the_invocation_ends_and_the_rest_are_retried() -
     Ok(())
 }
 
+/// notify learns the rules' targets as `score` does (the published rules in the table) and
+/// refuses to start when one has no configuration: `notify crm` with only `CRM` configured
+/// is an error naming both, never a silent delivery to a bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_refuses_to_start_on_a_target_the_rules_name_and_nothing_configures() -> TestResult {
+    let (_dynamo, client, table) = table().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("t.rules");
+    std::fs::write(
+        &path,
+        "ruleset \"t\"\nscore \"Ping\" +10 on \"Ping\"\nstage mql when engagement >= 10\nnotify crm when reached mql\n",
+    )?;
+    let (program, _, files) = leadscore_core::rules::load(&[path])?;
+    let store = leadscore_core::store::dynamo::DynamoStore::new(
+        client.clone(),
+        table.clone(),
+        Arc::new(program.clone()),
+        400,
+    );
+    store.publish(&program, &files).await?;
+    assert_eq!(
+        leadscore_notify::rule_targets(&client, &table).await?,
+        ["crm"]
+    );
+    let misnamed =
+        json!({"CRM": {"type": "webhook", "url": "https://crm.example.com/h", "secret": SECRET}});
+    let targets = Targets::parse(Some(&misnamed.to_string()), None)?;
+    let err = targets.check_rules(["crm"]).unwrap_err().to_string();
+    assert!(
+        err.contains("`crm`") && err.contains("did you mean `CRM`?"),
+        "{err}"
+    );
+    // named right, or sent to an explicit catch-all bus: it starts
+    let right =
+        json!({"crm": {"type": "webhook", "url": "https://crm.example.com/h", "secret": SECRET}});
+    assert!(Targets::parse(Some(&right.to_string()), None)?
+        .check_rules(["crm"])
+        .is_ok());
+    assert!(
+        Targets::parse(Some(&misnamed.to_string()), Some("leadscore"))?
+            .check_rules(["crm"])
+            .is_ok()
+    );
+    Ok(())
+}
+
 /// A target that is configured nowhere fails (to end in the dead-letter queue), never is
 /// dropped, and does not stop other leads' notifications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

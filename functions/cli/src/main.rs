@@ -40,6 +40,13 @@ enum Command {
         /// Output for people (`text`) or editors (`json`).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// notify's targets (`LEADSCORE_TARGETS` as JSON): every target the rules notify
+        /// must have an entry (or go to `--event-bus`), as notify checks at start.
+        #[arg(long, value_name = "FILE")]
+        targets: Option<PathBuf>,
+        /// The catch-all bus for targets without an entry (`LEADSCORE_EVENT_BUS`).
+        #[arg(long, value_name = "BUS", requires = "targets")]
+        event_bus: Option<String>,
     },
     /// Rewrite rules files in the canonical layout; comments are never lost or moved.
     Fmt {
@@ -183,7 +190,12 @@ pub enum ReplayFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Check { rules, format } => check::run(&rules, format),
+        Command::Check {
+            rules,
+            format,
+            targets,
+            event_bus,
+        } => check::run(&rules, format, targets.as_deref(), event_bus.as_deref()),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Replay {
             rules,

@@ -355,6 +355,60 @@ fn check_json_lists_every_diagnostic() {
     }
 }
 
+/// `check --targets` reports before a deploy what notify refuses at start: a target the
+/// rules notify with no entry (a misspelt one named with the entry it resembles), unless a
+/// catch-all bus takes it.
+#[test]
+fn check_targets_finds_a_notify_target_with_nowhere_to_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = repo_root().join("rules/online-course");
+    let rules = rules.to_str().unwrap();
+    let bus = |name: &str| {
+        format!(
+            r#"{{"{name}": {{"type": "eventbridge", "bus": "b"}}, "finance": {{"type": "eventbridge", "bus": "b"}}}}"#
+        )
+    };
+    let misnamed = write(dir.path(), "misnamed.json", &bus("Admissions"));
+    let right = write(dir.path(), "right.json", &bus("admissions"));
+    let broken = write(dir.path(), "broken.json", "{not json");
+    let out = run(&["check", rules, "--targets", misnamed.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("the rules notify `admissions`")
+            && out.stdout.contains("did you mean `Admissions`?"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&["check", rules, "--targets", right.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let out = run(&[
+        "check",
+        rules,
+        "--targets",
+        misnamed.to_str().unwrap(),
+        "--event-bus",
+        "leadscore",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let out = run(&["check", rules, "--targets", broken.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("broken.json"), "{}", out.stderr);
+    let out = run(&[
+        "check",
+        rules,
+        "--format",
+        "json",
+        "--targets",
+        misnamed.to_str().unwrap(),
+    ]);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["errors"], 1);
+    assert!(doc["targets"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`admissions`"));
+}
+
 #[test]
 fn check_a_missing_path_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();

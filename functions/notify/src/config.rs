@@ -38,6 +38,15 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// The rules notify a target that has no configuration, and there is no catch-all bus.
+    #[error("the rules notify `{target}`, which is not in `LEADSCORE_TARGETS`{hint}, and no catch-all bus is set (`LEADSCORE_EVENT_BUS`)")]
+    Unconfigured {
+        /// The first such target.
+        target: String,
+        /// `" (did you mean `X`?)"` when a configured name differs only in case or
+        /// punctuation, else what is configured.
+        hint: String,
+    },
 }
 
 impl ConfigError {
@@ -227,6 +236,47 @@ impl Targets {
     pub fn default_bus(&self) -> Option<&str> {
         self.default_bus.as_deref()
     }
+
+    /// Checks that every target the rules notify (`rule_targets`, their `notify TARGET`
+    /// names) has somewhere to go: an entry of its own, or the catch-all bus. A misspelt
+    /// entry (`CRM` for `crm`) is an error that names both, never a silent misroute.
+    pub fn check_rules<'a>(
+        &self,
+        rule_targets: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        if self.default_bus.is_some() {
+            return Ok(());
+        }
+        let fold = |name: &str| -> String {
+            name.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        for target in rule_targets {
+            if self.named.contains_key(target) {
+                continue;
+            }
+            let near = self.named.keys().find(|name| fold(name) == fold(target));
+            let hint = match near {
+                Some(name) => format!(" (did you mean `{name}`?)"),
+                None if self.named.is_empty() => " (it names no targets)".to_owned(),
+                None => format!(
+                    " (it names {})",
+                    self.named
+                        .keys()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(ConfigError::Unconfigured {
+                target: target.to_owned(),
+                hint,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// notify's configuration (SPEC §6).
@@ -267,6 +317,35 @@ mod tests {
 
     fn parse(json: &str) -> Result<Targets, ConfigError> {
         Targets::parse(Some(json), None)
+    }
+
+    #[test]
+    fn every_rules_target_needs_an_entry_or_the_catch_all_bus() {
+        let json = format!(
+            r#"{{"CRM": {{"type": "webhook", "url": "https://crm.example.com/h", "secret": "{SECRET}"}},
+                "sales": {{"type": "eventbridge", "bus": "leadscore"}}}}"#
+        );
+        let targets = parse(&json).unwrap();
+        assert!(targets.check_rules(["sales", "CRM"]).is_ok());
+        let err = targets
+            .check_rules(["sales", "crm"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`crm`") && err.contains("did you mean `CRM`?"),
+            "{err}"
+        );
+        let err = targets.check_rules(["revenue"]).unwrap_err().to_string();
+        assert!(
+            err.contains("`revenue`") && err.contains("`CRM`, `sales`"),
+            "{err}"
+        );
+        let none = Targets::parse(None, None).unwrap();
+        let err = none.check_rules(["sales"]).unwrap_err().to_string();
+        assert!(err.contains("names no targets"), "{err}");
+        // an explicit catch-all takes whatever has no entry
+        let catch_all = Targets::parse(Some(&json), Some("leadscore")).unwrap();
+        assert!(catch_all.check_rules(["crm", "revenue"]).is_ok());
     }
 
     fn reason(result: Result<Targets, ConfigError>) -> String {

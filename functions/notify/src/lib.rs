@@ -483,6 +483,32 @@ enum Mark {
     Gone,
 }
 
+/// The targets the rules notify (their `notify TARGET` names, each once): the rules
+/// published in the table when there are any, else `LEADSCORE_RULES` or the built-in ones,
+/// the same rules `score` and `decay` run. notify checks them against its configuration at
+/// start ([`Targets::check_rules`]).
+pub async fn rule_targets(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Vec<String>, String> {
+    let program = leadscore_core::rules::load_from_env().map_err(|e| e.to_string())?;
+    let mut store = leadscore_core::store::dynamo::DynamoStore::new(
+        client.clone(),
+        table,
+        Arc::new(program),
+        leadscore_core::store::dynamo::DEFAULT_HISTORY_TTL_DAYS,
+    );
+    store.use_published().await.map_err(|e| e.to_string())?;
+    let program = leadscore_core::api::LeadStore::program(&store);
+    let mut targets: Vec<String> = Vec::new();
+    for rule in &program.notifies {
+        if !targets.contains(&rule.target) {
+            targets.push(rule.target.clone());
+        }
+    }
+    Ok(targets)
+}
+
 /// Delivers a stream batch: see [`Notifier::handle`].
 pub async fn handle(event: Event, notifier: &Notifier) -> DynamoDbEventResponse {
     notifier.handle(event).await

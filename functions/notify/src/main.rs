@@ -3,7 +3,7 @@
 
 use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use leadscore_notify::{handle_until, Config, Notifier};
+use leadscore_notify::{handle_until, rule_targets, Config, Notifier};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -22,6 +22,15 @@ async fn main() -> Result<(), Error> {
     // A bad configuration stops the start, with a clear error, before any record is taken.
     let config = Config::from_env().map_err(cannot_start)?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    // every target the rules notify must have somewhere to go: no silent misroute
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let targets = rule_targets(&dynamo, &config.table)
+        .await
+        .map_err(cannot_start)?;
+    config
+        .targets
+        .check_rules(targets.iter().map(String::as_str))
+        .map_err(cannot_start)?;
     let notifier = Notifier::from_sdk_config(&sdk, config).map_err(cannot_start)?;
     tracing::info!(
         table = notifier.table(),
