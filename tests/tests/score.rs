@@ -691,6 +691,15 @@ async fn decay_ticks_due_leads_like_replay_as_of() {
         send(&score, signed_post(line)).await;
     }
     let at = leadscore_rules::time::parse_rfc3339("2026-04-01T00:00:00Z").unwrap();
+    // a tick stamped far ahead of the wall clock is refused and changes nothing
+    let before = scan(&store).await;
+    let future = json!({"version": "0", "id": "0", "detail-type": "Scheduled Event", "source": "aws.events", "time": "2099-01-01T00:00:00Z", "detail": {}});
+    let refused = leadscore_decay::handle(&store, &future).await;
+    assert!(
+        matches!(refused, Err(leadscore_decay::DecayError::FarFuture { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(scan(&store).await, before, "a refused tick wrote something");
     let event = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "time": "2026-04-01T00:00:00Z", "detail": {}});
     let report = leadscore_decay::handle(&store, &event).await.unwrap();
     assert!(report["visited"].as_u64().unwrap() > 0, "{report}");

@@ -3,23 +3,48 @@
 //! their stages evaluated; new transitions go to the outbox like any other.
 
 use leadscore_core::api::StoreError;
+use leadscore_core::ingest::segment::MAX_FUTURE;
 use leadscore_core::store::dynamo::{now_micros, DynamoStore, TickReport};
-use leadscore_rules::time::{parse_rfc3339, Micros};
+use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros};
 use serde_json::{json, Value};
 
+/// Why a tick did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DecayError {
+    /// The event's time is too far ahead of the wall clock: ticking there would decay every
+    /// due lead to that time and move its clock past every real event to come.
+    #[error("tick time `{at}` is more than 5 minutes ahead of the clock (`{now}`): refused, nothing ticked")]
+    FarFuture {
+        /// The event's time.
+        at: String,
+        /// The wall clock.
+        now: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The tick's time: the scheduled event's `time` (EventBridge schedules carry one), else
-/// now.
-pub fn tick_time(event: &Value) -> Micros {
-    event
+/// `now`. A time more than 5 minutes ahead of `now` is refused, as `score` refuses events.
+pub fn tick_time(event: &Value, now: Micros) -> Result<Micros, DecayError> {
+    let at = event
         .get("time")
         .and_then(Value::as_str)
         .and_then(parse_rfc3339)
-        .unwrap_or_else(now_micros)
+        .unwrap_or(now);
+    if at.saturating_sub(now) > MAX_FUTURE {
+        return Err(DecayError::FarFuture {
+            at: format_rfc3339(at),
+            now: format_rfc3339(now),
+        });
+    }
+    Ok(at)
 }
 
 /// Ticks the due leads for one scheduled event; the answer summarises what was done.
-pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreError> {
-    let at = tick_time(event);
+pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, DecayError> {
+    let at = tick_time(event, now_micros())?;
     let TickReport {
         visited,
         committed,
@@ -28,10 +53,30 @@ pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreEr
     } = store.tick_due(at).await?;
     tracing::info!(visited, committed, notifications, failed, "tick");
     Ok(json!({
-        "at": leadscore_rules::time::format_rfc3339(at),
+        "at": format_rfc3339(at),
         "visited": visited,
         "committed": committed,
         "notifications": notifications,
         "failed": failed,
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_far_ahead_of_the_clock_is_refused() {
+        let now = parse_rfc3339("2026-03-01T10:00:00Z").unwrap();
+        let at = |t: &str| tick_time(&json!({"time": t}), now);
+        assert_eq!(at("2026-03-01T10:05:00Z").unwrap(), now + MAX_FUTURE);
+        assert!(at("2026-03-01T09:00:00Z").is_ok());
+        let err = at("2030-01-01T00:00:00Z").unwrap_err().to_string();
+        assert!(
+            err.contains("`2030-01-01T00:00:00Z`") && err.contains("refused"),
+            "{err}"
+        );
+        assert_eq!(tick_time(&json!({}), now).unwrap(), now);
+    }
 }
