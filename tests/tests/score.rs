@@ -901,6 +901,46 @@ stage mql when engagement >= 20
 notify sales when reached mql
 "#;
 
+/// A lead erased and seen again with the same calls gets new notification ids: receivers
+/// that dedupe on `webhook-id` must not drop the second life's notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_ids_are_new_after_an_erasure() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(POINTS_V1);
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    let calls = [
+        track_u1("Webinar Registered", "2026-03-01T10:00:00Z", "e1"),
+        track_u1("Webinar Registered", "2026-03-02T10:00:00Z", "e2"),
+    ];
+    let ids = |messages: Vec<Value>| -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for call in &calls {
+        assert_eq!(send(&score, signed_post(call)).await.0, 200);
+    }
+    let first = ids(outbox(&store).await);
+    assert_eq!(first.len(), 1, "mql announced once");
+    let auth = json!({"authorization": "Bearer token-1"});
+    let (status, _) = send(&score, function_url("DELETE", "/leads/u1", auth, None)).await;
+    assert_eq!(status, 200);
+    assert!(outbox(&store).await.is_empty());
+    for call in &calls {
+        let (status, body) = send(&score, signed_post(call)).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["applied"], 1,
+            "applied again after the erasure: {body}"
+        );
+    }
+    let second = ids(outbox(&store).await);
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second, "the second life reused the first one's id");
+}
+
 /// SPEC §7 "when": a lead evaluated under other rules is read rescored without a write, and
 /// rescored for real before its next call, whose result lists the rescore's transitions
 /// (`cause: rules_changed`) before its own; the outbox has each once.

@@ -90,20 +90,21 @@ pub struct Message {
 }
 
 impl Message {
-    /// The message announcing that lead `lead` (id `lead_id`) reached stage or conversion
-    /// `name` at `at` (RFC 3339), for `target`; its id is [`notification_id`]'s.
+    /// The message announcing that lead `lead` (`(id, incarnation)`, see
+    /// [`notification_id`]) reached stage or conversion `name` at `at` (RFC 3339), for
+    /// `target`; its id is [`notification_id`]'s.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: Kind,
         name: &str,
         at: String,
         target: &str,
-        lead_id: &str,
+        (lead_id, incarnation): (&str, u64),
         lead: Value,
         rules: RulesRef,
         cause: Option<&str>,
     ) -> Self {
-        let id = notification_id(lead_id, kind.as_str(), name, &at, target);
+        let id = notification_id(lead_id, incarnation, kind.as_str(), name, &at, target);
         let (stage, conversion) = match kind {
             Kind::StageReached => (Some(name.to_owned()), None),
             Kind::Converted => (None, Some(name.to_owned())),
@@ -137,10 +138,20 @@ impl Message {
 }
 
 /// The notification id: the same lead, transition (with its time) and target always give
-/// the same id, so receivers can dedupe on it; a lead erased and seen again gets new ids.
-pub fn notification_id(lead: &str, kind: &str, name: &str, at: &str, target: &str) -> String {
+/// the same id, so receivers can dedupe on it. `incarnation` tells the lives of one lead id
+/// apart (the store's arrival key of the lead's first call): a lead erased and seen again
+/// with the same calls gets new ids, which receivers that dedupe on `webhook-id` deliver.
+pub fn notification_id(
+    lead: &str,
+    incarnation: u64,
+    kind: &str,
+    name: &str,
+    at: &str,
+    target: &str,
+) -> String {
     let mut hasher = Sha256::new();
-    for part in [lead, kind, name, at, target] {
+    let incarnation = incarnation.to_string();
+    for part in [lead, &incarnation, kind, name, at, target] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -204,7 +215,7 @@ mod tests {
             "sql",
             "2026-03-01T10:00:00Z".into(),
             "crm",
-            "u1",
+            ("u1", 7),
             json!({"id": "u1", "score": 120}),
             RulesRef {
                 ruleset: "acme".into(),
@@ -237,18 +248,26 @@ mod tests {
 
     #[test]
     fn the_id_depends_on_lead_transition_time_and_target() {
-        let base = notification_id("u1", "stage_reached", "sql", "t", "crm");
+        let base = notification_id("u1", 7, "stage_reached", "sql", "t", "crm");
         assert_eq!(
             message(None).id,
-            notification_id("u1", "stage_reached", "sql", "2026-03-01T10:00:00Z", "crm")
+            notification_id(
+                "u1",
+                7,
+                "stage_reached",
+                "sql",
+                "2026-03-01T10:00:00Z",
+                "crm"
+            )
         );
         assert!(base.starts_with("ntf_") && base.len() == 24);
         for other in [
-            notification_id("u2", "stage_reached", "sql", "t", "crm"),
-            notification_id("u1", "converted", "sql", "t", "crm"),
-            notification_id("u1", "stage_reached", "mql", "t", "crm"),
-            notification_id("u1", "stage_reached", "sql", "t2", "crm"),
-            notification_id("u1", "stage_reached", "sql", "t", "slack"),
+            notification_id("u2", 7, "stage_reached", "sql", "t", "crm"),
+            notification_id("u1", 8, "stage_reached", "sql", "t", "crm"),
+            notification_id("u1", 7, "converted", "sql", "t", "crm"),
+            notification_id("u1", 7, "stage_reached", "mql", "t", "crm"),
+            notification_id("u1", 7, "stage_reached", "sql", "t2", "crm"),
+            notification_id("u1", 7, "stage_reached", "sql", "t", "slack"),
         ] {
             assert_ne!(base, other);
         }

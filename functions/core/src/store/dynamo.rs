@@ -904,6 +904,7 @@ impl DynamoStore {
     fn note_items(
         &self,
         known: &str,
+        incarnation: u64,
         state: &mut LeadState,
         transitions: &[Transition],
         cause: Option<Cause>,
@@ -932,7 +933,7 @@ impl DynamoStore {
                 &a.name,
                 format_rfc3339(a.at),
                 target,
-                known,
+                (known, incarnation),
                 lead.clone(),
                 rules.clone(),
                 cause.map(Cause::as_str),
@@ -1056,6 +1057,7 @@ impl DynamoStore {
             let mut writes: Vec<TransactWriteItem> = self
                 .note_items(
                     &lead.known,
+                    first_arrival,
                     &mut state,
                     &lead.rescored,
                     Some(Cause::RulesChanged),
@@ -1087,7 +1089,14 @@ impl DynamoStore {
                 let mut transitions = Vec::new();
                 let step_hits = step(&program, &mut probe, &accepted.call, &mut transitions, true);
                 let notes = self
-                    .note_items(&lead.known, &mut probe, &transitions, None, None)
+                    .note_items(
+                        &lead.known,
+                        first_arrival,
+                        &mut probe,
+                        &transitions,
+                        None,
+                        None,
+                    )
                     .map_err(fatal)?;
                 // 1 state item + what is written so far + 2 per call + notes
                 if applied > 0 && 1 + writes.len() + 2 + notes.len() > MAX_TRANSACTION_ITEMS {
@@ -1183,6 +1192,7 @@ impl DynamoStore {
         let rescore_notes = match previous.as_mut() {
             Some(p) => self.note_items(
                 &lead.known,
+                lead.item.as_ref().map_or(0, |i| i.first_arrival),
                 p,
                 &lead.rescored,
                 Some(Cause::RulesChanged),
@@ -1227,7 +1237,14 @@ impl DynamoStore {
         }
         let hits = step(&program, &mut state, &accepted.call, &mut transitions, true);
         let version = lead.version().map_or(1, |v| v + 1);
-        let notes = self.note_items(&lead.known, &mut state, &transitions, None, None)?;
+        let notes = self.note_items(
+            &lead.known,
+            first_arrival,
+            &mut state,
+            &transitions,
+            None,
+            None,
+        )?;
         let result = processed(
             &program,
             &lead.known,
@@ -1376,6 +1393,7 @@ impl DynamoStore {
                 }
                 Err(CommitError::Cancelled(_)) => continue,
             }
+            let incarnation = lead.item.as_ref().map_or(0, |i| i.first_arrival);
             let Some(mut state) = lead.item.and_then(|i| i.state) else {
                 return Ok(None);
             };
@@ -1383,6 +1401,7 @@ impl DynamoStore {
             let mut notes = self
                 .note_items(
                     id,
+                    incarnation,
                     &mut state,
                     &lead.rescored,
                     Some(Cause::RulesChanged),
@@ -1393,8 +1412,15 @@ impl DynamoStore {
                 let mut transitions = Vec::new();
                 eval::tick(&program, &mut state, now, &mut transitions);
                 notes.extend(
-                    self.note_items(id, &mut state, &transitions, None, Some(&mut told))
-                        .map_err(fatal)?,
+                    self.note_items(
+                        id,
+                        incarnation,
+                        &mut state,
+                        &transitions,
+                        None,
+                        Some(&mut told),
+                    )
+                    .map_err(fatal)?,
                 );
             }
             let changed = item.state.as_ref() != Some(&state);
