@@ -1086,6 +1086,22 @@ conversion "Signup" on "Signed Up"
     }
 
     #[test]
+    fn a_correctly_signed_request_with_an_extreme_timestamp_is_stale() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let program = program();
+        for ts in [i64::MIN, i64::MAX, -1, 0] {
+            let req = standard_signed(WEBINAR, secret, "msg_x", ts);
+            let why = verify_signature(&req, secret, now()).unwrap_err();
+            assert!(why.starts_with("stale signature"), "{ts}: {why}");
+            let api = Api::new(
+                config(Some(secret), None),
+                MemoryStore::new(Engine::new(&program)),
+            );
+            assert_eq!(api.handle_blocking(&req, now()).status, 401, "{ts}");
+        }
+    }
+
+    #[test]
     fn standard_webhooks_signature_through_the_api() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let program = program();

@@ -106,7 +106,8 @@ pub fn verify_standard(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp(timestamp.to_owned()))?;
-    if seconds.saturating_sub(now_seconds).abs() > SIGNATURE_TOLERANCE_SECONDS {
+    // `abs_diff`: a difference of `i64` extremes neither wraps nor overflows
+    if seconds.abs_diff(now_seconds) > SIGNATURE_TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale(timestamp.to_owned()));
     }
     let expected = standard_mac(&standard_key(secret), id, timestamp, body)
@@ -211,6 +212,21 @@ mod tests {
             check("m", "1000", b"{}", &good, 1301),
             Err(SignatureError::Stale("1000".into()))
         );
+        // a correct signature over an extreme timestamp is stale, never fresh
+        for extreme in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            let ts = extreme.to_string();
+            let signed = sign(&key, "m", extreme, b"{}");
+            for now in [1000, 0, i64::MAX, i64::MIN] {
+                if extreme.abs_diff(now) <= 300 {
+                    continue;
+                }
+                assert_eq!(
+                    check("m", &ts, b"{}", &signed, now),
+                    Err(SignatureError::Stale(ts.clone())),
+                    "{extreme} at {now}"
+                );
+            }
+        }
         assert_eq!(
             check("m", "soon", b"{}", &good, 1000),
             Err(SignatureError::BadTimestamp("soon".into()))
