@@ -21,6 +21,8 @@ use leadscore_tests::{unique_name, DynamoLocal, Moto, Storage};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+mod common;
+
 type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -846,6 +848,74 @@ async fn notify_refuses_to_start_on_a_target_the_rules_name_and_nothing_configur
         Targets::parse(Some(&misnamed.to_string()), Some("leadscore"))?
             .check_rules(["crm"])
             .is_ok()
+    );
+    Ok(())
+}
+
+/// The whole path (SPEC §6): events into `score` on DynamoDB Local, the outbox item it
+/// commits, the table's real stream, `notify`, and a webhook receiver that checks the
+/// signature and the whole message: id, kind, stage, the lead with its profile and scores,
+/// the rules and the lead's sequence number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_commits_notify_delivers_the_whole_message_signed() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let program = common::program_text(
+        "ruleset \"e2e\"\nscore \"Webinar\" +10 on \"Webinar Registered\"\nstage mql when engagement >= 20\nnotify crm when reached mql\n",
+    );
+    let store = leadscore_core::store::dynamo::DynamoStore::new(
+        client.clone(),
+        table.clone(),
+        Arc::clone(&program),
+        400,
+    );
+    let score = leadscore_score::Score::new(common::signed_config(), store.clone());
+    let calls = [
+        json!({"type": "identify", "userId": "u1", "messageId": "i1", "timestamp": "2026-03-01T09:00:00Z",
+               "traits": {"email": "ada@example.com", "plan": "trial"}}),
+        json!({"type": "track", "event": "Webinar Registered", "userId": "u1", "messageId": "w1",
+               "timestamp": "2026-03-01T10:00:00Z"}),
+        json!({"type": "track", "event": "Webinar Registered", "userId": "u1", "messageId": "w2",
+               "timestamp": "2026-03-02T10:00:00Z"}),
+    ];
+    for call in &calls {
+        let (status, body) = common::send(&score, common::signed_post(&call.to_string())).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let outbox = common::outbox(&store).await;
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    assert_eq!(records.len(), 1);
+    let receiver = Receiver::start()?;
+    let targets =
+        json!({"crm": {"type": "webhook", "url": receiver.url("/hooks"), "secret": SECRET}});
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?;
+    let response = leadscore_notify::handle(lambda_event(&records)?, &notifier).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let id = verify_standard_webhook(&requests[0], SECRET)?;
+    let body: Value = serde_json::from_str(&requests[0].body)?;
+    assert_eq!(body, outbox[0], "delivered as committed");
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["kind"], "stage_reached");
+    assert_eq!(body["stage"], "mql");
+    assert_eq!(body["target"], "crm");
+    assert_eq!(body["at"], "2026-03-02T10:00:00Z");
+    assert_eq!(body["sequence"], 1);
+    assert_eq!(
+        body["rules"],
+        json!({"ruleset": "e2e", "version": program.version})
+    );
+    let lead = &body["lead"];
+    assert_eq!(lead["id"], "u1");
+    assert_eq!(lead["stage"], "mql");
+    assert_eq!(lead["score"], 20);
+    assert_eq!(lead["engagement"], 20);
+    assert_eq!(
+        lead["profile"],
+        json!({"email": "ada@example.com", "plan": "trial"})
     );
     Ok(())
 }
