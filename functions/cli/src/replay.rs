@@ -483,6 +483,13 @@ pub fn run(
 /// Writes the document in `format` to standard output; `Err(2)` when it cannot be written
 /// (a closed pipe is not an error).
 fn write_document(engine: &Engine<'_>, format: ReplayFormat, rejected: u64) -> Result<(), u8> {
+    if engine.duplicates() > 0 {
+        // not errors (`--strict` does not fail on them), but never silent
+        eprintln!(
+            "note: {} call(s) skipped: their `messageId` was applied before (duplicates)",
+            engine.duplicates()
+        );
+    }
     let stdout = std::io::stdout();
     // small: the rendered chunks of the document are larger, and go straight through
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -596,7 +603,11 @@ fn write_json(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std::
         engine.leads().map(|(id, r)| (id, &r.state)).collect();
     leads.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut summary = Vec::new();
-    pretty_at(&mut summary, 1, &summary_object(program, &leads, rejected))?;
+    pretty_at(
+        &mut summary,
+        1,
+        &summary_object(program, &leads, rejected, engine.duplicates()),
+    )?;
     let name = serde_json::to_string(&program.name).map_err(std::io::Error::other)?;
     writeln!(out, "{{\n  \"ruleset\": {name},")?;
     write!(out, "  \"rules\": ")?;
@@ -845,8 +856,16 @@ fn write_table(out: &mut impl Write, engine: &Engine<'_>, rejected: u64) -> std:
     writeln!(out)?;
     writeln!(
         out,
-        "{} leads, {} converted ({}%), {} notifications, {} rejected",
-        summary["leads"], summary["converted"], summary["conversion_rate"], notes, rejected
+        "{} leads, {} converted ({}%), {} notifications, {} rejected{}",
+        summary["leads"],
+        summary["converted"],
+        summary["conversion_rate"],
+        notes,
+        rejected,
+        match engine.duplicates() {
+            0 => String::new(),
+            n => format!(", {n} duplicates"),
+        }
     )?;
     if let Some(reached) = summary["reached"].as_object() {
         if !reached.is_empty() {

@@ -409,6 +409,22 @@ fn check_targets_finds_a_notify_target_with_nowhere_to_go() {
         .contains("`admissions`"));
 }
 
+/// A repeated `messageId` is skipped, counted in the summary and noted on standard error;
+/// it is not an error, so `--strict` still exits 0.
+#[test]
+fn replay_counts_duplicates_without_failing_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let call = r#"{"type":"track","event":"Pricing Viewed","userId":"u1","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}"#;
+    let events = write(dir.path(), "e.jsonl", &format!("{call}\n{call}\n{call}\n"));
+    let rules = repo_root().join("rules/b2b-saas");
+    let (doc, out) = replay_json(&rules, &events, &["--strict"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(doc["summary"]["duplicates"], 2);
+    assert_eq!(doc["summary"]["rejected"], 0);
+    assert_eq!(doc["leads"][0]["events"], 1);
+    assert!(out.stderr.contains("2 call(s) skipped"), "{}", out.stderr);
+}
+
 #[test]
 fn check_a_missing_path_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -908,7 +924,7 @@ fn replay_table_has_a_header_and_a_summary() {
         r.stdout
     );
     let summary = predicate::str::is_match(
-        r"^\d+ leads, \d+ converted \(\d+(\.\d+)?%\), \d+ notifications, 0 rejected$",
+        r"^\d+ leads, \d+ converted \(\d+(\.\d+)?%\), \d+ notifications, 0 rejected, \d+ duplicates$",
     )
     .unwrap();
     assert!(

@@ -364,7 +364,12 @@ pub fn sorted_notifications<'e>(engine: &'e Engine<'_>) -> Vec<&'e Notification>
 
 /// The `summary` object: leads, leads per stage reached, converted leads, conversion rate
 /// (converted ÷ leads × 100) and rejected calls.
-pub fn summary_object(program: &Program, leads: &[(&str, &LeadState)], rejected: u64) -> Ordered {
+pub fn summary_object(
+    program: &Program,
+    leads: &[(&str, &LeadState)],
+    rejected: u64,
+    duplicates: u64,
+) -> Ordered {
     let mut reached_counts = vec![0u64; program.stages.len()];
     let mut converted = 0u64;
     for (_, s) in leads {
@@ -396,6 +401,7 @@ pub fn summary_object(program: &Program, leads: &[(&str, &LeadState)], rejected:
     summary.push("converted", Value::from(converted));
     summary.push("conversion_rate", score_value(rate));
     summary.push("rejected", Value::from(rejected));
+    summary.push("duplicates", Value::from(duplicates));
     summary
 }
 
@@ -425,6 +431,9 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
         .map(|n| notification_object(program, n))
         .collect();
     doc.push("notifications", Node::L(notes));
-    doc.push("summary", summary_object(program, &leads, rejected));
+    doc.push(
+        "summary",
+        summary_object(program, &leads, rejected, engine.duplicates()),
+    );
     doc
 }

@@ -179,6 +179,8 @@ pub struct Engine<'p> {
     aliases: AHashMap<String, String>,
     keys: MessageKeys,
     seen: KeyTable<()>,
+    /// Calls skipped because their `messageId` was applied before.
+    duplicates: u64,
     notifications: Vec<Notification>,
     /// Accepted calls; the call of arrival order `n` is at `n - 1`.
     history: Vec<Entry>,
@@ -196,6 +198,7 @@ impl<'p> Engine<'p> {
             aliases: AHashMap::new(),
             keys: MessageKeys::random(),
             seen: KeyTable::new(),
+            duplicates: 0,
             notifications: Vec::new(),
             history: Vec::new(),
             loader: None,
@@ -411,6 +414,7 @@ impl<'p> Engine<'p> {
         transitions: &mut Vec<Transition>,
     ) -> bool {
         if !self.seen.insert(message.0, ()) {
+            self.duplicates += 1;
             return false;
         }
         let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
@@ -611,6 +615,12 @@ impl<'p> Engine<'p> {
 }
 
 impl Engine<'_> {
+    /// How many calls were skipped because their `messageId` was applied before (SPEC §3:
+    /// not errors, but counted).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
     /// Whether a call with this `messageId` was applied (a new call with it would be a
     /// duplicate).
     pub fn is_seen(&self, message_id: &str) -> bool {
