@@ -137,6 +137,21 @@ const COUNTER_RULES: &str = r#"ruleset "counter"
 score "Ping" +1 on "Ping"
 "#;
 
+/// Sends writer `writer`'s ping `n` as a sender does: again after a `503`, until a `200`
+/// says it was applied.
+async fn ping_until_applied(score: &Score, writer: usize, n: usize) {
+    let body = ping(writer, n);
+    for _ in 0..50 {
+        let (status, resp) = send(score, signed_post(&body)).await;
+        if status == 200 {
+            assert_eq!(resp["applied"], 1, "{resp}");
+            return;
+        }
+        assert_eq!(status, 503, "{resp}");
+    }
+    panic!("writer {writer} never got through");
+}
+
 fn ping(writer: usize, n: usize) -> String {
     json!({
         "type": "track",
@@ -161,18 +176,7 @@ async fn one_instance_serves_eight_concurrent_senders_without_a_lock() {
         let score = Arc::clone(&score);
         tasks.push(tokio::spawn(async move {
             for n in 0..50 {
-                let body = ping(writer, n);
-                let mut tries = 0;
-                loop {
-                    let (status, resp) = send(&score, signed_post(&body)).await;
-                    if status == 200 {
-                        assert_eq!(resp["applied"], 1, "{resp}");
-                        break;
-                    }
-                    assert_eq!(status, 503, "{resp}");
-                    tries += 1;
-                    assert!(tries < 50, "writer {writer} never got through");
-                }
+                ping_until_applied(&score, writer, n).await;
             }
         }));
     }
@@ -210,19 +214,7 @@ async fn eight_concurrent_writers_for_one_lead_count_every_event_once() {
         tasks.push(tokio::spawn(async move {
             let score = Score::new(signed_config(), store);
             for n in 0..125 {
-                let body = ping(writer, n);
-                // a sender retries until it gets a 200
-                let mut tries = 0;
-                loop {
-                    let (status, resp) = send(&score, signed_post(&body)).await;
-                    if status == 200 {
-                        assert_eq!(resp["applied"], 1, "{resp}");
-                        break;
-                    }
-                    assert_eq!(status, 503, "{resp}");
-                    tries += 1;
-                    assert!(tries < 50, "writer {writer} never got through");
-                }
+                ping_until_applied(&score, writer, n).await;
             }
         }));
     }
