@@ -920,6 +920,97 @@ async fn score_commits_notify_delivers_the_whole_message_signed() -> TestResult 
     Ok(())
 }
 
+/// Failed deliveries stay findable without a scan (the sparse `undelivered` index of the
+/// outbox items `score` writes) and `redeliver` sends them once the cause is fixed: by
+/// target, then all, each once; what is delivered leaves the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_notifications_are_redelivered_from_their_index() -> TestResult {
+    let (dynamo, client, table) = table().await?;
+    let program = common::program_text(
+        "ruleset \"r\"\nscore \"Webinar\" +10 on \"Webinar Registered\"\nstage mql when engagement >= 10\nnotify crm when reached mql\nnotify sales when reached mql\n",
+    );
+    let store = leadscore_core::store::dynamo::DynamoStore::new(
+        client.clone(),
+        table.clone(),
+        Arc::clone(&program),
+        400,
+    );
+    let score = leadscore_score::Score::new(common::signed_config(), store);
+    for (user, m) in [("u1", "w1"), ("u2", "w2")] {
+        let call = json!({"type": "track", "event": "Webinar Registered", "userId": user,
+                          "messageId": m, "timestamp": "2026-03-01T10:00:00Z"});
+        let (status, body) = common::send(&score, common::signed_post(&call.to_string())).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let crm = Receiver::start()?;
+    let sales = Receiver::start()?;
+    crm.answer(500);
+    let targets = json!({
+        "crm": {"type": "webhook", "url": crm.url("/crm"), "secret": SECRET},
+        "sales": {"type": "webhook", "url": sales.url("/sales"), "secret": OTHER_SECRET},
+    });
+    let notifier = notifier(&client, no_eventbridge(), &table, &targets, None)?;
+    let records = note_inserts(&stream_records(&dynamo, &client, &table).await?);
+    assert_eq!(records.len(), 4);
+    let response = leadscore_notify::handle(lambda_event(&records)?, &notifier).await;
+    assert!(!failures(&response).is_empty());
+    let undelivered = 4 - sales.delivered_ids().len();
+    assert!(undelivered >= 2, "both crm notifications failed");
+
+    // crm still down: only sales is asked for
+    let done = notifier.redeliver(Some("sales"), None).await?;
+    assert_eq!(done.failed.len(), 0);
+    assert_eq!(
+        sales.delivered_ids().len(),
+        2,
+        "every sales notification, once"
+    );
+    // a time after them finds nothing
+    let later = notifier
+        .redeliver(None, Some("2026-03-02T00:00:00Z"))
+        .await?;
+    assert_eq!(later.found, 0);
+    // crm recovers: the rest, once
+    crm.answer(200);
+    let done = notifier
+        .redeliver(None, Some("2026-03-01T00:00:00Z"))
+        .await?;
+    assert_eq!((done.found, done.delivered, done.failed.len()), (2, 2, 0));
+    let mut got = crm.delivered_ids();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 2);
+    for request in crm.requests().iter().filter(|r| r.status == 200) {
+        verify_standard_webhook(request, SECRET)?;
+    }
+    // delivered notifications left the index: the operator's command finds nothing more
+    let exe = std::env::current_exe()?;
+    let leadscore = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|dir| dir.join("leadscore"))
+        .ok_or("no target folder")?;
+    let out = std::process::Command::new(leadscore)
+        .args(["dynamodb", "redeliver"])
+        .env("LEADSCORE_TABLE", &table)
+        .env("LEADSCORE_TARGETS", targets.to_string())
+        .env_remove("LEADSCORE_EVENT_BUS")
+        .env("AWS_ENDPOINT_URL", dynamo.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("found 0, delivered 0"), "{stdout}");
+    assert_eq!(sales.delivered_ids().len(), 2);
+    Ok(())
+}
+
 /// A target that is configured nowhere fails (to end in the dead-letter queue), never is
 /// dropped, and does not stop other leads' notifications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,18 @@ pub enum DynamodbCommand {
         #[arg(long)]
         events: std::path::PathBuf,
     },
+    /// Send again the notifications not yet delivered (found through the sparse
+    /// `undelivered` index, no scan), oldest first, to the targets configured as notify's
+    /// (`LEADSCORE_TARGETS`, `LEADSCORE_EVENT_BUS`); idempotent by notification id. Run it
+    /// once the cause of failed deliveries is fixed.
+    Redeliver {
+        /// Only the notifications of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only notifications at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 /// How `dynamodb rescore` prints what it did.
@@ -223,11 +235,63 @@ fn export(events: &std::path::Path) -> u8 {
     })
 }
 
+fn redeliver(target: Option<&str>, since: Option<&str>) -> u8 {
+    if let Some(since) = since {
+        if leadscore_rules::time::parse_rfc3339(since).is_none() {
+            eprintln!("error: `--since` `{since}` is not an RFC 3339 time");
+            return 2;
+        }
+    }
+    let config = match leadscore_notify::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let notifier = match leadscore_notify::Notifier::from_sdk_config(&sdk, config) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        match notifier.redeliver(target, since).await {
+            Ok(done) => {
+                for (id, err) in &done.failed {
+                    eprintln!("error: `{id}`: {err}");
+                }
+                println!(
+                    "found {}, delivered {}, already delivered or erased {}, failed {}",
+                    done.found,
+                    done.delivered,
+                    done.skipped,
+                    done.failed.len()
+                );
+                u8::from(!done.failed.is_empty())
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        }
+    })
+}
+
 /// Runs a `dynamodb` command; returns the exit status.
 pub fn dispatch(command: &DynamodbCommand) -> u8 {
     match command {
         DynamodbCommand::Rescore { segments, format } => rescore(*segments, *format),
         DynamodbCommand::Export { events } => export(events),
+        DynamodbCommand::Redeliver { target, since } => {
+            redeliver(target.as_deref(), since.as_deref())
+        }
         DynamodbCommand::Publish {
             rules,
             rescore,

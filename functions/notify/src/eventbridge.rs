@@ -89,6 +89,7 @@ mod tests {
             at: at.map(str::to_owned),
             message: r#"{"id":"ntf_1","kind":"stage_reached","lead":{"id":"u1"}}"#.into(),
             expires_at: None,
+            undelivered: None,
         }
     }
 

@@ -451,10 +451,11 @@ impl Notifier {
             .table_name(&*self.table)
             .key("pk", AttributeValue::S(note.pk.clone()))
             .key("sk", AttributeValue::S(note.sk.clone()))
-            .update_expression("SET #delivered = :true")
+            .update_expression("SET #delivered = :true REMOVE #undelivered")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#delivered", "delivered")
+            .expression_attribute_names("#undelivered", "undelivered")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .send()
             .await;
@@ -473,6 +474,96 @@ impl Notifier {
                 "delivered, but the delivered mark could not be set: a retry may send it again"
             ),
         }
+    }
+}
+
+/// What [`Notifier::redeliver`] did.
+#[derive(Debug, Default)]
+pub struct Redelivered {
+    /// Undelivered notifications found (for the target and time asked).
+    pub found: usize,
+    /// Delivered now.
+    pub delivered: usize,
+    /// Found delivered or gone meanwhile: nothing sent.
+    pub skipped: usize,
+    /// Still failing: the notification id and why.
+    pub failed: Vec<(String, NotifyError)>,
+}
+
+impl Notifier {
+    /// Sends again every notification not yet delivered (the sparse
+    /// [`leadscore_wire::UNDELIVERED_INDEX`], no scan), for `target` only when given, and
+    /// only those at or after `since` (RFC 3339) when given; oldest first, each through
+    /// [`Notifier::deliver`], so what is delivered meanwhile is not sent twice and receivers
+    /// dedupe on the notification id anyway.
+    pub async fn redeliver(
+        &self,
+        target: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Redelivered, NotifyError> {
+        let mut notes: Vec<Notification> = Vec::new();
+        for shard in 0..leadscore_wire::UNDELIVERED_SHARDS {
+            let mut start: Option<HashMap<String, AttributeValue>> = None;
+            loop {
+                let mut query = self
+                    .dynamo
+                    .query()
+                    .table_name(&*self.table)
+                    .index_name(leadscore_wire::UNDELIVERED_INDEX)
+                    .expression_attribute_names("#u", "undelivered")
+                    .expression_attribute_values(
+                        ":u",
+                        AttributeValue::S(format!("PENDING#{shard}")),
+                    )
+                    .set_exclusive_start_key(start.take());
+                query = match since {
+                    Some(since) => query
+                        .key_condition_expression("#u = :u AND #sk >= :since")
+                        .expression_attribute_names("#sk", "sk")
+                        .expression_attribute_values(
+                            ":since",
+                            AttributeValue::S(format!("{}{since}", leadscore_wire::NOTE_PREFIX)),
+                        ),
+                    None => query.key_condition_expression("#u = :u"),
+                };
+                let page = query.send().await.map_err(|err| NotifyError::Read {
+                    id: format!("the `{}` index", leadscore_wire::UNDELIVERED_INDEX),
+                    reason: DisplayErrorContext(&err).to_string(),
+                })?;
+                for item in page.items.unwrap_or_default() {
+                    let note: Notification = serde_dynamo::from_item(item).map_err(|err| {
+                        NotifyError::Record(RecordError::Malformed {
+                            sk: String::new(),
+                            reason: err.to_string(),
+                        })
+                    })?;
+                    if target.is_none_or(|t| t == note.target) {
+                        notes.push(note);
+                    }
+                }
+                match page.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        // oldest first (the sort key is `NOTE#<at>#<id>`), a lead's in that order
+        notes.sort_by(|a, b| a.sk.cmp(&b.sk).then_with(|| a.pk.cmp(&b.pk)));
+        let mut done = Redelivered {
+            found: notes.len(),
+            ..Redelivered::default()
+        };
+        for note in &notes {
+            match self.deliver(note).await {
+                Ok(Outcome::Delivered) => done.delivered += 1,
+                Ok(_) => done.skipped += 1,
+                Err(err) => {
+                    tracing::error!(id = %note.id, target = %note.target, error = %err, "redelivery failed");
+                    done.failed.push((note.id.clone(), err));
+                }
+            }
+        }
+        Ok(done)
     }
 }
 

@@ -7,7 +7,10 @@
 pub mod message;
 pub mod signature;
 
-pub use message::{lead_pk, notification_id, Kind, Message, OutboxNote, RulesRef, NOTE_PREFIX};
+pub use message::{
+    lead_pk, notification_id, undelivered_shard, Kind, Message, OutboxNote, RulesRef, NOTE_PREFIX,
+    UNDELIVERED_INDEX, UNDELIVERED_SHARDS,
+};
 pub use signature::{
     sign, signed_headers, standard_key, verify_segment, verify_standard, webhook_key,
     SignatureError, SIGNATURE_TOLERANCE_SECONDS,

@@ -7,6 +7,21 @@ use sha2::{Digest, Sha256};
 /// The sort key prefix of outbox notification items (`NOTE#<at>#<id>`).
 pub const NOTE_PREFIX: &str = "NOTE#";
 
+/// The sparse index of notifications not yet delivered: an outbox item carries
+/// `undelivered` (one of [`UNDELIVERED_SHARDS`] partitions, `PENDING#<n>`) until `notify`
+/// marks it delivered and removes it, so `leadscore dynamodb redeliver` finds what is left
+/// without a scan. Its sort key is the item's `sk` (`NOTE#<at>#<id>`: time order).
+pub const UNDELIVERED_INDEX: &str = "undelivered";
+
+/// Partitions of [`UNDELIVERED_INDEX`].
+pub const UNDELIVERED_SHARDS: u8 = 4;
+
+/// The [`UNDELIVERED_INDEX`] partition of notification `id`.
+pub fn undelivered_shard(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    format!("PENDING#{}", digest[0] % UNDELIVERED_SHARDS)
+}
+
 /// The partition key of a lead's items (`LEAD#<id>`).
 pub fn lead_pk(lead: &str) -> String {
     format!("LEAD#{lead}")
@@ -184,6 +199,10 @@ pub struct OutboxNote {
     /// When the item expires (Unix seconds; the table's TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The [`UNDELIVERED_INDEX`] partition while the notification is not delivered to its
+    /// target ([`undelivered_shard`]); removed with the delivered mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undelivered: Option<String>,
 }
 
 impl OutboxNote {
@@ -199,6 +218,7 @@ impl OutboxNote {
             at: Some(message.at.clone()),
             message: serde_json::to_string(message)?,
             expires_at: Some(expires_at),
+            undelivered: Some(undelivered_shard(&message.id)),
         })
     }
 }
@@ -279,6 +299,9 @@ mod tests {
         let note = OutboxNote::of("u1", &m, 1_800_000_000).unwrap();
         assert_eq!(note.pk, "LEAD#u1");
         assert_eq!(note.sk, format!("NOTE#2026-03-01T10:00:00Z#{}", m.id));
+        let shard = note.undelivered.clone().unwrap();
+        assert_eq!(shard, undelivered_shard(&m.id));
+        assert!((0..UNDELIVERED_SHARDS).any(|n| shard == format!("PENDING#{n}")));
         let back: Message = serde_json::from_str(&note.message).unwrap();
         assert_eq!(back, m);
     }

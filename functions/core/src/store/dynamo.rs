@@ -350,6 +350,18 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         )
         .build()
         .map_err(|e| unavailable("create table", e))?;
+    // notifications not yet delivered (the whole item: `redeliver` sends it from there)
+    let undelivered = GlobalSecondaryIndex::builder()
+        .index_name(leadscore_wire::UNDELIVERED_INDEX)
+        .key_schema(key("undelivered", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| unavailable("create table", e))?;
     let result = client
         .create_table()
         .table_name(table)
@@ -357,9 +369,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
         .attribute_definitions(attr("due_shard", ScalarAttributeType::S)?)
         .attribute_definitions(attr("due_at", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("undelivered", ScalarAttributeType::S)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(due)
+        .global_secondary_indexes(undelivered)
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()
