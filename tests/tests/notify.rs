@@ -936,9 +936,14 @@ async fn undelivered_notifications_are_redelivered_from_their_index() -> TestRes
         400,
     );
     let score = leadscore_score::Score::new(common::signed_config(), store);
-    for (user, m) in [("u1", "w1"), ("u2", "w2")] {
+    // u2's time has a fraction: `--since 10:00:00Z` must still find it (as a time, not as
+    // the keys' text, where `.5Z` sorts before `Z`)
+    for (user, m, at) in [
+        ("u1", "w1", "2026-03-01T10:00:00Z"),
+        ("u2", "w2", "2026-03-01T10:00:00.5Z"),
+    ] {
         let call = json!({"type": "track", "event": "Webinar Registered", "userId": user,
-                          "messageId": m, "timestamp": "2026-03-01T10:00:00Z"});
+                          "messageId": m, "timestamp": at});
         let (status, body) = common::send(&score, common::signed_post(&call.to_string())).await;
         assert_eq!(status, 200, "{body}");
     }
@@ -967,13 +972,19 @@ async fn undelivered_notifications_are_redelivered_from_their_index() -> TestRes
     );
     // a time after them finds nothing
     let later = notifier
-        .redeliver(None, Some("2026-03-02T00:00:00Z"))
+        .redeliver(
+            None,
+            leadscore_rules::time::parse_rfc3339("2026-03-02T00:00:00Z"),
+        )
         .await?;
     assert_eq!(later.found, 0);
     // crm recovers: the rest, once
     crm.answer(200);
     let done = notifier
-        .redeliver(None, Some("2026-03-01T00:00:00Z"))
+        .redeliver(
+            None,
+            leadscore_rules::time::parse_rfc3339("2026-03-01T10:00:00Z"),
+        )
         .await?;
     assert_eq!((done.found, done.delivered, done.failed.len()), (2, 2, 0));
     let mut got = crm.delivered_ids();

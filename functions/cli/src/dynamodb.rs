@@ -236,12 +236,14 @@ fn export(events: &std::path::Path) -> u8 {
 }
 
 fn redeliver(target: Option<&str>, since: Option<&str>) -> u8 {
-    if let Some(since) = since {
-        if leadscore_rules::time::parse_rfc3339(since).is_none() {
-            eprintln!("error: `--since` `{since}` is not an RFC 3339 time");
+    let since = match since.map(|t| (t, leadscore_rules::time::parse_rfc3339(t))) {
+        None => None,
+        Some((_, Some(at))) => Some(at),
+        Some((text, None)) => {
+            eprintln!("error: `--since` `{text}` is not an RFC 3339 time");
             return 2;
         }
-    }
+    };
     let config = match leadscore_notify::Config::from_env() {
         Ok(c) => c,
         Err(e) => {

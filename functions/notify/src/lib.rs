@@ -493,13 +493,14 @@ pub struct Redelivered {
 impl Notifier {
     /// Sends again every notification not yet delivered (the sparse
     /// [`leadscore_wire::UNDELIVERED_INDEX`], no scan), for `target` only when given, and
-    /// only those at or after `since` (RFC 3339) when given; oldest first, each through
+    /// only those at or after `since` when given; each lead's in commit order (a failure
+    /// holds back the lead's later ones), each through
     /// [`Notifier::deliver`], so what is delivered meanwhile is not sent twice and receivers
     /// dedupe on the notification id anyway.
     pub async fn redeliver(
         &self,
         target: Option<&str>,
-        since: Option<&str>,
+        since: Option<leadscore_rules::time::Micros>,
     ) -> Result<Redelivered, NotifyError> {
         let mut notes: Vec<Notification> = Vec::new();
         for shard in 0..leadscore_wire::UNDELIVERED_SHARDS {
@@ -516,16 +517,9 @@ impl Notifier {
                         AttributeValue::S(format!("PENDING#{shard}")),
                     )
                     .set_exclusive_start_key(start.take());
-                query = match since {
-                    Some(since) => query
-                        .key_condition_expression("#u = :u AND #sk >= :since")
-                        .expression_attribute_names("#sk", "sk")
-                        .expression_attribute_values(
-                            ":since",
-                            AttributeValue::S(format!("{}{since}", leadscore_wire::NOTE_PREFIX)),
-                        ),
-                    None => query.key_condition_expression("#u = :u"),
-                };
+                // `--since` is compared as a time below: the keys' text order is not time
+                // order (fractions are trimmed, offsets may differ)
+                query = query.key_condition_expression("#u = :u");
                 let page = query.send().await.map_err(|err| NotifyError::Read {
                     id: format!("the `{}` index", leadscore_wire::UNDELIVERED_INDEX),
                     reason: DisplayErrorContext(&err).to_string(),
@@ -537,7 +531,13 @@ impl Notifier {
                             reason: err.to_string(),
                         })
                     })?;
-                    if target.is_none_or(|t| t == note.target) {
+                    let at = note
+                        .at
+                        .as_deref()
+                        .and_then(leadscore_rules::time::parse_rfc3339);
+                    if target.is_none_or(|t| t == note.target)
+                        && since.is_none_or(|since| at.is_some_and(|at| at >= since))
+                    {
                         notes.push(note);
                     }
                 }
@@ -547,18 +547,41 @@ impl Notifier {
                 }
             }
         }
-        // oldest first (the sort key is `NOTE#<at>#<id>`), a lead's in that order
-        notes.sort_by(|a, b| a.sk.cmp(&b.sk).then_with(|| a.pk.cmp(&b.pk)));
+        // each lead's in commit order (its messages' `sequence`, then time), oldest first
+        let order = |note: &Notification| {
+            let message: Option<leadscore_wire::Message> = serde_json::from_str(&note.message).ok();
+            (
+                message.as_ref().and_then(|m| m.sequence).unwrap_or(0),
+                note.at
+                    .as_deref()
+                    .and_then(leadscore_rules::time::parse_rfc3339)
+                    .unwrap_or(i64::MIN),
+            )
+        };
+        notes.sort_by_cached_key(|note| (note.pk.clone(), order(note), note.id.clone()));
         let mut done = Redelivered {
             found: notes.len(),
             ..Redelivered::default()
         };
+        // after a lead's failure its later ones wait, as in `handle`: they stay undelivered
+        let mut failed_lead: Option<&str> = None;
         for note in &notes {
+            if failed_lead == Some(note.pk.as_str()) {
+                done.failed.push((
+                    note.id.clone(),
+                    NotifyError::HeldBack {
+                        failed: "an earlier notification of the lead".into(),
+                    },
+                ));
+                continue;
+            }
+            failed_lead = None;
             match self.deliver(note).await {
                 Ok(Outcome::Delivered) => done.delivered += 1,
                 Ok(_) => done.skipped += 1,
                 Err(err) => {
                     tracing::error!(id = %note.id, target = %note.target, error = %err, "redelivery failed");
+                    failed_lead = Some(note.pk.as_str());
                     done.failed.push((note.id.clone(), err));
                 }
             }
