@@ -323,3 +323,73 @@ pub fn check_call(call: &Call, record: &Value) -> Result<(), (String, String)> {
     }
     Ok(())
 }
+
+/// `transitions` made under `old`, as indexes of `new` (stages and conversions matched by
+/// name; one `new` lacks is left out): for results computed before a request switched to
+/// newer published rules, so that every result of the request reads under one rule set.
+pub fn remap_transitions(old: &Program, new: &Program, transitions: &mut Vec<Transition>) {
+    transitions.retain_mut(|t| match t {
+        Transition::StageReached { stage, .. } => {
+            let name = old.stages.get(*stage).map(|s| s.name.as_str());
+            match new
+                .stages
+                .iter()
+                .position(|s| Some(s.name.as_str()) == name)
+            {
+                Some(i) => {
+                    *stage = i;
+                    true
+                }
+                None => false,
+            }
+        }
+        Transition::Converted { conversion, .. } => {
+            let name = old.conversions.get(*conversion).map(|c| c.name.as_str());
+            match new
+                .conversions
+                .iter()
+                .position(|c| Some(c.name.as_str()) == name)
+            {
+                Some(i) => {
+                    *conversion = i;
+                    true
+                }
+                None => false,
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Program {
+        crate::rules::compile_text("t.rules", text).unwrap().0
+    }
+
+    #[test]
+    fn transitions_are_remapped_by_name_and_dropped_when_gone() {
+        let old = rules("ruleset \"t\"\nscore \"P\" +10 on \"P\"\nstage mql when engagement >= 10\nstage sql when engagement >= 20\nconversion \"Buy\" on \"Buy\"\n");
+        let new = rules("ruleset \"t\"\nscore \"P\" +10 on \"P\"\nstage lead when engagement >= 5\nstage warm when engagement >= 8\nstage sql when engagement >= 20\n");
+        let mut ts = vec![
+            Transition::StageReached { stage: 1, at: 7 },
+            Transition::StageReached { stage: 0, at: 8 },
+            Transition::Converted {
+                conversion: 0,
+                at: 9,
+            },
+        ];
+        remap_transitions(&old, &new, &mut ts);
+        // sql moved from index 1 to 2; mql and the conversion are gone
+        assert_eq!(ts, vec![Transition::StageReached { stage: 2, at: 7 }]);
+        assert_eq!(new.stages[2].name, "sql");
+        let mut ts = vec![Transition::StageReached { stage: 2, at: 7 }];
+        remap_transitions(&new, &old, &mut ts);
+        assert_eq!(ts, vec![Transition::StageReached { stage: 1, at: 7 }]);
+        let mut ts = vec![Transition::StageReached { stage: 0, at: 1 }];
+        remap_transitions(&new, &old, &mut ts);
+        assert!(ts.is_empty(), "`lead` is not in the old rules");
+    }
+}

@@ -24,7 +24,8 @@ use crate::api::{Accepted, LeadStore, Processed, StoreError};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
 use crate::output::lead_object;
 use crate::pipeline::{
-    announcements, merge_partner, merged_state, processed, rescored_state, step, Cause, LatestHits,
+    announcements, merge_partner, merged_state, processed, remap_transitions, rescored_state, step,
+    Cause, LatestHits,
 };
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -1201,12 +1202,25 @@ impl DynamoStore {
         if absorbed.as_ref().is_some_and(|a| a.merged_into.is_some()) {
             return Ok(None);
         }
+        // the merged lead's first arrival (its incarnation in notification ids), as stored
+        let first_arrival = {
+            let known = lead.item.as_ref().map_or(0, |i| i.first_arrival);
+            let absorbed_first = absorbed
+                .as_ref()
+                .filter(|a| a.state.is_some())
+                .map_or(0, |a| a.first_arrival);
+            match (known, absorbed_first) {
+                (0, 0) => arrival,
+                (0, x) | (x, 0) => x,
+                (a, b) => a.min(b),
+            }
+        };
         // a rescore's transitions are announced first, and what it announced stays announced
         let mut previous = lead.item.as_ref().and_then(|i| i.state.clone());
         let rescore_notes = match previous.as_mut() {
             Some(p) => self.note_items(
                 &lead.known,
-                lead.item.as_ref().map_or(0, |i| i.first_arrival),
+                first_arrival,
                 p,
                 &lead.rescored,
                 Some(Cause::RulesChanged),
@@ -1217,15 +1231,9 @@ impl DynamoStore {
         let previous = previous.as_ref();
         let mut merged = lead.merged().to_vec();
         merged.push(other.to_owned());
-        let mut first_arrival = lead.item.as_ref().map_or(0, |i| i.first_arrival);
         let (mut state, mut transitions) = match &absorbed {
             Some(absorbed) if absorbed.state.is_some() => {
                 merged.extend(absorbed.merged.iter().cloned());
-                let absorbed_first = absorbed.first_arrival;
-                first_arrival = match (first_arrival, absorbed_first) {
-                    (0, x) | (x, 0) => x,
-                    (a, b) => a.min(b),
-                };
                 // the combined history: the known lead's partitions and the absorbed one's
                 let mut calls: Vec<(u64, Call)> = Vec::new();
                 let mut partitions = vec![other.to_owned()];
@@ -1246,9 +1254,6 @@ impl DynamoStore {
                 Vec::new(),
             ),
         };
-        if first_arrival == 0 {
-            first_arrival = arrival;
-        }
         let hits = step(&program, &mut state, &accepted.call, &mut transitions, true);
         let version = lead.version().map_or(1, |v| v + 1);
         let notes = self.note_items(
@@ -1710,11 +1715,17 @@ impl LeadStore for DynamoStore {
                 // again (nothing of it was written)
                 Err(_) if store.counters.newer.load(Ordering::Relaxed) > store.generation => {
                     let before = store.generation;
+                    let old = Arc::clone(&store.program);
                     store.use_published().await?;
                     if store.generation == before {
                         return Err(StoreError(format!(
                             "a lead was written under published rules newer than generation {before}, which the table does not hold"
                         )));
+                    }
+                    // the results so far read under the rules the request ends with
+                    for done in &mut out {
+                        remap_transitions(&old, &store.program, &mut done.transitions);
+                        remap_transitions(&old, &store.program, &mut done.rescored);
                     }
                     continue;
                 }
