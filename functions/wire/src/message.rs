@@ -145,11 +145,6 @@ impl Message {
             .or(self.conversion.as_deref())
             .unwrap_or("")
     }
-
-    /// The lead's id, from the lead object.
-    pub fn lead_id(&self) -> &str {
-        self.lead.get("id").and_then(Value::as_str).unwrap_or("")
-    }
 }
 
 /// The notification id: the same lead, transition (with its time) and target always give
@@ -259,7 +254,7 @@ mod tests {
         assert!(value.get("conversion").is_none());
         let back: Message = serde_json::from_str(&text).unwrap();
         assert_eq!(back, m);
-        assert_eq!((back.name(), back.lead_id()), ("sql", "u1"));
+        assert_eq!((back.name(), &back.lead["id"]), ("sql", &json!("u1")));
         assert!(serde_json::to_value(message(None))
             .unwrap()
             .get("cause")
