@@ -3,6 +3,7 @@
 //! `report` and `compare` share it; a progress bar shows on a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use leadscore_core::ingest::segment::CallError;
 use leadscore_core::rules::load;
 use leadscore_core::store::engine::Engine;
 use leadscore_rules::eval::LeadState;
@@ -109,7 +110,7 @@ pub fn run_events<R>(
     as_of: Option<Micros>,
     then: impl FnOnce(&[Engine<'_>], u64) -> R,
 ) -> Result<R, u8> {
-    let text = match std::fs::read_to_string(events) {
+    let text = match std::fs::read(events) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: cannot read `{}`: {e}", events.display());
@@ -117,12 +118,9 @@ pub fn run_events<R>(
         }
     };
     let name = events.display().to_string();
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l))
-        .collect();
+    // a line that is not UTF-8 is that line's error
+    let lines: Vec<(usize, Result<&str, CallError>)> =
+        leadscore_core::ingest::lines::text_lines(&text).collect();
     let lines = &lines;
     let mut engines: Vec<Engine<'_>> = programs
         .iter()
@@ -132,7 +130,7 @@ pub fn run_events<R>(
                 let at = lines
                     .binary_search_by_key(&(line as usize), |(n, _)| *n)
                     .ok()?;
-                let calls = parse_body(lines[at].1).ok()?;
+                let calls = parse_body(lines[at].1.as_ref().ok()?).ok()?;
                 calls.into_iter().nth(index as usize)?.ok()
             };
             let mut e = Engine::with_loader(p, Box::new(loader));
@@ -147,7 +145,7 @@ pub fn run_events<R>(
         let parsed: Vec<_> = chunk
             .par_iter()
             .with_min_len(256)
-            .map(|(n, l)| (*n, parse_body(l)))
+            .map(|(n, l)| (*n, l.clone().and_then(parse_body)))
             .collect();
         for (line, parsed) in &parsed {
             let line = *line;
@@ -189,10 +187,7 @@ pub fn run_events<R>(
     Ok(then(&engines, rejected))
 }
 
-type Parsed = Result<
-    Vec<Result<leadscore_core::ingest::segment::Call, leadscore_core::ingest::segment::CallError>>,
-    leadscore_core::ingest::segment::CallError,
->;
+type Parsed = Result<Vec<Result<leadscore_core::ingest::segment::Call, CallError>>, CallError>;
 
 fn parse_body(line: &str) -> Parsed {
     leadscore_core::ingest::segment::parse_body(

@@ -30,7 +30,7 @@ pub fn run(rules: &Path, events: &Path, lead: &str, format: ExplainFormat) -> u8
     for w in &compiled.diagnostics {
         eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
     }
-    let text = match std::fs::read_to_string(events) {
+    let text = match std::fs::read(events) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: cannot read `{}`: {e}", events.display());
@@ -40,12 +40,8 @@ pub fn run(rules: &Path, events: &Path, lead: &str, format: ExplainFormat) -> u8
     let name = events.display().to_string();
     let mut engine = Engine::new(&program);
     let mut lines: HashMap<String, usize> = HashMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        match parse_body(raw, &TimePolicy::Required) {
+    for (line, raw) in leadscore_core::ingest::lines::text_lines(&text) {
+        match raw.and_then(|raw| parse_body(raw, &TimePolicy::Required)) {
             Err(e) => eprintln!("{name}:{line}: {e}"),
             Ok(calls) => {
                 for call in calls {

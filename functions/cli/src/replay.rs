@@ -114,6 +114,8 @@ struct Raw {
     starts: Vec<u64>,
     /// The offset of the block's first byte.
     start: u64,
+    /// The lines that are not UTF-8 (blanked in `text`): their numbers and errors.
+    not_text: Vec<(usize, CallError)>,
 }
 
 /// What goes back to a parser once its block has been applied, to be freed where it was
@@ -184,18 +186,15 @@ fn read_blocks(
         next.extend_from_slice(&buf[cut..]);
         let mut block = std::mem::replace(&mut buf, next);
         block.truncate(cut);
-        let Ok(text) = String::from_utf8(block) else {
-            let _ = to.send(Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )));
-            return;
-        };
+        // a line that is not UTF-8 is that line's error (blanked here, reported in order)
+        let (text, not_text) =
+            leadscore_core::ingest::lines::blank_invalid_lines(block, first_line);
         let raw = Raw {
             text,
             first_line,
             starts,
             start: offset,
+            not_text,
         };
         offset += cut as u64;
         k += 1;
@@ -262,6 +261,10 @@ fn parse_block(
             Err(_) => None,
         };
         parsed.push((raw.first_line + i, line, first));
+    }
+    if !raw.not_text.is_empty() {
+        parsed.extend(raw.not_text.into_iter().map(|(n, e)| (n, Err(e), None)));
+        parsed.sort_by_key(|(n, _, _)| *n);
     }
     let text = if keep_text {
         Some(raw.text)
@@ -544,7 +547,7 @@ pub fn run_pairs(
     let mut report: Vec<u8> = Vec::new();
     for (program, path) in programs.iter().zip(events) {
         engine.change_rules(program);
-        let text = match std::fs::read_to_string(path) {
+        let bytes = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: cannot read `{}`: {e}", path.display());
@@ -552,12 +555,11 @@ pub fn run_pairs(
             }
         };
         let name = path.display();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let line_no = n + 1;
-            match leadscore_core::ingest::segment::parse_body(line, &TimePolicy::Required) {
+        for (line_no, line) in leadscore_core::ingest::lines::text_lines(&bytes) {
+            let parsed = line.and_then(|line| {
+                leadscore_core::ingest::segment::parse_body(line, &TimePolicy::Required)
+            });
+            match parsed {
                 Err(e) => {
                     rejected += 1;
                     let _ = writeln!(report, "{name}:{line_no}: {e}");

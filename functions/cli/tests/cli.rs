@@ -1114,24 +1114,46 @@ notify sales when reached mql
         "the document from a pipe differs"
     );
 
-    // bytes that are not UTF-8 in a later block: the input cannot be read, nothing is printed
-    let mut bad = text.into_bytes();
+    // bytes that are not UTF-8 in a later block: that line only is rejected, with its
+    // number, from a file and from a pipe, and the rest is the same document
+    let mut bad = text.clone().into_bytes();
     bad.extend_from_slice(b"\n{\"type\": \"page\", \"userId\": \"u\xff\"}\n");
+    // the number of the bad (last) line
+    let bad_line = bad[..bad.len() - 1].iter().filter(|b| **b == b'\n').count() + 1;
     let events = dir.path().join("bad.jsonl");
-    std::fs::write(&events, bad).unwrap();
+    std::fs::write(&events, &bad).unwrap();
+    let mut want = serde_json::from_str::<serde_json::Value>(&expected).unwrap();
+    want["summary"]["rejected"] = serde_json::json!(1);
+    let at = format!("bad.jsonl:{bad_line}: the line is not UTF-8 text");
     let r = run(&[&args[..], &["--events", events.to_str().unwrap()]].concat());
-    assert_eq!(r.code, 2);
-    assert!(r.stdout.is_empty());
-    assert!(r.stderr.contains("UTF-8"), "{}", r.stderr);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(&at), "{}", r.stderr);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap(),
+        want
+    );
+    let strict = run(&[
+        &args[..],
+        &["--strict", "--events", events.to_str().unwrap()],
+    ]
+    .concat());
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
     let piped = leadscore()
         .args(args)
         .args(["--events", "/dev/stdin"])
-        .write_stdin(std::fs::read(&events).unwrap())
+        .write_stdin(bad)
         .output()
         .unwrap();
-    assert_eq!(piped.status.code(), Some(2));
-    assert!(piped.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&piped.stderr).contains("UTF-8"));
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("/dev/stdin:") && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&piped.stdout).unwrap(),
+        want
+    );
 
     // no input, or only blank lines: no leads, nothing rejected
     for text in ["", "\n\r\n  \n\t"] {
@@ -1140,5 +1162,53 @@ notify sales when reached mql
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(doc["leads"], serde_json::json!([]));
         assert_eq!(doc["summary"]["rejected"], 0);
+    }
+}
+
+/// A line that is not UTF-8 is rejected alone, with its number, by every command that reads
+/// events (replay of one or several pairs, report, compare, explain); the rest is read.
+#[test]
+fn every_events_reader_rejects_a_line_that_is_not_utf8_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = repo_root().join("rules/b2b-saas");
+    let good = std::fs::read(rules.join("events.jsonl")).unwrap();
+    let mut bad =
+        b"{\"type\":\"page\",\"userId\":\"u\xff\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n"
+            .to_vec();
+    bad.extend_from_slice(&good);
+    let events = dir.path().join("bad.jsonl");
+    std::fs::write(&events, &bad).unwrap();
+    let (rules_s, events_s) = (rules.to_str().unwrap(), events.to_str().unwrap());
+    let at = "bad.jsonl:1: the line is not UTF-8 text (an invalid byte at column 27)";
+
+    let (doc, r) = replay_json(&rules, &events, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(at), "{}", r.stderr);
+    assert_eq!(doc["summary"]["rejected"], 1);
+    let leads = doc["leads"].as_array().unwrap().len();
+    assert!(leads > 1);
+    // several pairs: the other reader
+    let pairs = run(&[
+        "replay", "--rules", rules_s, "--events", events_s, "--rules", rules_s, "--events",
+        events_s, "--format", "json",
+    ]);
+    assert_eq!(pairs.code, 0, "{}", pairs.stderr);
+    assert!(pairs.stderr.contains(at), "{}", pairs.stderr);
+    for args in [
+        vec![
+            "report", "--rules", rules_s, "--events", events_s, "--format", "json",
+        ],
+        vec![
+            "compare", "--rules", rules_s, "--rules", rules_s, "--events", events_s, "--format",
+            "json",
+        ],
+        vec![
+            "explain", "--rules", rules_s, "--events", events_s, "--lead", "usr_ann",
+        ],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(at), "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.is_empty(), "{args:?}");
     }
 }

@@ -4,5 +4,6 @@
 //! falling back to the exact path (tests hold the three to the same answers).
 
 mod fast;
+pub mod lines;
 mod scan;
 pub mod segment;
