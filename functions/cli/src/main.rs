@@ -166,6 +166,10 @@ enum Command {
         /// The rule set: a `.rules` file or a folder of them (default: `LEADSCORE_RULES`).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Seconds a request's head or body may take to arrive, and a kept-alive connection
+        /// may stay idle.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        read_timeout: u64,
     },
 }
 
@@ -240,7 +244,17 @@ fn main() -> ExitCode {
             format,
             as_of,
         } => compare::run(&rules, &events, stage.as_deref(), format, as_of.as_deref()),
-        Command::Serve { port, data, rules } => serve::run(port, data.as_deref(), rules.as_deref()),
+        Command::Serve {
+            port,
+            data,
+            rules,
+            read_timeout,
+        } => serve::run(&serve::Options {
+            port,
+            data: data.as_deref(),
+            rules: rules.as_deref(),
+            read_timeout: std::time::Duration::from_secs(read_timeout),
+        }),
     };
     ExitCode::from(code)
 }

@@ -3,164 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{events, rules, Server, TOKEN};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const TOKEN: &str = "tok-123";
-
-fn rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/b2b-saas")
-}
-
-fn events() -> Vec<String> {
-    std::fs::read_to_string(rules().join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    /// Starts `leadscore serve --port 0` with these variables; waits for the printed URL.
-    fn start(dir: &Path, vars: &[(&str, &str)]) -> Server {
-        Server::start_with_rules(dir, &rules(), vars)
-    }
-
-    /// [`Server::start`] with these rules.
-    fn start_with_rules(dir: &Path, rules: &Path, vars: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadscore"));
-        cmd.args(["serve", "--port", "0", "--rules"])
-            .arg(rules)
-            .arg("--data")
-            .arg(dir.join("data/journal.jsonl"))
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
-        for var in [
-            "LEADSCORE_WEBHOOK_SECRET",
-            "LEADSCORE_API_TOKEN",
-            "LEADSCORE_ALLOW_UNSIGNED",
-            "LEADSCORE_RULES",
-        ] {
-            cmd.env_remove(var);
-        }
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = String::new();
-        let port = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!(
-                    "serve ended before listening:\n{seen}\nstderr: {}",
-                    std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default()
-                );
-            };
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                break digits.parse().unwrap();
-            }
-        };
-        assert!(seen.contains("signatures: "), "{seen}");
-        // keep reading stdout so the server never blocks on it
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, port }
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        // the server may answer (413) before it has read the whole body
-        let _ = stream.write_all(body);
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response);
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {text:?}"));
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    fn post(&self, body: &str) -> (u16, Value) {
-        self.request(
-            "POST",
-            "/events",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-    }
-
-    fn get_lead(&self, id: &str) -> (u16, Value) {
-        let auth = format!("Bearer {TOKEN}");
-        self.request(
-            "GET",
-            &format!("/leads/{id}"),
-            &[("Authorization", &auth)],
-            b"",
-        )
-    }
-
-    /// Sends SIGINT and waits for the exit status.
-    fn interrupt(mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("serve did not stop on SIGINT");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 #[test]
 fn serve_scores_events_and_keeps_them_across_a_restart() {
@@ -401,18 +248,31 @@ fn serve_drops_a_torn_last_line_and_refuses_a_corrupt_journal() {
         format!("{first}\n")
     );
 
-    std::fs::write(&journal, format!("not json\n{first}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .args(["serve", "--port", "0", "--rules"])
-        .arg(rules())
-        .arg("--data")
-        .arg(&journal)
-        .env("LEADSCORE_ALLOW_UNSIGNED", "1")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 1"), "{stderr}");
+    // a bad line before the last (not JSON, not UTF-8) stops the start with its number and
+    // a way to repair, and the journal is left as it was
+    let second = &events()[1];
+    for bad in [
+        b"not json".to_vec(),
+        b"{\"type\":\"page\",\"userId\":\"\xff\"}".to_vec(),
+    ] {
+        let mut text = format!("{first}\n").into_bytes();
+        text.extend_from_slice(&bad);
+        text.extend_from_slice(format!("\n{second}\n").as_bytes());
+        std::fs::write(&journal, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(["serve", "--port", "0", "--rules"])
+            .arg(rules())
+            .arg("--data")
+            .arg(&journal)
+            .env("LEADSCORE_ALLOW_UNSIGNED", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("line 2:"), "{stderr}");
+        assert!(stderr.contains("sed -i '2d'"), "{stderr}");
+        assert_eq!(std::fs::read(&journal).unwrap(), text);
+    }
 }
 
 /// SPEC §7: `serve` keeps each rule set it has run and when it came into force; a restart

@@ -77,14 +77,15 @@ impl ApiResponse {
     }
 
     /// An error response: `{"error": {"code", "message", "path"}}`.
-    fn error(status: u16, code: &str, message: impl Into<String>, path: Option<&str>) -> Self {
+    pub fn error(status: u16, code: &str, message: impl Into<String>, path: Option<&str>) -> Self {
         ApiResponse::json(
             status,
             &json!({ "error": error_object(code, message, path) }),
         )
     }
 
-    fn with_header(mut self, name: &str, value: &str) -> Self {
+    /// The response with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }

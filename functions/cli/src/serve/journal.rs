@@ -1,13 +1,12 @@
-//! `leadscore serve`: the webhook API of SPEC §6 on 127.0.0.1, over the embedded engine.
-//!
-//! Persistence is an append-only journal (JSON Lines) of the accepted calls, one call per
-//! line, each as received with `messageId` and (when it had no time) `receivedAt` filled in:
-//! the file is a valid events file for `leadscore replay`. At start the journal is replayed
-//! through the rules; each `POST /events` appends its new calls and `fsync`s before it is
-//! answered, so an answered call survives a crash. A failed write is cut off again and
-//! answered `503` (nothing half-written). A torn last line (a crash mid-write) is dropped at
-//! start. `DELETE /leads/{id}` rewrites the journal without the lead's calls (written to a
-//! temporary file, synced, renamed over the journal), so an erased lead is gone from disk too.
+//! The journal of `leadscore serve`: an append-only file (JSON Lines) of the accepted calls,
+//! one call per line, each as received with `messageId` and (when it had no time)
+//! `receivedAt` filled in: the file is a valid events file for `leadscore replay`. At start the
+//! journal is replayed through the rules; each `POST /events` appends its new calls and
+//! `fsync`s before it is answered, so an answered call survives a crash. A failed write is cut
+//! off again and answered `503` (nothing half-written). A torn last line (a crash mid-write) is
+//! dropped at start. `DELETE /leads/{id}` rewrites the journal without the lead's calls
+//! (written to a temporary file, synced, renamed over the journal), so an erased lead is gone
+//! from disk too.
 //!
 //! Rule changes are kept beside the journal (SPEC §7): each rule set `serve` has run is kept
 //! in `rules/VERSION.rules` in the journal's folder, and `JOURNAL.rules.jsonl` lists, in
@@ -16,31 +15,21 @@
 //! every lead is rescored at each change ([`Engine::change_rules`]), so `serve` holds what the
 //! functions would. Rules whose version differs from the last recorded are a change: recorded,
 //! then every lead is rescored. A cosmetic edit (the same version) is no change.
-//!
-//! Requests are handled one at a time on the main thread; Ctrl-C (SIGINT) or SIGTERM stops
-//! the server between two requests, with the journal consistent.
 
-use leadscore_core::api::{Accepted, Api, ApiConfig, ApiRequest, LeadStore, Processed, StoreError};
+use leadscore_core::api::{Accepted, LeadStore, Processed, StoreError};
 use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
 use leadscore_core::store::engine::{Engine, Kept, LatestHits};
 use leadscore_core::store::memory;
 use leadscore_rules::eval::LeadState;
-use leadscore_rules::time::Micros;
 use leadscore_rules::Program;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The default journal.
-pub const DEFAULT_DATA: &str = ".leadscore-data/journal.jsonl";
-
 /// The embedded engine with its journal.
-struct Journaled<'p> {
+pub(super) struct Journaled<'p> {
     engine: Engine<'p>,
     path: PathBuf,
     file: File,
@@ -48,12 +37,12 @@ struct Journaled<'p> {
     /// Calls in the journal.
     calls: usize,
     /// The rule changes: calls taken before each version came into force.
-    history: RuleHistory,
+    pub(super) history: RuleHistory,
 }
 
 /// One line of the rule history: a version, and how many journal calls came before it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct RuleChange {
+pub(super) struct RuleChange {
     version: String,
     ruleset: String,
     after: usize,
@@ -61,12 +50,12 @@ struct RuleChange {
 
 /// The rules `serve` has run (SPEC §7), kept beside its journal.
 #[derive(Debug)]
-struct RuleHistory {
+pub(super) struct RuleHistory {
     /// `JOURNAL.rules.jsonl`.
     path: PathBuf,
     /// The folder of `VERSION.rules` files.
     dir: PathBuf,
-    changes: Vec<RuleChange>,
+    pub(super) changes: Vec<RuleChange>,
 }
 
 impl RuleHistory {
@@ -85,7 +74,7 @@ impl RuleHistory {
     }
 
     /// Reads the history and the rule sets it names.
-    fn read(journal: &Path) -> Result<(Self, Vec<Program>), String> {
+    pub(super) fn read(journal: &Path) -> Result<(Self, Vec<Program>), String> {
         let mut history = RuleHistory::beside(journal);
         let text = match std::fs::read_to_string(&history.path) {
             Ok(t) => t,
@@ -186,7 +175,7 @@ impl<'p> Journaled<'p> {
     /// in force when it was taken (`programs`, as `history` lists them, then `current`);
     /// when `current` is a new version it is recorded and every lead rescored under it.
     /// Returns the store and the number of calls replayed.
-    fn open(
+    pub(super) fn open(
         programs: &'p [Program],
         history: RuleHistory,
         current: (&'p Program, &[leadscore_rules::SourceFile]),
@@ -204,8 +193,8 @@ impl<'p> Journaled<'p> {
             .create(true)
             .open(path)
             .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         let mut engine = Engine::new(programs.first().unwrap_or(program));
         engine.keep_latest_hits(true);
@@ -224,15 +213,20 @@ impl<'p> Journaled<'p> {
                 next_change += 1;
             }
         };
-        for (number, line) in text.split_inclusive('\n').enumerate() {
-            if line.trim().is_empty() {
-                if line.ends_with('\n') {
-                    good += line.len();
+        for (number, bytes) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+            let complete = bytes.ends_with(b"\n");
+            let line = std::str::from_utf8(bytes)
+                .map_err(|e| format!("invalid UTF-8 at column {}", e.valid_up_to() + 1));
+            if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
+                if complete {
+                    good += bytes.len();
                 }
                 continue;
             }
-            let call = serde_json::from_str::<Value>(line)
-                .map_err(|e| format!("invalid JSON: {e}"))
+            let call = line
+                .and_then(|line| {
+                    serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}"))
+                })
                 .and_then(|v| {
                     normalize_call(&v, "", &TimePolicy::Required).map_err(|e| e.to_string())
                 });
@@ -241,10 +235,10 @@ impl<'p> Journaled<'p> {
                     in_force(&mut engine, replayed);
                     engine.process(Arc::new(call));
                     replayed += 1;
-                    good += line.len();
+                    good += bytes.len();
                 }
                 // a torn last line: the write of a request that was never answered
-                Err(_) if !line.ends_with('\n') => {
+                Err(_) if !complete => {
                     eprintln!(
                         "warning: dropping the incomplete last line {} of the journal `{}`",
                         number + 1,
@@ -252,18 +246,19 @@ impl<'p> Journaled<'p> {
                     );
                 }
                 Err(message) => {
+                    let line = number + 1;
                     return Err(format!(
-                        "journal `{}` line {}: {message}",
+                        "journal `{0}` line {line}: {message}\n  help: every line of the journal is a call `serve` answered; \
+                         fix line {line} by hand, or delete it (`sed -i '{line}d' {0}`), and start `serve` again",
                         path.display(),
-                        number + 1
-                    ))
+                    ));
                 }
             }
         }
         let mut repair = |file: &mut File| -> std::io::Result<u64> {
             file.set_len(good as u64)?;
             // a valid last line without its newline (edited by hand) gets one
-            if good > 0 && !text[..good].ends_with('\n') {
+            if good > 0 && !text[..good].ends_with(b"\n") {
                 file.write_all(b"\n")?;
                 good += 1;
             }
@@ -401,9 +396,14 @@ impl<'p> Journaled<'p> {
 
 /// The journaled engine as the API's store: one lock around journal and engine, taken for
 /// one synchronous step at a time.
-struct Serving<'p>(Mutex<Journaled<'p>>);
+pub(super) struct Serving<'p>(Mutex<Journaled<'p>>);
 
 impl<'p> Serving<'p> {
+    /// The journaled engine as a store.
+    pub(super) fn new(journaled: Journaled<'p>) -> Self {
+        Serving(Mutex::new(journaled))
+    }
+
     fn locked(&self) -> MutexGuard<'_, Journaled<'p>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -443,160 +443,4 @@ impl<'p> LeadStore for Serving<'p> {
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.locked().forget(id)
     }
-}
-
-fn now_micros() -> Micros {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
-    })
-}
-
-/// Turns a tiny_http request into an [`ApiRequest`]; reads at most `max_body + 1` bytes so
-/// that an oversized body is answered `413` without being held in memory.
-fn to_api_request(req: &mut tiny_http::Request, max_body: usize) -> std::io::Result<ApiRequest> {
-    let headers = req
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_owned(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    let limit = u64::try_from(max_body)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    req.as_reader().take(limit).read_to_end(&mut body)?;
-    Ok(ApiRequest {
-        method: req.method().as_str().to_owned(),
-        path: req.url().to_owned(),
-        headers,
-        body,
-    })
-}
-
-/// Runs `serve`; returns the exit status.
-pub fn run(port: u16, data: Option<&Path>, rules: Option<&Path>) -> u8 {
-    let config = match ApiConfig::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let rules = rules
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("LEADSCORE_RULES").map(PathBuf::from));
-    let using_builtin = rules.is_none();
-    let (program, compiled, files) = match leadscore_core::rules::load_or_builtin(rules) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    if using_builtin {
-        eprintln!(
-            "rules: the built-in rule set `{}` (pass `--rules` or set `LEADSCORE_RULES` for your own)",
-            program.name
-        );
-    }
-    for w in &compiled.diagnostics {
-        eprint!("{}", leadscore_rules::diagnostic::render(w, &files));
-    }
-    let data = data.map_or_else(|| PathBuf::from(DEFAULT_DATA), Path::to_path_buf);
-    let (history, programs) = match RuleHistory::read(&data) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let changes = history.changes.len();
-    let (store, replayed) = match Journaled::open(&programs, history, (&program, &files), &data) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let server = match tiny_http::Server::http(("127.0.0.1", port)) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
-            return 2;
-        }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
-        eprintln!("error: cannot handle Ctrl-C: {e}");
-        return 2;
-    }
-    let port = server
-        .server_addr()
-        .to_ip()
-        .map_or(port, |addr| addr.port());
-    let max_body = config.max_body;
-    let signatures = if config.signatures_required() {
-        "required (Segment `X-Signature` or Standard Webhooks)"
-    } else {
-        "not required (`LEADSCORE_ALLOW_UNSIGNED=1`, local use only)"
-    };
-    let leads = if config.api_token.is_some() {
-        "GET/DELETE /leads/{id} with `Authorization: Bearer $LEADSCORE_API_TOKEN`"
-    } else {
-        "GET/DELETE /leads/{id} off (no `LEADSCORE_API_TOKEN`)"
-    };
-    println!(
-        "leadscore serve: ruleset `{}`, version {}",
-        program.name, program.version
-    );
-    match store.history.changes.len() - changes {
-        0 => {}
-        _ if replayed == 0 => {}
-        _ => println!("rules changed: every lead rescored"),
-    }
-    println!("journal: {} ({replayed} call(s) replayed)", data.display());
-    println!("signatures: {signatures}");
-    println!("leads: {leads}");
-    println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");
-    let _ = std::io::stdout().flush();
-
-    let api = Api::new(config, Serving(Mutex::new(store)));
-    while !stop.load(Ordering::SeqCst) {
-        let mut request = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
-        };
-        let response = match to_api_request(&mut request, max_body) {
-            Ok(req) => {
-                let response = api.handle_blocking(&req, now_micros());
-                eprintln!("{} {} {}", req.method, req.path, response.status);
-                response
-            }
-            Err(e) => {
-                eprintln!("warning: cannot read a request: {e}");
-                continue;
-            }
-        };
-        let mut reply = tiny_http::Response::from_data(response.body)
-            .with_status_code(tiny_http::StatusCode(response.status));
-        for (name, value) in &response.headers {
-            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                reply.add_header(header);
-            }
-        }
-        if let Err(e) = request.respond(reply) {
-            eprintln!("warning: cannot answer a request: {e}");
-        }
-    }
-    println!("stopped");
-    0
 }
