@@ -1,5 +1,5 @@
 //! `leadscore serve`: the webhook API of SPEC §6 on 127.0.0.1, over the embedded engine with
-//! a journal ([`journal`]), on a real HTTP server ([`http`]: hyper on tokio, the same `Api`
+//! a journal (`leadscore_core::store::journal`), on a real HTTP server ([`http`]: hyper on tokio, the same `Api`
 //! the `score` function runs).
 //!
 //! Requests are served concurrently; the journal and the engine are one store behind a lock
@@ -9,10 +9,9 @@
 
 mod framing;
 mod http;
-mod journal;
 
-use journal::{Journaled, RuleHistory, Serving};
 use leadscore_core::api::{Api, ApiConfig};
+use leadscore_core::store::journal::{Journaled, JournaledStore, RuleHistory};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,7 +75,7 @@ pub fn run(options: &Options<'_>) -> u8 {
             return 2;
         }
     };
-    let changes = history.changes.len();
+    let changes = history.len();
     let (store, replayed) = match Journaled::open(&programs, history, (&program, &files), &data) {
         Ok(x) => x,
         Err(e) => {
@@ -131,7 +130,7 @@ pub fn run(options: &Options<'_>) -> u8 {
         "leadscore serve: ruleset `{}`, version {}",
         program.name, program.version
     );
-    match store.history.changes.len() - changes {
+    match store.history().len() - changes {
         0 => {}
         _ if replayed == 0 => {}
         _ => println!("rules changed: every lead rescored"),
@@ -142,7 +141,7 @@ pub fn run(options: &Options<'_>) -> u8 {
     println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");
     let _ = std::io::stdout().flush();
 
-    let api = Api::new(config, Serving::new(store));
+    let api = Api::new(config, JournaledStore::new(store));
     let (jobs, queue) = std::sync::mpsc::channel::<http::Job>();
     // the connections run on tokio's threads; this thread answers their requests in turn
     let server = std::thread::spawn(move || -> std::io::Result<()> {

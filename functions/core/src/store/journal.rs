@@ -1,4 +1,4 @@
-//! The journal of `leadscore serve`: an append-only file (JSON Lines) of the accepted calls,
+//! The journaled memory store of `leadscore serve`: the engine, and a journal: an append-only file (JSON Lines) of the accepted calls,
 //! one call per line, each as received with `messageId` and (when it had no time)
 //! `receivedAt` filled in: the file is a valid events file for `leadscore replay`. At start the
 //! journal is replayed through the rules; each `POST /events` appends its new calls and
@@ -16,10 +16,10 @@
 //! functions would. Rules whose version differs from the last recorded are a change: recorded,
 //! then every lead is rescored. A cosmetic edit (the same version) is no change.
 
-use leadscore_core::api::{Accepted, LeadStore, Processed, StoreError};
-use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
-use leadscore_core::store::engine::{Engine, Kept, LatestHits};
-use leadscore_core::store::memory;
+use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::ingest::segment::{normalize_call, TimePolicy};
+use crate::store::engine::{Engine, Kept, LatestHits};
+use crate::store::memory;
 use leadscore_rules::eval::LeadState;
 use leadscore_rules::Program;
 use serde_json::Value;
@@ -28,8 +28,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 /// The embedded engine with its journal.
-pub(super) struct Journaled<'p> {
+pub struct Journaled<'p> {
     engine: Engine<'p>,
     path: PathBuf,
     file: File,
@@ -37,12 +38,12 @@ pub(super) struct Journaled<'p> {
     /// Calls in the journal.
     calls: usize,
     /// The rule changes: calls taken before each version came into force.
-    pub(super) history: RuleHistory,
+    history: RuleHistory,
 }
 
 /// One line of the rule history: a version, and how many journal calls came before it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(super) struct RuleChange {
+struct RuleChange {
     version: String,
     ruleset: String,
     after: usize,
@@ -50,15 +51,25 @@ pub(super) struct RuleChange {
 
 /// The rules `serve` has run (SPEC §7), kept beside its journal.
 #[derive(Debug)]
-pub(super) struct RuleHistory {
+pub struct RuleHistory {
     /// `JOURNAL.rules.jsonl`.
     path: PathBuf,
     /// The folder of `VERSION.rules` files.
     dir: PathBuf,
-    pub(super) changes: Vec<RuleChange>,
+    changes: Vec<RuleChange>,
 }
 
 impl RuleHistory {
+    /// The number of rule changes recorded.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Whether no rule set has been recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
     fn beside(journal: &Path) -> Self {
         let mut name = journal.as_os_str().to_owned();
         name.push(".rules.jsonl");
@@ -74,7 +85,7 @@ impl RuleHistory {
     }
 
     /// Reads the history and the rule sets it names.
-    pub(super) fn read(journal: &Path) -> Result<(Self, Vec<Program>), String> {
+    pub fn read(journal: &Path) -> Result<(Self, Vec<Program>), String> {
         let mut history = RuleHistory::beside(journal);
         let text = match std::fs::read_to_string(&history.path) {
             Ok(t) => t,
@@ -90,10 +101,9 @@ impl RuleHistory {
             let change: RuleChange = serde_json::from_str(line)
                 .map_err(|e| format!("`{}` line {}: {e}", history.path.display(), n + 1))?;
             let file = history.dir.join(format!("{}.rules", change.version));
-            let (program, _, _) = leadscore_core::rules::load(std::slice::from_ref(&file))
-                .map_err(|e| {
-                    format!("rules of `{}` line {}: {e}", history.path.display(), n + 1)
-                })?;
+            let (program, _, _) = crate::rules::load(std::slice::from_ref(&file)).map_err(|e| {
+                format!("rules of `{}` line {}: {e}", history.path.display(), n + 1)
+            })?;
             if program.version != change.version {
                 return Err(format!(
                     "`{}` has version {}, not the {} its name says",
@@ -171,11 +181,16 @@ fn io_error(path: &Path, err: &std::io::Error) -> StoreError {
 }
 
 impl<'p> Journaled<'p> {
+    /// The rule changes recorded beside the journal.
+    pub fn history(&self) -> &RuleHistory {
+        &self.history
+    }
+
     /// Opens (or creates) the journal and replays it, each call under the rule set that was
     /// in force when it was taken (`programs`, as `history` lists them, then `current`);
     /// when `current` is a new version it is recorded and every lead rescored under it.
     /// Returns the store and the number of calls replayed.
-    pub(super) fn open(
+    pub fn open(
         programs: &'p [Program],
         history: RuleHistory,
         current: (&'p Program, &[leadscore_rules::SourceFile]),
@@ -396,12 +411,12 @@ impl<'p> Journaled<'p> {
 
 /// The journaled engine as the API's store: one lock around journal and engine, taken for
 /// one synchronous step at a time.
-pub(super) struct Serving<'p>(Mutex<Journaled<'p>>);
+pub struct JournaledStore<'p>(Mutex<Journaled<'p>>);
 
-impl<'p> Serving<'p> {
+impl<'p> JournaledStore<'p> {
     /// The journaled engine as a store.
-    pub(super) fn new(journaled: Journaled<'p>) -> Self {
-        Serving(Mutex::new(journaled))
+    pub fn new(journaled: Journaled<'p>) -> Self {
+        JournaledStore(Mutex::new(journaled))
     }
 
     fn locked(&self) -> MutexGuard<'_, Journaled<'p>> {
@@ -409,7 +424,7 @@ impl<'p> Serving<'p> {
     }
 }
 
-impl<'p> LeadStore for Serving<'p> {
+impl<'p> LeadStore for JournaledStore<'p> {
     type Rules<'a>
         = &'p Program
     where
