@@ -52,7 +52,7 @@ seed() {
   esac
 }
 
-cargo "${TOOLCHAIN[@]}" fuzz build "${TARGETS[@]/#/}" >/dev/null 2>&1 || cargo "${TOOLCHAIN[@]}" fuzz build
+cargo "${TOOLCHAIN[@]}" fuzz build
 for target in "${TARGETS[@]}"; do
   seed "$target"
   echo "== fuzz $target (${SECONDS_EACH} s)"
