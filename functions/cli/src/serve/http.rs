@@ -166,7 +166,7 @@ async fn answer(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let response = match read(limits, req, &conflict, index).await {
+    let response = match read(limits, req, path.clone(), &conflict, index).await {
         Ok(request) => {
             let (reply, answered) = tokio::sync::oneshot::channel();
             let job = Job {
@@ -198,6 +198,7 @@ async fn answer(
 async fn read(
     limits: Limits,
     req: Request<Incoming>,
+    path: String,
     conflict: &Conflict,
     index: usize,
 ) -> Result<ApiRequest, ApiResponse> {
@@ -259,10 +260,7 @@ async fn read(
         .collect();
     Ok(ApiRequest {
         method: parts.method.as_str().to_owned(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        path,
         headers,
         body: body.to_vec(),
     })

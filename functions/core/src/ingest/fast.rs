@@ -362,16 +362,10 @@ mod tests {
     ) -> Option<Vec<Result<Call, CallError>>> {
         parse_line(text, policy, reads).map(smallvec::SmallVec::into_vec)
     }
-    use crate::ingest::segment::{normalize_body, SECOND_FOR_TESTS};
+    use crate::ingest::segment::SECOND_FOR_TESTS;
     use proptest::prelude::*;
 
-    fn exact(text: &str, policy: &TimePolicy) -> Result<Vec<Result<Call, CallError>>, CallError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| CallError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-        normalize_body(&value, policy)
-    }
+    use crate::ingest::exact_path as exact;
 
     fn field(key: &'static str) -> impl Strategy<Value = Option<(String, Value)>> {
         let values = prop_oneof![
