@@ -39,6 +39,7 @@ async fn example_events_through_the_function_equal_replay() {
             assert_eq!(status, 200, "{rules}: {line}: {body}");
         }
         let expected = replay(&program, &lines);
+        assert!(!expected.is_empty(), "{rules}: replay gave no leads");
         let got = table_leads(&store, expected.keys()).await;
         assert_eq!(got, expected, "{rules}: the table differs from replay");
         // merged anonymous ids are pointers, not leads of their own
@@ -59,8 +60,15 @@ async fn conformance_cases_through_the_function_equal_replay() {
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.join("rules.rules").exists())
+        .filter(|p| p.is_dir())
         .collect();
+    for case in &cases {
+        assert!(
+            case.join("rules.rules").exists(),
+            "{}: no rules.rules",
+            case.display()
+        );
+    }
     cases.sort();
     assert!(
         !cases.is_empty(),
@@ -81,6 +89,11 @@ async fn conformance_cases_through_the_function_equal_replay() {
             );
         }
         let expected = replay(&program, &lines);
+        assert!(
+            !expected.is_empty(),
+            "{}: replay gave no leads",
+            case.display()
+        );
         let got = table_leads(&store, expected.keys()).await;
         assert_eq!(got, expected, "{}", case.display());
     }
@@ -183,7 +196,7 @@ async fn one_instance_serves_eight_concurrent_senders_without_a_lock() {
     for task in tasks {
         task.await.unwrap();
     }
-    let (_, state) = base.lead("u-hot").await.unwrap().unwrap();
+    let state = base.lead("u-hot").await.unwrap().unwrap().state;
     assert_eq!(state.events, 400, "every event counted once");
     assert!(
         (state.score() - 400.0).abs() < 1e-9,
@@ -221,7 +234,7 @@ async fn eight_concurrent_writers_for_one_lead_count_every_event_once() {
     for task in tasks {
         task.await.unwrap();
     }
-    let (_, state) = base.lead("u-hot").await.unwrap().unwrap();
+    let state = base.lead("u-hot").await.unwrap().unwrap().state;
     assert_eq!(state.events, 1000, "every event counted once");
     assert!(
         (state.score() - 1000.0).abs() < 1e-9,
@@ -281,7 +294,7 @@ async fn requests_per_event_and_per_batch() {
     assert_eq!(status, 200);
     assert_eq!(resp["applied"], 100);
     assert_eq!(store.requests() - before, 4, "one read, three transactions");
-    let (_, state) = store.lead("u-hot").await.unwrap().unwrap();
+    let state = store.lead("u-hot").await.unwrap().unwrap().state;
     assert_eq!(state.events, 132);
 }
 
@@ -301,9 +314,14 @@ async fn storage_down_gives_503_and_retries_apply_exactly_once() {
     local.stop().unwrap();
     let mut failed = Vec::new();
     for line in &lines[half..half + 5] {
-        let (status, body) = send(&score, signed_post(line)).await;
+        let (status, headers, body) = send_full(&score, signed_post(line)).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["code"], "storage_unavailable");
+        assert_eq!(
+            headers.get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("1"),
+            "a transient error says when to retry"
+        );
         failed.push(line.clone());
     }
     local.restart().unwrap();
@@ -754,7 +772,7 @@ async fn api_gateway_http_api_requests_work_like_function_url_ones() {
     let (status, resp) = send(&score, req).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["applied"], 1);
-    assert_eq!(store.lead("u-hot").await.unwrap().unwrap().1.events, 1);
+    assert_eq!(store.lead("u-hot").await.unwrap().unwrap().state.events, 1);
 }
 
 #[tokio::test]
@@ -1084,7 +1102,12 @@ async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
     assert_eq!(report.leads, 10);
     let after = DynamoStore::new(local.client().await, base.table(), Arc::clone(&v2), 400);
     for lead in 0..10 {
-        let (_, state) = after.lead(&format!("u{lead}")).await.unwrap().unwrap();
+        let state = after
+            .lead(&format!("u{lead}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
         assert_eq!(state.events, 120, "u{lead}: every event counted once");
         assert!(
             (state.engagement - 240.0).abs() < 1e-9,
@@ -1158,7 +1181,7 @@ async fn a_lead_with_expired_history_is_rescored_from_what_is_kept() {
     );
     let report = store2.rescore_all(1, Arc::new(|| {})).await.unwrap();
     assert_eq!((report.leads, report.changed, report.partial), (1, 1, 1));
-    let (_, state) = store2.lead("u1").await.unwrap().unwrap();
+    let state = store2.lead("u1").await.unwrap().unwrap().state;
     assert_eq!(state.events, 3, "the event count is the record's");
     assert!(
         (state.engagement - 4.0).abs() < 1e-9,

@@ -213,10 +213,123 @@ pub struct Processed {
     pub rescored: Vec<Transition>,
 }
 
-/// Storage failed: the API answers `503` so the sender retries.
+/// Storage failed, typed by whether asking again can help (SPEC §6, §8): the API answers
+/// [`StoreError::Throttled`] with `429` and [`StoreError::Unavailable`] with `503`, both with
+/// `Retry-After`, and [`StoreError::Failed`] with `500` and no `Retry-After` (the cause goes
+/// to the log, where an alarm counts it). Nothing is half-written in any case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("storage unavailable: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store throttled the requests and went on throttling through the retries.
+    #[error("storage is throttling requests: {0}")]
+    Throttled(String),
+    /// The store is unavailable for now: unreachable, timing out, an internal error, or
+    /// conflicting writes that outlasted the retries.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The same request would fail again: a validation error, a missing table, access
+    /// denied, an item that does not decode.
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Whether the same request may succeed later (throttled or unavailable).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, StoreError::Failed(_))
+    }
+
+    /// The kind, as logged and as the metric's name says it: `throttled`, `unavailable` or
+    /// `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Throttled(_) => "throttled",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Failed(_) => "failed",
+        }
+    }
+
+    /// The cause, without the kind.
+    pub fn cause(&self) -> &str {
+        match self {
+            StoreError::Throttled(e) | StoreError::Unavailable(e) | StoreError::Failed(e) => e,
+        }
+    }
+}
+
+/// A lead as a store holds it ([`LeadStore::lead`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredLead {
+    /// Its known id (merged ids followed).
+    pub id: String,
+    /// Its state under the store's rules.
+    pub state: LeadState,
+    /// Some of the calls it counts are no longer kept (expired, or quarantined because they
+    /// could not be read), so a rescore or merge evaluated it from part of its history.
+    pub partial: bool,
+}
+
+/// Seconds a sender is asked to wait before it sends again after a transient storage error.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// How many permanent storage errors the API answered since the process started (what the
+/// log lines say one by one; `serve` and the tests read it).
+pub static STORAGE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The answer to a storage error: `429` or `503` with `Retry-After` for a transient one;
+/// `500` for a permanent one, whose cause is logged (`storage_error` = `failed`, the field
+/// the deployed metric filter counts) under an error id that the answer carries, so the
+/// sender learns nothing of the table but the operator finds the line.
+pub fn storage_error_response(err: &StoreError, route: &str) -> ApiResponse {
+    match err {
+        StoreError::Throttled(_) => {
+            tracing::warn!(
+                storage_error = err.kind(),
+                route,
+                cause = err.cause(),
+                "storage throttled"
+            );
+            ApiResponse::error(429, "storage_throttled", err.to_string(), None)
+                .with_header("retry-after", &RETRY_AFTER_SECS.to_string())
+        }
+        StoreError::Unavailable(_) => {
+            tracing::warn!(
+                storage_error = err.kind(),
+                route,
+                cause = err.cause(),
+                "storage unavailable"
+            );
+            ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
+                .with_header("retry-after", &RETRY_AFTER_SECS.to_string())
+        }
+        StoreError::Failed(_) => {
+            let n = STORAGE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let error_id = error_id(n);
+            tracing::error!(
+                storage_error = err.kind(),
+                error_id = error_id.as_str(),
+                route,
+                cause = err.cause(),
+                "storage failed"
+            );
+            ApiResponse::error(
+                500,
+                "storage_failed",
+                format!(
+                    "storage failed and would fail again if retried; the operator finds the cause in the log under error id `{error_id}`"
+                ),
+                None,
+            )
+        }
+    }
+}
+
+/// An id for one logged error: the time in microseconds and a sequence number, in hex.
+fn error_id(n: u64) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{micros:x}-{n:x}")
+}
 
 /// The storage the API needs, taking `&self` so that one store serves concurrent requests
 /// without a lock around the API: the embedded engine ([`crate::store::memory::MemoryStore`]) or
@@ -245,7 +358,7 @@ pub trait LeadStore {
     ) -> Result<(Self::Rules<'_>, Vec<Processed>), StoreError>;
 
     /// A lead by id (merged ids followed): its known id and state.
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError>;
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError>;
 
     /// What the lead's latest call did, when the store keeps it (none by default).
     async fn latest_hits(&self, _id: &str) -> Result<Option<LatestHits>, StoreError> {
@@ -505,10 +618,7 @@ impl<S: LeadStore> Api<S> {
         }
         let (program, processed) = match self.store.apply(accepted).await {
             Ok(applied) => applied,
-            Err(err) => {
-                return ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
-                    .with_header("retry-after", "1")
-            }
+            Err(err) => return storage_error_response(&err, "POST /events"),
         };
         let program: &Program = &program;
         let (mut applied, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
@@ -575,19 +685,25 @@ impl<S: LeadStore> Api<S> {
 
     async fn get_lead(&self, id: &str) -> ApiResponse {
         match self.store.lead(id).await {
-            Ok(Some((known, state))) => {
+            Ok(Some(StoredLead {
+                id: known,
+                state,
+                partial,
+            })) => {
                 let program = self.store.program();
                 let program: &Program = &program;
                 let mut lead = lead_object(program, &known, &state);
                 lead.push("rules", rules_object(program));
+                if partial {
+                    lead.push("partial", Value::Bool(true));
+                }
                 if let Ok(Some(hits)) = self.store.latest_hits(&known).await {
                     lead.push_node("latest_hits", latest_hits_json(program, &hits));
                 }
                 ApiResponse::json(200, &lead)
             }
             Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
-            Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
-                .with_header("retry-after", "1"),
+            Err(err) => storage_error_response(&err, "GET /leads/{id}"),
         }
     }
 
@@ -595,8 +711,7 @@ impl<S: LeadStore> Api<S> {
         match self.store.forget(id).await {
             Ok(Some(known)) => ApiResponse::json(200, &json!({"lead": known, "deleted": true})),
             Ok(None) => ApiResponse::error(404, "not_found", format!("no lead `{id}`"), None),
-            Err(err) => ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
-                .with_header("retry-after", "1"),
+            Err(err) => storage_error_response(&err, "DELETE /leads/{id}"),
         }
     }
 }
@@ -869,7 +984,7 @@ conversion "Signup" on "Signed Up"
         let state = pollster::block_on(LeadStore::lead(api.store(), "u1"))
             .unwrap()
             .unwrap()
-            .1;
+            .state;
         assert_eq!(state.events, 1);
     }
 
@@ -1267,7 +1382,7 @@ conversion "Signup" on "Signed Up"
         assert_eq!(resp.json_body()["results"][0]["score"], json!(20));
     }
 
-    struct Broken<'p>(&'p Program);
+    struct Broken<'p>(&'p Program, StoreError);
 
     impl<'p> LeadStore for Broken<'p> {
         type Rules<'a>
@@ -1281,25 +1396,77 @@ conversion "Signup" on "Signed Up"
             &self,
             _: Vec<Accepted>,
         ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
-            Err(StoreError("disk full".into()))
+            Err(self.1.clone())
         }
-        async fn lead(&self, _: &str) -> Result<Option<(String, LeadState)>, StoreError> {
-            Err(StoreError("disk full".into()))
+        async fn lead(&self, _: &str) -> Result<Option<StoredLead>, StoreError> {
+            Err(self.1.clone())
         }
         async fn forget(&self, _: &str) -> Result<Option<String>, StoreError> {
-            Err(StoreError("disk full".into()))
+            Err(self.1.clone())
         }
     }
 
     #[test]
-    fn storage_failure_is_503() {
+    fn storage_errors_answer_by_kind_on_every_route() {
         let program = program();
-        let api = Api::new(config(None, Some(TOKEN)), Broken(&program));
-        let resp = api.handle_blocking(&post(WEBINAR), now());
-        assert_eq!(resp.status, 503);
-        assert_eq!(code(&resp), "storage_unavailable");
-        let resp = api.handle_blocking(&get("/leads/u1", Some(TOKEN), "GET"), now());
-        assert_eq!(resp.status, 503);
+        let cases = [
+            (
+                StoreError::Throttled("slow down".into()),
+                429,
+                "storage_throttled",
+                true,
+            ),
+            (
+                StoreError::Unavailable("disk full".into()),
+                503,
+                "storage_unavailable",
+                true,
+            ),
+            (
+                StoreError::Failed("table `t` not found".into()),
+                500,
+                "storage_failed",
+                false,
+            ),
+        ];
+        for (err, status, expected_code, retry) in cases {
+            let api = Api::new(config(None, Some(TOKEN)), Broken(&program, err.clone()));
+            let before = STORAGE_FAILURES.load(std::sync::atomic::Ordering::Relaxed);
+            let requests = [
+                post(WEBINAR),
+                get("/leads/u1", Some(TOKEN), "GET"),
+                get("/leads/u1", Some(TOKEN), "DELETE"),
+            ];
+            for req in &requests {
+                let resp = api.handle_blocking(req, now());
+                assert_eq!(resp.status, status, "{err:?} {}", req.path);
+                assert_eq!(code(&resp), expected_code);
+                assert_eq!(
+                    resp.headers
+                        .iter()
+                        .any(|(name, value)| name == "retry-after" && value == "1"),
+                    retry,
+                    "{:?}",
+                    resp.headers
+                );
+                let message = resp.json_body()["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                if retry {
+                    assert!(message.contains(err.cause()), "{message}");
+                } else {
+                    // the cause stays in the log; the sender gets an error id
+                    assert!(!message.contains("table"), "{message}");
+                    assert!(message.contains("error id `"), "{message}");
+                }
+            }
+            let counted = STORAGE_FAILURES.load(std::sync::atomic::Ordering::Relaxed) - before;
+            assert!(
+                if retry { true } else { counted >= 3 },
+                "permanent failures are counted: {counted}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,12 @@ pub fn signed_post(body: &str) -> Request {
 }
 
 pub async fn send(score: &Score, req: Request) -> (u16, Value) {
+    let (status, _, body) = send_full(score, req).await;
+    (status, body)
+}
+
+/// [`send`], with the answer's headers.
+pub async fn send_full(score: &Score, req: Request) -> (u16, lambda_http::http::HeaderMap, Value) {
     let resp = score.handle(req).await;
     let status = resp.status().as_u16();
     let body = match resp.body() {
@@ -107,7 +113,11 @@ pub async fn send(score: &Score, req: Request) -> (u16, Value) {
         lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
         _ => String::new(),
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    (
+        status,
+        resp.headers().clone(),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
 }
 
 /// `leadscore replay` of these lines: each lead's object of the replay contract.
@@ -141,7 +151,10 @@ pub async fn table_leads(
 ) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for id in ids {
-        if let Some((known, state)) = store.lead(id).await.unwrap() {
+        if let Some(leadscore_core::api::StoredLead {
+            id: known, state, ..
+        }) = store.lead(id).await.unwrap()
+        {
             assert_eq!(&known, id, "a known lead reads as itself");
             out.insert(
                 known.clone(),
@@ -156,14 +169,23 @@ pub async fn table_leads(
 pub async fn scan(
     store: &DynamoStore,
 ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-    let out = store
-        .client()
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap();
-    out.items.unwrap_or_default()
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return items,
+        }
+    }
 }
 
 pub fn lines(path: &Path) -> Vec<String> {

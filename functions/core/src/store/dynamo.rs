@@ -20,7 +20,7 @@
 //! The anonymous lead's calls stay in its own partition; the known lead's state lists the ids
 //! merged into it (`merged`), so its history is its own partition and theirs.
 
-use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
 use crate::output::lead_object;
 use crate::pipeline::{
@@ -65,6 +65,9 @@ pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 400;
 const SCAN_PAGE: i32 = 1000;
 /// How many pointers a read follows from a merged id to its known lead.
 const MAX_HOPS: usize = 8;
+/// A tombstone older than this belongs to an erasure that stopped halfway (a timeout, a
+/// crash): the next reader finishes it.
+const ERASE_STALE: Micros = 60 * SECOND;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -80,8 +83,62 @@ fn lead_pk(id: &str) -> String {
     format!("LEAD#{id}")
 }
 
-fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("{what}: {err}"))
+/// A request that could not be built: it would fail the same way again.
+fn failed(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed(format!("{what}: {err}"))
+}
+
+/// What an SDK error says about asking again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Throttled,
+    Unavailable,
+    Failed,
+}
+
+/// Throttling, the service's own transient errors, a 5xx or no answer at all are worth
+/// another try; everything else (validation, a missing table, access denied, a failed
+/// condition) fails the same way again.
+fn kind_of<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Kind {
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            Kind::Unavailable
+        }
+        SdkError::ServiceError(e) => match e.err().code() {
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded",
+            ) => Kind::Throttled,
+            Some(
+                "InternalServerError"
+                | "ServiceUnavailable"
+                | "TransactionInProgressException"
+                | "TransactionConflictException",
+            ) => Kind::Unavailable,
+            _ if e.raw().status().is_server_error() => Kind::Unavailable,
+            _ => Kind::Failed,
+        },
+        _ => Kind::Failed,
+    }
+}
+
+/// Whether an SDK error is worth another try.
+fn transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    kind_of(err) != Kind::Failed
+}
+
+/// An SDK error as the store's typed error, saying what was being done.
+pub(crate) fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    what: &str,
+    err: &SdkError<E>,
+) -> StoreError {
+    let message = format!("{what}: {}", DisplayErr(err));
+    match kind_of(err) {
+        Kind::Throttled => StoreError::Throttled(message),
+        Kind::Unavailable => StoreError::Unavailable(message),
+        Kind::Failed => StoreError::Failed(message),
+    }
 }
 
 /// The stored form of a lead state item.
@@ -130,6 +187,16 @@ struct StateItem {
     due_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_at: Option<i64>,
+    /// Some of the calls the state counts are no longer kept (expired, or quarantined as
+    /// unreadable), so a rescore or merge evaluated it from part of its history. Once set,
+    /// it stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
+    /// Set on a tombstone: the lead is being erased since this time (microseconds). The
+    /// tombstone holds the state's place, bumped version and all, until every other item of
+    /// the lead is gone ([`DynamoStore::forget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    erasing: Option<Micros>,
 }
 
 impl StateItem {
@@ -180,6 +247,8 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// The newest generation of published rules seen stamped on a lead.
     pub newer: AtomicU64,
+    /// Unreadable history items quarantined ([`DynamoStore::quarantine`]).
+    pub quarantined: AtomicU64,
 }
 
 /// What a tick of the due leads did.
@@ -246,14 +315,37 @@ pub(crate) struct Current {
     pub(crate) generation: u64,
 }
 
-/// Why a commit did not go through.
+/// Why a read or a commit did not go through.
 enum CommitError {
     /// Cancelled: the indexes of the items whose condition failed.
     Cancelled(Vec<usize>),
     /// Throttled, a conflicting transaction, or a network error: try again.
-    Transient(String),
-    /// Anything else.
-    Fatal(String),
+    Transient(StoreError),
+    /// Anything else: trying again fails the same way.
+    Fatal(StoreError),
+    /// The lead is being erased (its state is a tombstone, [`DynamoStore::forget`]): a
+    /// write waits until the erasure is done; a read finds no lead.
+    Erasing(String),
+}
+
+impl CommitError {
+    /// A permanent failure with this cause.
+    fn failed(cause: impl std::fmt::Display) -> Self {
+        CommitError::Fatal(StoreError::Failed(cause.to_string()))
+    }
+
+    /// An SDK error, transient or not as [`kind_of`] says.
+    fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        what: &str,
+        err: &SdkError<E>,
+    ) -> Self {
+        let err = store_error(what, err);
+        if err.is_transient() {
+            CommitError::Transient(err)
+        } else {
+            CommitError::Fatal(err)
+        }
+    }
 }
 
 /// Wall-clock time now, in microseconds since the epoch.
@@ -307,19 +399,23 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter / 2)
 }
 
-/// A kept call item: its arrival key, the call and the record it was read from (`None` for
-/// an item that is not one, or no longer reads as a call).
-fn kept_call(item: &Item) -> Option<(u64, Call, &str)> {
+/// A kept call item: its arrival key, the call and the record it was read from, or why it
+/// does not read as a call (no record, a record that is not JSON, or not a valid call).
+fn kept_call(item: &Item) -> Result<(u64, Call, &str), String> {
     let arrival = match item.get("arrival") {
-        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
-        _ => 0,
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| format!("arrival `{v}` is not a number"))?,
+        _ => return Err("it has no arrival number".into()),
     };
     let Some(AttributeValue::S(record)) = item.get("record") else {
-        return None;
+        return Err("it has no record text".into());
     };
-    let value = serde_json::from_str::<Value>(record).ok()?;
-    let call = normalize_call(&value, "", &TimePolicy::Required).ok()?;
-    Some((arrival, call, record))
+    let value = serde_json::from_str::<Value>(record)
+        .map_err(|e| format!("its record is not JSON: {e}"))?;
+    let call = normalize_call(&value, "", &TimePolicy::Required)
+        .map_err(|e| format!("its record is not a valid call: {e}"))?;
+    Ok((arrival, call, record))
 }
 
 /// Creates the table with the key schema, `due` index, stream and TTL of
@@ -331,14 +427,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .attribute_name(name)
             .attribute_type(kind)
             .build()
-            .map_err(|e| unavailable("create table", e))
+            .map_err(|e| failed("create table", e))
     };
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| unavailable("create table", e))
+            .map_err(|e| failed("create table", e))
     };
     let due = GlobalSecondaryIndex::builder()
         .index_name(DUE_INDEX)
@@ -350,7 +446,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .build(),
         )
         .build()
-        .map_err(|e| unavailable("create table", e))?;
+        .map_err(|e| failed("create table", e))?;
     // notifications not yet delivered (the whole item: `redeliver` sends it from there)
     let undelivered = GlobalSecondaryIndex::builder()
         .index_name(leadscore_wire::UNDELIVERED_INDEX)
@@ -362,7 +458,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .build(),
         )
         .build()
-        .map_err(|e| unavailable("create table", e))?;
+        .map_err(|e| failed("create table", e))?;
     let result = client
         .create_table()
         .table_name(table)
@@ -381,14 +477,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .stream_enabled(true)
                 .stream_view_type(StreamViewType::NewImage)
                 .build()
-                .map_err(|e| unavailable("create table", e))?,
+                .map_err(|e| failed("create table", e))?,
         )
         .send()
         .await;
     match result {
         Ok(_) => {}
         Err(err) if err.code() == Some("ResourceInUseException") => return Ok(()),
-        Err(err) => return Err(unavailable("create table", DisplayErr(&err))),
+        Err(err) => return Err(store_error("create table", &err)),
     }
     client
         .update_time_to_live()
@@ -398,11 +494,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .enabled(true)
                 .attribute_name("expires_at")
                 .build()
-                .map_err(|e| unavailable("create table", e))?,
+                .map_err(|e| failed("create table", e))?,
         )
         .send()
         .await
-        .map_err(|e| unavailable("enable TTL", DisplayErr(&e)))?;
+        .map_err(|e| store_error("enable TTL", &e))?;
     Ok(())
 }
 
@@ -428,28 +524,6 @@ impl<E: ProvideErrorMetadata + std::error::Error + 'static> std::fmt::Display
             SdkError::TimeoutError(_) => write!(f, "DynamoDB timed out"),
             other => write!(f, "{other}"),
         }
-    }
-}
-
-/// Whether an SDK error is worth another try.
-fn transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    match err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(e) => matches!(
-            e.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-                    | "TransactionConflictException"
-            )
-        ),
-        _ => false,
     }
 }
 
@@ -498,10 +572,10 @@ impl DynamoStore {
     /// `LEADSCORE_HISTORY_TTL_DAYS`, and the AWS SDK's own variables.
     pub async fn from_env(program: Arc<Program>) -> Result<Self, StoreError> {
         let table = std::env::var("LEADSCORE_TABLE")
-            .map_err(|_| StoreError("`LEADSCORE_TABLE` is not set".into()))?;
+            .map_err(|_| StoreError::Failed("`LEADSCORE_TABLE` is not set".into()))?;
         let ttl_days = match std::env::var("LEADSCORE_HISTORY_TTL_DAYS") {
             Ok(v) => v.trim().parse().map_err(|_| {
-                StoreError(format!(
+                StoreError::Failed(format!(
                     "`LEADSCORE_HISTORY_TTL_DAYS` is `{v}`, not a number of days"
                 ))
             })?,
@@ -555,13 +629,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                if transient(&e) {
-                    CommitError::Transient(format!("read lead: {}", DisplayErr(&e)))
-                } else {
-                    CommitError::Fatal(format!("read lead: {}", DisplayErr(&e)))
-                }
-            })?;
+            .map_err(|e| CommitError::sdk("read lead", &e))?;
         match out.item {
             None => Ok(None),
             Some(mut raw) => {
@@ -570,8 +638,18 @@ impl DynamoStore {
                     _ => None,
                 };
                 let mut item: StateItem = serde_dynamo::from_item(raw).map_err(|e| {
-                    CommitError::Fatal(format!("lead `{id}` is not a valid state item: {e}"))
+                    CommitError::failed(format!("lead `{id}` is not a valid state item: {e}"))
                 })?;
+                if let Some(since) = item.erasing {
+                    if now_micros().saturating_sub(since) < ERASE_STALE {
+                        return Err(CommitError::Erasing(format!("lead `{id}` is being erased")));
+                    }
+                    // an erasure that stopped halfway: finish it, and there is no lead
+                    self.finish_erasure(id, &item)
+                        .await
+                        .map_err(CommitError::Transient)?;
+                    return Ok(None);
+                }
                 item.state = text
                     .map(|text| self.decode_state(id, &item, &text))
                     .transpose()?;
@@ -599,7 +677,7 @@ impl DynamoStore {
                         return Ok(state);
                     }
                 }
-                Err(CommitError::Fatal(format!(
+                Err(CommitError::failed(format!(
                     "lead `{id}` has a state this version cannot read ({by_name}); it was \
                      written by position under the rules `{}` ({}), not the ones running",
                     item.rules, item.rules_hash
@@ -627,7 +705,7 @@ impl DynamoStore {
                 }
             }
         }
-        Err(CommitError::Fatal(format!(
+        Err(CommitError::failed(format!(
             "lead `{id}` is merged through more than {MAX_HOPS} ids"
         )))
     }
@@ -647,7 +725,7 @@ impl DynamoStore {
 
     /// The error of a lead written under newer published rules.
     fn newer_error(&self, id: &str, item: &StateItem) -> StoreError {
-        StoreError(format!(
+        StoreError::Unavailable(format!(
             "lead `{id}` was written under published rules of generation {}; this instance runs generation {}",
             item.rules_generation, self.generation
         ))
@@ -683,6 +761,7 @@ impl DynamoStore {
         }
         let rescored = rescored_state(&self.program, &mut calls, old);
         item.state = Some(rescored.state);
+        item.partial |= rescored.partial;
         lead.rescored = rescored.transitions;
         lead.partial = rescored.partial;
         Ok(())
@@ -698,7 +777,7 @@ impl DynamoStore {
     /// Retries `step` on transient errors with backoff; the last error becomes a
     /// [`StoreError`].
     async fn load_retrying(&self, id: &str, current: bool) -> Result<Loaded, StoreError> {
-        let mut last = String::new();
+        let mut last = StoreError::Unavailable("no answer".into());
         for attempt in 0..4 {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
@@ -711,10 +790,19 @@ impl DynamoStore {
             match loaded {
                 Ok(loaded) => return Ok(loaded),
                 Err(CommitError::Transient(e)) => last = e,
+                // a lead being erased reads as no lead
+                Err(CommitError::Erasing(_)) => {
+                    return Ok(Loaded {
+                        known: id.to_owned(),
+                        item: None,
+                        rescored: Vec::new(),
+                        partial: false,
+                    })
+                }
                 Err(other) => return Err(fatal(other)),
             }
         }
-        Err(StoreError(last))
+        Err(last)
     }
 
     /// Every item a query gives, page after page.
@@ -749,18 +837,60 @@ impl DynamoStore {
             .expression_attribute_values(":pk", s(lead_pk(id)))
             .expression_attribute_values(":call", s("CALL#"))
             .consistent_read(true);
-        let items = self.query_all(query).await.map_err(|e| {
-            if transient(&e) {
-                CommitError::Transient(format!("read history: {}", DisplayErr(&e)))
-            } else {
-                CommitError::Fatal(format!("read history: {}", DisplayErr(&e)))
+        let items = self
+            .query_all(query)
+            .await
+            .map_err(|e| CommitError::sdk("read history", &e))?;
+        let mut calls = Vec::with_capacity(items.len());
+        for item in &items {
+            match kept_call(item) {
+                Ok((arrival, call, _)) => calls.push((arrival, call)),
+                Err(reason) => self.quarantine(id, item, &reason).await,
             }
-        })?;
-        Ok(items
-            .iter()
-            .filter_map(kept_call)
-            .map(|(arrival, call, _)| (arrival, call))
-            .collect())
+        }
+        Ok(calls)
+    }
+
+    /// Moves an unreadable history item aside (SPEC §5 keeps calls; one that cannot be read
+    /// must not make its lead fail forever): copied to `QUARANTINE#<sk>` in the same
+    /// partition with the reason, and deleted, in one transaction; logged
+    /// (`storage_error` = `quarantined`, which the deployed metric filter counts) and
+    /// counted. The lead is evaluated without it, so it is `partial`. When the move fails, the
+    /// item stays where it is and is skipped again at the next read.
+    async fn quarantine(&self, id: &str, item: &Item, reason: &str) {
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        let sk = match item.get("sk") {
+            Some(AttributeValue::S(sk)) => sk.clone(),
+            _ => String::new(),
+        };
+        tracing::error!(
+            storage_error = "quarantined",
+            lead = id,
+            sk = sk.as_str(),
+            reason,
+            "unreadable history item quarantined; the lead is partial"
+        );
+        let mut copy = item.clone();
+        copy.insert("sk".into(), s(format!("QUARANTINE#{sk}")));
+        copy.insert("quarantine_reason".into(), s(reason));
+        copy.insert("quarantined_at".into(), n(now_micros() / SECOND));
+        let moved = async {
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(lead_pk(id)))
+                .key("sk", s(&sk))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(CommitError::failed)?;
+            self.transact(vec![
+                TransactWriteItem::builder().put(self.put(copy)?).build(),
+                TransactWriteItem::builder().delete(delete).build(),
+            ])
+            .await
+        };
+        if let Err(err) = moved.await {
+            tracing::warn!(lead = id, sk = sk.as_str(), error = %fatal(err), "the quarantined item stays in place");
+        }
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), CommitError> {
@@ -786,21 +916,25 @@ impl DynamoStore {
                         .map(|(i, _)| i)
                         .collect();
                     if failed.is_empty() {
-                        return Err(CommitError::Transient(format!(
+                        let message = format!(
                             "transaction cancelled: {}",
                             e.message().unwrap_or("conflict")
-                        )));
+                        );
+                        let throttled = e.cancellation_reasons().iter().any(|r| {
+                            matches!(
+                                r.code(),
+                                Some("ThrottlingError" | "ProvisionedThroughputExceeded")
+                            )
+                        });
+                        return Err(CommitError::Transient(if throttled {
+                            StoreError::Throttled(message)
+                        } else {
+                            StoreError::Unavailable(message)
+                        }));
                     }
                     return Err(CommitError::Cancelled(failed));
                 }
-                if transient(&err) {
-                    Err(CommitError::Transient(format!(
-                        "commit: {}",
-                        DisplayErr(&err)
-                    )))
-                } else {
-                    Err(CommitError::Fatal(format!("commit: {}", DisplayErr(&err))))
-                }
+                Err(CommitError::sdk("commit", &err))
             }
         }
     }
@@ -810,7 +944,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .build()
-            .map_err(|e| CommitError::Fatal(e.to_string()))
+            .map_err(CommitError::failed)
     }
 
     /// The state put, guarded by the version read (or by absence for a new lead).
@@ -819,12 +953,10 @@ impl DynamoStore {
         item: &StateItem,
         expected: Option<u64>,
     ) -> Result<TransactWriteItem, CommitError> {
-        let mut map: Item =
-            serde_dynamo::to_item(item).map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let mut map: Item = serde_dynamo::to_item(item).map_err(CommitError::failed)?;
         if let Some(state) = &item.state {
             let stored = StoredState::from_state(&self.program, state);
-            let text =
-                serde_json::to_string(&stored).map_err(|e| CommitError::Fatal(e.to_string()))?;
+            let text = serde_json::to_string(&stored).map_err(CommitError::failed)?;
             map.insert("state".into(), s(text));
         }
         let mut put = Put::builder().table_name(&self.table).set_item(Some(map));
@@ -834,7 +966,7 @@ impl DynamoStore {
                 .expression_attribute_values(":v", n(v)),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
-        let put = put.build().map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let put = put.build().map_err(CommitError::failed)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -873,6 +1005,8 @@ impl DynamoStore {
             rules_generation: self.generation,
             due_shard: due.then(|| shard_of(known)),
             due_at: due.then_some(due_at),
+            partial: false,
+            erasing: None,
         }
     }
 
@@ -893,9 +1027,8 @@ impl DynamoStore {
             .item("expires_at", expires.clone())
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| CommitError::Fatal(e.to_string()))?;
-        let record = serde_json::to_string(&accepted.record)
-            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            .map_err(CommitError::failed)?;
+        let record = serde_json::to_string(&accepted.record).map_err(CommitError::failed)?;
         let mut kept = Item::new();
         kept.insert("pk".into(), s(lead_pk(known)));
         kept.insert(
@@ -927,7 +1060,7 @@ impl DynamoStore {
     ) -> Result<Vec<TransactWriteItem>, CommitError> {
         let program = &self.program;
         let mut items = Vec::new();
-        let fatal_json = |e: serde_json::Error| CommitError::Fatal(e.to_string());
+        let fatal_json = |e: serde_json::Error| CommitError::failed(e);
         let mut lead =
             serde_json::to_value(lead_object(program, known, state)).map_err(fatal_json)?;
         if let Some(fields) = lead.as_object_mut() {
@@ -968,10 +1101,9 @@ impl DynamoStore {
                 }
                 told.push(note);
             }
-            let note = OutboxNote::of(known, &message, self.expires_at())
-                .map_err(|e| CommitError::Fatal(e.to_string()))?;
-            let item =
-                serde_dynamo::to_item(note).map_err(|e| CommitError::Fatal(e.to_string()))?;
+            let note =
+                OutboxNote::of(known, &message, self.expires_at()).map_err(CommitError::failed)?;
+            let item = serde_dynamo::to_item(note).map_err(CommitError::failed)?;
             items.push(TransactWriteItem::builder().put(self.put(item)?).build());
         }
         Ok(items)
@@ -995,7 +1127,7 @@ impl DynamoStore {
         let mut dups: HashSet<String> = HashSet::new();
         let mut no_merge: HashSet<String> = HashSet::new();
         let mut loaded: Option<Loaded> = carry;
-        let mut last_error = String::from("too many conflicting writes");
+        let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
         // a second pass over the same read (duplicates found, or no merge after all) needs
         // no backoff: nobody else is in the way
         let mut again_at_once = false;
@@ -1010,6 +1142,11 @@ impl DynamoStore {
                     Ok(lead) => lead,
                     Err(CommitError::Transient(e)) => {
                         last_error = e;
+                        continue;
+                    }
+                    Err(CommitError::Erasing(e)) => {
+                        // wait for the erasure to end: the call then starts a new lead
+                        last_error = StoreError::Unavailable(e);
                         continue;
                     }
                     Err(other) => return Err(fatal(other)),
@@ -1050,7 +1187,11 @@ impl DynamoStore {
                         last_error = e;
                         continue;
                     }
-                    Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                    Err(CommitError::Erasing(e)) => {
+                        last_error = StoreError::Unavailable(e);
+                        continue;
+                    }
+                    Err(CommitError::Fatal(e)) => return Err(e),
                 }
             }
             // evaluate the longest prefix without merges that fits in one transaction
@@ -1144,7 +1285,7 @@ impl DynamoStore {
             }
             let version = lead.version().map_or(1, |v| v + 1);
             let merged = lead.merged().to_vec();
-            let new_item = self.state_item(
+            let mut new_item = self.state_item(
                 &lead.known,
                 version,
                 state,
@@ -1152,6 +1293,7 @@ impl DynamoStore {
                 first_arrival,
                 hits.as_ref(),
             );
+            new_item.partial = lead.item.as_ref().is_some_and(|i| i.partial);
             let mut items = vec![self.state_put(&new_item, lead.version()).map_err(fatal)?];
             items.extend(writes);
             match self.transact(items).await {
@@ -1181,10 +1323,11 @@ impl DynamoStore {
                     }
                 }
                 Err(CommitError::Transient(e)) => last_error = e,
-                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Erasing(e)) => last_error = StoreError::Unavailable(e),
+                Err(CommitError::Fatal(e)) => return Err(e),
             }
         }
-        Err(StoreError(last_error))
+        Err(last_error)
     }
 
     /// Merges lead `other` into `lead` and applies `accepted` (SPEC §5). `Ok(None)`: `other`
@@ -1229,6 +1372,7 @@ impl DynamoStore {
             None => Vec::new(),
         };
         let previous = previous.as_ref();
+        let mut partial = lead.item.as_ref().is_some_and(|i| i.partial);
         let mut merged = lead.merged().to_vec();
         merged.push(other.to_owned());
         let (mut state, mut transitions) = match &absorbed {
@@ -1245,6 +1389,9 @@ impl DynamoStore {
                 for partition in &partitions {
                     calls.extend(self.history(partition).await?);
                 }
+                let counted = previous.map_or(0, |p| p.events)
+                    + absorbed.state.as_ref().map_or(0, |a| a.events);
+                partial |= absorbed.partial || (calls.len() as u64) < counted;
                 merged_state(&program, &mut calls, previous)
             }
             _ => (
@@ -1272,7 +1419,7 @@ impl DynamoStore {
             Vec::new(),
             lead.rescored.clone(),
         );
-        let new_item = self.state_item(
+        let mut new_item = self.state_item(
             &lead.known,
             version,
             state,
@@ -1280,6 +1427,7 @@ impl DynamoStore {
             first_arrival,
             hits.as_ref(),
         );
+        new_item.partial = partial;
         let [msg, kept] = self.call_items(&lead.known, accepted, arrival)?;
         // the pointer that replaces the absorbed lead's state
         let pointer = StateItem {
@@ -1299,6 +1447,8 @@ impl DynamoStore {
             rules_generation: self.generation,
             due_shard: None,
             due_at: None,
+            partial: false,
+            erasing: None,
         };
         let mut items = vec![self.state_put(&new_item, lead.version())?, msg, kept];
         items.push(self.state_put(&pointer, absorbed.as_ref().map(|a| a.version))?);
@@ -1328,7 +1478,7 @@ impl DynamoStore {
             let items = self
                 .query_all(query)
                 .await
-                .map_err(|e| unavailable("query due leads", DisplayErr(&e)))?;
+                .map_err(|e| store_error("query due leads", &e))?;
             for item in &items {
                 let Some(AttributeValue::S(pk)) = item.get("pk") else {
                     continue;
@@ -1346,7 +1496,11 @@ impl DynamoStore {
                     Ok(None) => {}
                     Err(err) => {
                         report.failed += 1;
-                        tracing::warn!(lead = id, error = %err, "tick failed; the lead stays due");
+                        if err.is_transient() {
+                            tracing::warn!(lead = id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
+                        } else {
+                            tracing::error!(lead = id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
+                        }
                     }
                 }
             }
@@ -1374,7 +1528,7 @@ impl DynamoStore {
         tick: Option<Micros>,
     ) -> Result<Option<Refreshed>, StoreError> {
         let program = Arc::clone(&self.program);
-        let mut last_error = String::from("too many conflicting writes");
+        let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -1382,12 +1536,13 @@ impl DynamoStore {
             }
             let item = match self.get_state(id).await {
                 Ok(Some(item)) if item.state.is_some() => item,
-                Ok(_) => return Ok(None),
+                // no lead, a merged id, or a lead being erased
+                Ok(_) | Err(CommitError::Erasing(_)) => return Ok(None),
                 Err(CommitError::Transient(e)) => {
                     last_error = e;
                     continue;
                 }
-                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Fatal(e)) => return Err(e),
                 Err(CommitError::Cancelled(_)) => continue,
             };
             if self.is_newer(&item) {
@@ -1405,7 +1560,8 @@ impl DynamoStore {
             };
             match self.rescore_stale(&mut lead).await {
                 Ok(()) => {}
-                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Fatal(e)) => return Err(e),
+                Err(CommitError::Erasing(_)) => return Ok(None),
                 Err(CommitError::Transient(e)) => {
                     last_error = e;
                     continue;
@@ -1444,7 +1600,7 @@ impl DynamoStore {
             }
             let changed = item.state.as_ref() != Some(&state);
             let hits = item.hits();
-            let new_item = self.state_item(
+            let mut new_item = self.state_item(
                 id,
                 item.version + 1,
                 state,
@@ -1452,6 +1608,7 @@ impl DynamoStore {
                 item.first_arrival,
                 hits.as_ref(),
             );
+            new_item.partial = item.partial || lead.partial;
             let mut items = vec![self
                 .state_put(&new_item, Some(item.version))
                 .map_err(fatal)?];
@@ -1468,10 +1625,11 @@ impl DynamoStore {
                 }
                 Err(CommitError::Cancelled(_)) => {}
                 Err(CommitError::Transient(e)) => last_error = e,
-                Err(CommitError::Fatal(e)) => return Err(StoreError(e)),
+                Err(CommitError::Erasing(_)) => return Ok(None),
+                Err(CommitError::Fatal(e)) => return Err(e),
             }
         }
-        Err(StoreError(last_error))
+        Err(last_error)
     }
 
     /// One page of a scan from `start` (at most [`SCAN_PAGE`] items read), retried with
@@ -1498,7 +1656,7 @@ impl DynamoStore {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(e) => return Err(unavailable(what, DisplayErr(&e))),
+                Err(e) => return Err(store_error(what, &e)),
             }
         }
     }
@@ -1521,8 +1679,22 @@ impl DynamoStore {
                 .scan_page(&scan, start.take(), "scan kept calls")
                 .await?;
             for item in out.items.unwrap_or_default() {
-                if let Some((arrival, call, record)) = kept_call(&item) {
-                    calls.push((call.event.time, arrival, record.to_owned()));
+                match kept_call(&item) {
+                    Ok((arrival, call, record)) => {
+                        calls.push((call.event.time, arrival, record.to_owned()));
+                    }
+                    Err(reason) => {
+                        let key = |k: &str| match item.get(k) {
+                            Some(AttributeValue::S(v)) => v.clone(),
+                            _ => String::new(),
+                        };
+                        tracing::warn!(
+                            pk = key("pk"),
+                            sk = key("sk"),
+                            reason,
+                            "unreadable kept call left out of the export"
+                        );
+                    }
                 }
             }
             match out.last_evaluated_key {
@@ -1553,7 +1725,7 @@ impl DynamoStore {
         }
         let mut total = TableRescore::default();
         while let Some(done) = tasks.join_next().await {
-            let part = done.map_err(|e| StoreError(format!("rescore task: {e}")))??;
+            let part = done.map_err(|e| StoreError::Failed(format!("rescore task: {e}")))??;
             total.leads += part.leads;
             total.changed += part.changed;
             total.partial += part.partial;
@@ -1616,6 +1788,60 @@ impl DynamoStore {
         }
     }
 
+    /// The rest of an erasure once the tombstone stands ([`LeadStore::forget`]): every item
+    /// of the lead's partition and of the ids merged into it, their idempotency records, the
+    /// merged ids' pointers, and last the tombstone itself (only if it is still this one).
+    /// Safe to run again.
+    async fn finish_erasure(&self, known: &str, tombstone: &StateItem) -> Result<(), StoreError> {
+        let known_pk = lead_pk(known);
+        let is_state =
+            |key: &Item| matches!(key.get("sk"), Some(AttributeValue::S(sk)) if sk == "STATE");
+        let (mut rest, mut pointers) = (Vec::new(), Vec::new());
+        let mut partitions = vec![known.to_owned()];
+        partitions.extend(tombstone.merged.iter().cloned());
+        for partition in &partitions {
+            let pk = lead_pk(partition);
+            for mut key in self.partition_keys(&pk).await? {
+                if let Some(AttributeValue::S(message)) = key.remove("message_id") {
+                    let mut msg = Item::new();
+                    msg.insert("pk".into(), s(format!("MSG#{message}")));
+                    msg.insert("sk".into(), s("MSG"));
+                    rest.push(msg);
+                }
+                if !is_state(&key) {
+                    rest.push(key);
+                } else if pk != known_pk {
+                    pointers.push(key);
+                }
+            }
+        }
+        // calls before pointers: a merged id that becomes free again has no calls left
+        self.delete_keys(rest).await?;
+        self.delete_keys(pointers).await?;
+        self.count();
+        let done = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(known_pk))
+            .key("sk", s("STATE"))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(tombstone.version))
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            // someone else finished it (the tombstone is gone, or a new lead stands there)
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error("erase the tombstone", &e)),
+        }
+    }
+
     /// Every item key of a partition (with the `message_id` of kept calls).
     async fn partition_keys(&self, pk: &str) -> Result<Vec<Item>, StoreError> {
         let query = self
@@ -1628,7 +1854,7 @@ impl DynamoStore {
             .consistent_read(true);
         self.query_all(query)
             .await
-            .map_err(|e| unavailable("read lead", DisplayErr(&e)))
+            .map_err(|e| store_error("read lead", &e))
     }
 
     async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
@@ -1649,7 +1875,9 @@ impl DynamoStore {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 if attempt >= MAX_ATTEMPTS {
-                    return Err(StoreError("could not delete every item".into()));
+                    return Err(StoreError::Unavailable(
+                        "could not delete every item".into(),
+                    ));
                 }
                 attempt += 1;
                 self.count();
@@ -1667,7 +1895,7 @@ impl DynamoStore {
                             .unwrap_or_default();
                     }
                     Err(e) if transient(&e) => {}
-                    Err(e) => return Err(unavailable("delete", DisplayErr(&e))),
+                    Err(e) => return Err(store_error("delete", &e)),
                 }
             }
         }
@@ -1677,8 +1905,9 @@ impl DynamoStore {
 
 fn fatal(err: CommitError) -> StoreError {
     match err {
-        CommitError::Fatal(e) | CommitError::Transient(e) => StoreError(e),
-        CommitError::Cancelled(_) => StoreError("transaction cancelled".into()),
+        CommitError::Fatal(e) | CommitError::Transient(e) => e,
+        CommitError::Erasing(e) => StoreError::Unavailable(e),
+        CommitError::Cancelled(_) => StoreError::Unavailable("transaction cancelled".into()),
     }
 }
 
@@ -1718,7 +1947,7 @@ impl LeadStore for DynamoStore {
                     let old = Arc::clone(&store.program);
                     store.use_published().await?;
                     if store.generation == before {
-                        return Err(StoreError(format!(
+                        return Err(StoreError::Failed(format!(
                             "a lead was written under published rules newer than generation {before}, which the table does not hold"
                         )));
                     }
@@ -1738,12 +1967,15 @@ impl LeadStore for DynamoStore {
         Ok((Arc::clone(&store.program), out))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         let loaded = self.view().load_retrying(id, true).await?;
-        Ok(loaded
-            .item
-            .and_then(|item| item.state)
-            .map(|state| (loaded.known, state)))
+        Ok(loaded.item.and_then(|item| {
+            Some(StoredLead {
+                id: loaded.known,
+                partial: item.partial,
+                state: item.state?,
+            })
+        }))
     }
 
     async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
@@ -1751,32 +1983,50 @@ impl LeadStore for DynamoStore {
         Ok(loaded.item.as_ref().and_then(StateItem::hits))
     }
 
+    /// Erases a lead atomically with respect to concurrent writes: first a tombstone takes
+    /// the state's place under the version guard (a write that read the lead before fails its
+    /// guard and, reading the tombstone, waits; a write for a new lead finds the key taken),
+    /// then every other item of the lead goes (its kept calls, notifications, idempotency
+    /// records, the pointers of the ids merged into it), then the tombstone. An erasure that
+    /// stops halfway is finished by the next reader once the tombstone is
+    /// [`ERASE_STALE`] old.
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let loaded = self.load_retrying(id, false).await?;
-        let Some(item) = loaded.item.filter(|i| i.state.is_some()) else {
-            return Ok(None);
-        };
-        let mut keys = Vec::new();
-        let mut partitions = vec![loaded.known.clone()];
-        partitions.extend(item.merged.iter().cloned());
-        for partition in &partitions {
-            for mut key in self.partition_keys(&lead_pk(partition)).await? {
-                if let Some(AttributeValue::S(message)) = key.remove("message_id") {
-                    let mut msg = Item::new();
-                    msg.insert("pk".into(), s(format!("MSG#{message}")));
-                    msg.insert("sk".into(), s("MSG"));
-                    keys.push(msg);
+        let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let loaded = self.load_retrying(id, false).await?;
+            let Some(item) = loaded.item.filter(|i| i.state.is_some()) else {
+                return Ok(None);
+            };
+            let tombstone = StateItem {
+                pk: lead_pk(&loaded.known),
+                sk: "STATE".into(),
+                version: item.version + 1,
+                merged: item.merged.clone(),
+                rules: item.rules.clone(),
+                rules_hash: item.rules_hash.clone(),
+                rules_version: item.rules_version.clone(),
+                rules_generation: item.rules_generation,
+                erasing: Some(now_micros()),
+                ..StateItem::default()
+            };
+            let put = self
+                .state_put(&tombstone, Some(item.version))
+                .map_err(fatal)?;
+            match self.transact(vec![put]).await {
+                Ok(()) => {
+                    self.finish_erasure(&loaded.known, &tombstone).await?;
+                    return Ok(Some(loaded.known));
                 }
-                keys.push(key);
+                // a write came first: read the lead again
+                Err(CommitError::Cancelled(_)) => {}
+                Err(CommitError::Transient(e)) => last_error = e,
+                Err(other) => return Err(fatal(other)),
             }
         }
-        // the state item last, so an interrupted erase can be run again
-        let (state_keys, rest): (Vec<Item>, Vec<Item>) = keys.into_iter().partition(|k| {
-            matches!(k.get("sk"), Some(AttributeValue::S(sk)) if sk == "STATE")
-                && matches!(k.get("pk"), Some(AttributeValue::S(pk)) if *pk == lead_pk(&loaded.known))
-        });
-        self.delete_keys(rest).await?;
-        self.delete_keys(state_keys).await?;
-        Ok(Some(loaded.known))
+        Err(last_error)
     }
 }

@@ -16,11 +16,10 @@
 //! functions would. Rules whose version differs from the last recorded are a change: recorded,
 //! then every lead is rescored. A cosmetic edit (the same version) is no change.
 
-use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, TimePolicy};
 use crate::store::engine::{Engine, Kept, LatestHits};
 use crate::store::memory;
-use leadscore_rules::eval::LeadState;
 use leadscore_rules::Program;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -177,7 +176,7 @@ impl RuleHistory {
 }
 
 fn io_error(path: &Path, err: &std::io::Error) -> StoreError {
-    StoreError(format!("journal `{}`: {err}", path.display()))
+    StoreError::Unavailable(format!("journal `{}`: {err}", path.display()))
 }
 
 impl<'p> Journaled<'p> {
@@ -367,7 +366,7 @@ impl<'p> Journaled<'p> {
             let id = accepted.call.message_id.as_str();
             if !self.engine.is_seen(id) && fresh.insert(id) {
                 serde_json::to_writer(&mut lines, &accepted.record)
-                    .map_err(|e| StoreError(e.to_string()))?;
+                    .map_err(|e| StoreError::Failed(e.to_string()))?;
                 lines.push(b'\n');
             }
         }
@@ -443,7 +442,7 @@ impl<'p> LeadStore for JournaledStore<'p> {
         store.apply(calls).map(|done| (program, done))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         Ok(memory::engine_lead(&self.locked().engine, id))
     }
 

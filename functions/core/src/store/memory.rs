@@ -1,10 +1,9 @@
 //! The memory store: the embedded engine behind the [`LeadStore`] trait, so that `serve`
 //! and the API tests run the same API as the functions, over one lock inside the store.
 
-use crate::api::{Accepted, LeadStore, Processed, StoreError};
+use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::pipeline;
 use crate::store::engine::{Engine, LatestHits, Outcome};
-use leadscore_rules::eval::LeadState;
 use leadscore_rules::Program;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -50,10 +49,15 @@ pub fn apply_to_engine(engine: &mut Engine<'_>, calls: Vec<Accepted>) -> Vec<Pro
         .collect()
 }
 
-/// A lead of the engine by id (merged ids followed): its known id and state.
-pub fn engine_lead(engine: &Engine<'_>, id: &str) -> Option<(String, LeadState)> {
+/// A lead of the engine by id (merged ids followed): its known id and state. The engine
+/// keeps every call, so its leads are never `partial`.
+pub fn engine_lead(engine: &Engine<'_>, id: &str) -> Option<StoredLead> {
     let known = engine.resolve(id).to_owned();
-    engine.lead(id).map(|r| (known, r.state.clone()))
+    engine.lead(id).map(|r| StoredLead {
+        id: known,
+        state: r.state.clone(),
+        partial: false,
+    })
 }
 
 /// Erases a lead of the engine (merged ids followed); its known id when there was one.
@@ -100,7 +104,7 @@ impl<'p> LeadStore for MemoryStore<'p> {
         Ok((program, apply_to_engine(&mut engine, calls)))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<(String, LeadState)>, StoreError> {
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         Ok(engine_lead(&self.engine(), id))
     }
 

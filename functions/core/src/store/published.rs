@@ -75,7 +75,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError(format!("read the published rules: {e}")))?;
+            .map_err(|e| super::dynamo::store_error("read the published rules", &e))?;
         let Some(item) = out.item else {
             return Ok(None);
         };
@@ -124,9 +124,10 @@ impl DynamoStore {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         put.send().await.map_err(|e| {
-            StoreError(format!(
-                "publish generation {generation}: {e} (another publish came first? read and try again)"
-            ))
+            super::dynamo::store_error(
+                &format!("publish generation {generation} (another publish came first? read and try again)"),
+                &e,
+            )
         })?;
         Ok(PublishOutcome::Published(generation))
     }
@@ -143,7 +144,7 @@ impl DynamoStore {
         }
         let name = format!("<published rules, generation {}>", published.generation);
         let (program, _, _) = crate::rules::compile_text(&name, &published.text)
-            .map_err(|e| StoreError(format!("{name}: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("{name}: {e}")))?;
         tracing::info!(
             generation = published.generation,
             ruleset = %program.name,
