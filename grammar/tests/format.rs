@@ -99,9 +99,8 @@ fn check_formatting(name: &str, src: &str) -> String {
 }
 
 fn rules_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("the example rules at {} are missing: {e}", dir.display()));
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -115,8 +114,11 @@ fn rules_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn example_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    rules_files(&root.join("../rules"), &mut files);
-    rules_files(&root.join("../../shared/conformance"), &mut files);
+    for dir in ["../rules", "../../shared/conformance"] {
+        let before = files.len();
+        rules_files(&root.join(dir), &mut files);
+        assert!(files.len() > before, "no rules files under {dir}");
+    }
     files.sort();
     files
 }

@@ -56,7 +56,13 @@ fn cases() -> Vec<Case> {
             assert!(!steps.is_empty(), "{name}: no 1.rules");
             let text = std::fs::read_to_string(dir.join("expected.json"))
                 .unwrap_or_else(|e| panic!("{name}: expected.json: {e}"));
-            let expected = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let expected: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                expected["leads"].as_array().is_some_and(|l| !l.is_empty())
+                    && expected.get("lead_count").is_some(),
+                "{name}: expected.json must give `leads` and `lead_count`"
+            );
             Case {
                 name,
                 steps,

@@ -450,28 +450,37 @@ fn check_a_missing_path_is_a_usage_error() {
 #[test]
 fn replay_passes_the_conformance_cases() {
     let root = conformance_dir();
-    if !root.is_dir() {
-        println!(
-            "note: {} is absent; conformance cases skipped",
-            root.display()
-        );
-        return;
-    }
+    assert!(
+        root.is_dir(),
+        "the conformance cases are missing at {} (../shared beside the repository)",
+        root.display()
+    );
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.json").is_file())
+        .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty());
+    assert!(
+        !cases.is_empty(),
+        "no conformance cases in {}",
+        root.display()
+    );
     let mut problems = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let (got, r) = replay_json(&case.join("rules.rules"), &case.join("events.jsonl"), &[]);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
-        let want: Value =
-            serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap())
-                .unwrap();
+        let want: Value = serde_json::from_str(
+            &std::fs::read_to_string(case.join("expected.json"))
+                .unwrap_or_else(|e| panic!("{name}: expected.json: {e}")),
+        )
+        .unwrap();
+        assert!(
+            want["leads"].as_array().is_some_and(|l| !l.is_empty())
+                && want.get("lead_count").is_some(),
+            "{name}: expected.json must give `leads` and `lead_count`"
+        );
         for l in want["leads"].as_array().into_iter().flatten() {
             let id = l["id"].as_str().unwrap();
             match got["leads"]

@@ -231,7 +231,9 @@ fn explain_shows_points_refusals_and_stages() {
 
 #[test]
 fn explain_json_matches_replay_for_every_lead() {
-    for lead in replay_leads() {
+    let leads = replay_leads();
+    assert!(!leads.is_empty(), "replay gave no leads to explain");
+    for lead in leads {
         let id = lead["id"].as_str().unwrap();
         let x = explain_json(id);
         assert_eq!(x["lead"], id);

@@ -688,6 +688,24 @@ pub fn parse(file: &str, text: &str) -> Result<TestFile, Vec<TestError>> {
             });
         }
     }
+    let checked = if errors.is_empty() {
+        tests.as_slice()
+    } else {
+        &[]
+    };
+    for test in checked {
+        if !test.steps.iter().any(|s| matches!(s, Step::Expect(_))) {
+            errors.push(TestError {
+                file: file.to_string(),
+                line: test.line,
+                col: 1,
+                message: format!(
+                    "test `{}` checks nothing: add an `expect` line (for example `expect score = 10`)",
+                    test.name
+                ),
+            });
+        }
+    }
     if tests.is_empty() && errors.is_empty() {
         errors.push(TestError {
             file: file.to_string(),

@@ -198,6 +198,13 @@ fn more_parse_errors() {
     );
     let errs = errors("# only a comment\n");
     assert!(errs[0].contains("no tests in this file"));
+    let errs =
+        errors("test \"a\"\n  at 2026-01-01T09:00:00Z page\ntest \"b\"\n  expect score = 0\n");
+    assert_eq!(
+        errs,
+        ["t.test:1:1: error: test `a` checks nothing: add an `expect` line (for example `expect score = 10`)"],
+        "a test without an expectation cannot fail"
+    );
     let errs = errors("test \"a\"\n  frobnicate\n");
     assert!(errs[0].starts_with("t.test:2:3: error: unknown line `frobnicate`"));
 }
@@ -229,7 +236,7 @@ fn misspelt_names_are_errors_with_did_you_mean() {
 fn misspelt_event_names_are_errors() {
     let program = small();
     let file = parsed(
-        "test \"a\"\n  at 2026-01-01T00:00:00Z \"Form Submited\" form = \"demo\"\n  at +1d \"Something Else\"\n",
+        "test \"a\"\n  at 2026-01-01T00:00:00Z \"Form Submited\" form = \"demo\"\n  at +1d \"Something Else\"\n  expect score = 0\n",
     );
     let errs: Vec<String> = check(&program, &file)
         .iter()
