@@ -281,24 +281,19 @@ pub static STORAGE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::A
 /// sender learns nothing of the table but the operator finds the line.
 pub fn storage_error_response(err: &StoreError, route: &str) -> ApiResponse {
     match err {
-        StoreError::Throttled(_) => {
+        StoreError::Throttled(_) | StoreError::Unavailable(_) => {
+            let (status, code) = if matches!(err, StoreError::Throttled(_)) {
+                (429, "storage_throttled")
+            } else {
+                (503, "storage_unavailable")
+            };
             tracing::warn!(
                 storage_error = err.kind(),
                 route,
                 cause = err.cause(),
-                "storage throttled"
+                "{code}"
             );
-            ApiResponse::error(429, "storage_throttled", err.to_string(), None)
-                .with_header("retry-after", &RETRY_AFTER_SECS.to_string())
-        }
-        StoreError::Unavailable(_) => {
-            tracing::warn!(
-                storage_error = err.kind(),
-                route,
-                cause = err.cause(),
-                "storage unavailable"
-            );
-            ApiResponse::error(503, "storage_unavailable", err.to_string(), None)
+            ApiResponse::error(status, code, err.to_string(), None)
                 .with_header("retry-after", &RETRY_AFTER_SECS.to_string())
         }
         StoreError::Failed(_) => {
