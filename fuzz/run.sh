@@ -53,17 +53,26 @@ seed() {
 }
 
 cargo "${TOOLCHAIN[@]}" fuzz build
+LOGS="$(mktemp -d)"
+trap 'rm -rf "$LOGS"' EXIT
 for target in "${TARGETS[@]}"; do
   seed "$target"
   echo "== fuzz $target (${SECONDS_EACH} s)"
+  log="$LOGS/$target.log"
+  status=0
   cargo "${TOOLCHAIN[@]}" fuzz run "$target" "corpus/$target" -- \
-    -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|crash-' || true
-  # a crash leaves an artifact; the pipeline above hides the exit status
-  if compgen -G "artifacts/$target/crash-*" >/dev/null || compgen -G "artifacts/$target/oom-*" >/dev/null \
-    || compgen -G "artifacts/$target/timeout-*" >/dev/null; then
-    echo "fuzz target $target found a failing input:" >&2
-    ls "artifacts/$target" >&2
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    >"$log" 2>&1 || status=$?
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|crash-' "$log" || true
+  failed=""
+  for kind in crash oom timeout leak; do
+    if compgen -G "artifacts/$target/$kind-*" >/dev/null; then failed="$kind"; fi
+  done
+  executed="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
+  if [ "$status" -ne 0 ] || [ -n "$failed" ] || [ "${executed:-0}" -eq 0 ]; then
+    echo "fuzz target $target failed (exit status $status, ${executed:-no} executions${failed:+, a $failed artifact}):" >&2
+    tail -40 "$log" >&2
+    ls "artifacts/$target" 2>/dev/null >&2 || true
     exit 1
   fi
 done
