@@ -193,7 +193,18 @@ fn malformed_requests_get_a_json_error_and_change_nothing() {
         )
         .as_bytes(),
     );
-    assert_eq!(answer.0, 431);
+    assert_error(&answer, 431, "headers_too_large");
+
+    // heads hyper refuses before the service sees them: each gets the JSON error too
+    for head in [
+        "NOT HTTP AT ALL\r\n\r\n".to_owned(),
+        "POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n".to_owned(),
+        "POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_owned(),
+        "POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: 1\r\n\r\n".to_owned(),
+    ] {
+        let answer = raw(&server, head.as_bytes());
+        assert_error(&answer, 400, "invalid_request");
+    }
 
     // none of them stored anything: only the one good call is in the journal
     for id in ["chunky", "short", "smuggled"] {

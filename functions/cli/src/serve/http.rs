@@ -3,7 +3,9 @@
 //!
 //! What the server itself guards, before the API sees a request:
 //! - the head: at most [`Limits::max_head`] bytes (hyper answers `431`) and read within the
-//!   read timeout, which is also how long a kept-alive connection may stay idle;
+//!   read timeout, which is also how long a kept-alive connection may stay idle; a head
+//!   hyper cannot parse it answers `400` (both with the JSON error body, through
+//!   [`JsonRefusals`]);
 //! - the body: a declared `Content-Length` over the limit is answered `413` before a byte of
 //!   it is read, a chunked body is cut off at the limit (`413`); a body must arrive within the
 //!   read timeout (`408`); a body that ends early or has broken chunking, and a request with
@@ -18,6 +20,7 @@
 //! in flight finish and are answered, and idle connections are closed.
 
 use super::framing::{Conflict, Watched};
+use super::refusals::JsonRefusals;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
@@ -127,7 +130,8 @@ pub(super) async fn serve(
             let index = served.fetch_add(1, Ordering::SeqCst);
             answer(jobs.clone(), limits, req, conflict.clone(), index)
         });
-        let connection = builder.serve_connection(TokioIo::new(watched), service);
+        let io = JsonRefusals::new(watched, limits.max_head);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // a client that goes away mid-request is its own business

@@ -9,6 +9,7 @@
 
 mod framing;
 mod http;
+mod refusals;
 
 use leadscore_core::api::{Api, ApiConfig};
 use leadscore_core::store::journal::{Journaled, JournaledStore, RuleHistory};
