@@ -196,7 +196,7 @@ async fn one_instance_serves_eight_concurrent_senders_without_a_lock() {
     for task in tasks {
         task.await.unwrap();
     }
-    let state = base.lead("u-hot").await.unwrap().unwrap().state;
+    let state = base.lead("u-hot").await.unwrap().unwrap().1.state;
     assert_eq!(state.events, 400, "every event counted once");
     assert!(
         (state.score() - 400.0).abs() < 1e-9,
@@ -234,7 +234,7 @@ async fn eight_concurrent_writers_for_one_lead_count_every_event_once() {
     for task in tasks {
         task.await.unwrap();
     }
-    let state = base.lead("u-hot").await.unwrap().unwrap().state;
+    let state = base.lead("u-hot").await.unwrap().unwrap().1.state;
     assert_eq!(state.events, 1000, "every event counted once");
     assert!(
         (state.score() - 1000.0).abs() < 1e-9,
@@ -294,8 +294,49 @@ async fn requests_per_event_and_per_batch() {
     assert_eq!(status, 200);
     assert_eq!(resp["applied"], 100);
     assert_eq!(store.requests() - before, 4, "one read, three transactions");
-    let state = store.lead("u-hot").await.unwrap().unwrap().state;
+    let state = store.lead("u-hot").await.unwrap().unwrap().1.state;
     assert_eq!(state.events, 132);
+    // reading a lead: one read gives its state and latest hits, under one set of rules
+    let before = store.requests();
+    let (status, lead) = send(&score, get_lead("u-hot")).await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["latest_hits"]["hits"][0]["rule"], "Ping", "{lead}");
+    assert_eq!(store.requests() - before, 1, "GET /leads/{{id}}: one read");
+}
+
+fn get_lead(id: &str) -> Request {
+    function_url(
+        "GET",
+        &format!("/leads/{id}"),
+        json!({"authorization": "Bearer token-1"}),
+        None,
+    )
+}
+
+/// `latest_hits` names rules by their place in the rules the call was scored under: a lead
+/// read under other rules (reordered here, and not yet rescored) shows no hits rather than
+/// another rule's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_read_under_other_rules_shows_no_hits_of_the_old_ones() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let v1 = program_text(
+        "ruleset \"counter\"\nscore \"Ping\" +1 on \"Ping\"\nscore \"Signup\" +5 on \"Signed Up\"\n",
+    );
+    let store1 = store(&local, v1).await;
+    let score1 = Score::new(signed_config(), store1.clone());
+    assert_eq!(send(&score1, signed_post(&ping(0, 0))).await.0, 200);
+    let (_, lead) = send(&score1, get_lead("u-hot")).await;
+    assert_eq!(lead["latest_hits"]["hits"][0]["rule"], "Ping", "{lead}");
+
+    let v2 = program_text(
+        "ruleset \"counter\"\nscore \"Signup\" +5 on \"Signed Up\"\nscore \"Ping\" +1 on \"Ping\"\n",
+    );
+    let store2 = DynamoStore::new(store1.client().clone(), store1.table(), v2, 400);
+    let score2 = Score::new(signed_config(), store2);
+    let (status, lead) = send(&score2, get_lead("u-hot")).await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["score"], json!(1), "{lead}");
+    assert!(lead.get("latest_hits").is_none(), "{lead}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -772,7 +813,10 @@ async fn api_gateway_http_api_requests_work_like_function_url_ones() {
     let (status, resp) = send(&score, req).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["applied"], 1);
-    assert_eq!(store.lead("u-hot").await.unwrap().unwrap().state.events, 1);
+    assert_eq!(
+        store.lead("u-hot").await.unwrap().unwrap().1.state.events,
+        1
+    );
 }
 
 #[tokio::test]
@@ -1107,6 +1151,7 @@ async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
             .await
             .unwrap()
             .unwrap()
+            .1
             .state;
         assert_eq!(state.events, 120, "u{lead}: every event counted once");
         assert!(
@@ -1181,7 +1226,7 @@ async fn a_lead_with_expired_history_is_rescored_from_what_is_kept() {
     );
     let report = store2.rescore_all(1, Arc::new(|| {})).await.unwrap();
     assert_eq!((report.leads, report.changed, report.partial), (1, 1, 1));
-    let state = store2.lead("u1").await.unwrap().unwrap().state;
+    let state = store2.lead("u1").await.unwrap().unwrap().1.state;
     assert_eq!(state.events, 3, "the event count is the record's");
     assert!(
         (state.engagement - 4.0).abs() < 1e-9,

@@ -394,7 +394,7 @@ async fn erasure_is_atomic_with_respect_to_concurrent_writers() {
                     item.get("erasing").is_none(),
                     "round {round}: an erasure was left halfway"
                 );
-                let state = base.lead("u-hot").await.unwrap().unwrap().state;
+                let state = base.lead("u-hot").await.unwrap().unwrap().1.state;
                 assert_eq!(
                     state.events as usize,
                     kept.calls.len(),

@@ -266,6 +266,8 @@ pub struct StoredLead {
     /// Some of the calls it counts are no longer kept (expired, or quarantined because they
     /// could not be read), so a rescore or merge evaluated it from part of its history.
     pub partial: bool,
+    /// What its latest call did, when the store keeps it.
+    pub latest_hits: Option<LatestHits>,
 }
 
 /// Seconds a sender is asked to wait before it sends again after a transient storage error.
@@ -352,13 +354,10 @@ pub trait LeadStore {
         calls: Vec<Accepted>,
     ) -> Result<(Self::Rules<'_>, Vec<Processed>), StoreError>;
 
-    /// A lead by id (merged ids followed): its known id and state.
-    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError>;
-
-    /// What the lead's latest call did, when the store keeps it (none by default).
-    async fn latest_hits(&self, _id: &str) -> Result<Option<LatestHits>, StoreError> {
-        Ok(None)
-    }
+    /// A lead by id (merged ids followed), read once: its known id, state and latest hits,
+    /// with the rules it was read under (the hits' rule indexes are theirs), so a publish
+    /// landing meanwhile cannot mislabel the answer.
+    async fn lead(&self, id: &str) -> Result<Option<(Self::Rules<'_>, StoredLead)>, StoreError>;
 
     /// Whether the store can keep this call (as `record`, the form kept in the history),
     /// reported by the API like an invalid call: `Err((field, message))`, the field's JSON
@@ -680,19 +679,22 @@ impl<S: LeadStore> Api<S> {
 
     async fn get_lead(&self, id: &str) -> ApiResponse {
         match self.store.lead(id).await {
-            Ok(Some(StoredLead {
-                id: known,
-                state,
-                partial,
-            })) => {
-                let program = self.store.program();
+            Ok(Some((
+                program,
+                StoredLead {
+                    id: known,
+                    state,
+                    partial,
+                    latest_hits,
+                },
+            ))) => {
                 let program: &Program = &program;
                 let mut lead = lead_object(program, &known, &state);
                 lead.push("rules", rules_object(program));
                 if partial {
                     lead.push("partial", Value::Bool(true));
                 }
-                if let Ok(Some(hits)) = self.store.latest_hits(&known).await {
+                if let Some(hits) = latest_hits {
                     lead.push_node("latest_hits", latest_hits_json(program, &hits));
                 }
                 ApiResponse::json(200, &lead)
@@ -979,6 +981,7 @@ conversion "Signup" on "Signed Up"
         let state = pollster::block_on(LeadStore::lead(api.store(), "u1"))
             .unwrap()
             .unwrap()
+            .1
             .state;
         assert_eq!(state.events, 1);
     }
@@ -1393,7 +1396,7 @@ conversion "Signup" on "Signed Up"
         ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
             Err(self.1.clone())
         }
-        async fn lead(&self, _: &str) -> Result<Option<StoredLead>, StoreError> {
+        async fn lead(&self, _: &str) -> Result<Option<(&'p Program, StoredLead)>, StoreError> {
             Err(self.1.clone())
         }
         async fn forget(&self, _: &str) -> Result<Option<String>, StoreError> {

@@ -151,14 +151,17 @@ pub async fn table_leads(
 ) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for id in ids {
-        if let Some(leadscore_core::api::StoredLead {
-            id: known, state, ..
-        }) = store.lead(id).await.unwrap()
+        if let Some((
+            program,
+            leadscore_core::api::StoredLead {
+                id: known, state, ..
+            },
+        )) = store.lead(id).await.unwrap()
         {
             assert_eq!(&known, id, "a known lead reads as itself");
             out.insert(
                 known.clone(),
-                serde_json::to_value(lead_object(&store.program(), &known, &state)).unwrap(),
+                serde_json::to_value(lead_object(&program, &known, &state)).unwrap(),
             );
         }
     }

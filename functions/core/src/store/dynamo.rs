@@ -1967,20 +1967,24 @@ impl LeadStore for DynamoStore {
         Ok((Arc::clone(&store.program), out))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        let loaded = self.view().load_retrying(id, true).await?;
+    async fn lead(&self, id: &str) -> Result<Option<(Arc<Program>, StoredLead)>, StoreError> {
+        let view = self.view();
+        let loaded = view.load_retrying(id, true).await?;
         Ok(loaded.item.and_then(|item| {
-            Some(StoredLead {
+            // the hits name rules by their place: only those of the rules read under
+            let latest_hits = if view.is_stale(&item) {
+                None
+            } else {
+                item.hits()
+            };
+            let lead = StoredLead {
                 id: loaded.known,
                 partial: item.partial,
                 state: item.state?,
-            })
+                latest_hits,
+            };
+            Some((Arc::clone(&view.program), lead))
         }))
-    }
-
-    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        let loaded = self.load_retrying(id, false).await?;
-        Ok(loaded.item.as_ref().and_then(StateItem::hits))
     }
 
     /// Erases a lead atomically with respect to concurrent writes: first a tombstone takes

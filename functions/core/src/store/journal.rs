@@ -18,7 +18,7 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, TimePolicy};
-use crate::store::engine::{Engine, Kept, LatestHits};
+use crate::store::engine::{Engine, Kept};
 use crate::store::memory;
 use leadscore_rules::Program;
 use serde_json::Value;
@@ -442,16 +442,9 @@ impl<'p> LeadStore for JournaledStore<'p> {
         store.apply(calls).map(|done| (program, done))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        Ok(memory::engine_lead(&self.locked().engine, id))
-    }
-
-    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        Ok(self
-            .locked()
-            .engine
-            .lead(id)
-            .and_then(|r| r.latest_hits.clone()))
+    async fn lead(&self, id: &str) -> Result<Option<(&'p Program, StoredLead)>, StoreError> {
+        let store = self.locked();
+        Ok(memory::engine_lead(&store.engine, id).map(|lead| (store.engine.program(), lead)))
     }
 
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {

@@ -3,7 +3,7 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::pipeline;
-use crate::store::engine::{Engine, LatestHits, Outcome};
+use crate::store::engine::{Engine, Outcome};
 use leadscore_rules::Program;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -57,6 +57,7 @@ pub fn engine_lead(engine: &Engine<'_>, id: &str) -> Option<StoredLead> {
         id: known,
         state: r.state.clone(),
         partial: false,
+        latest_hits: r.latest_hits.clone(),
     })
 }
 
@@ -104,12 +105,9 @@ impl<'p> LeadStore for MemoryStore<'p> {
         Ok((program, apply_to_engine(&mut engine, calls)))
     }
 
-    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        Ok(engine_lead(&self.engine(), id))
-    }
-
-    async fn latest_hits(&self, id: &str) -> Result<Option<LatestHits>, StoreError> {
-        Ok(self.engine().lead(id).and_then(|r| r.latest_hits.clone()))
+    async fn lead(&self, id: &str) -> Result<Option<(&'p Program, StoredLead)>, StoreError> {
+        let engine = self.engine();
+        Ok(engine_lead(&engine, id).map(|lead| (engine.program(), lead)))
     }
 
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
