@@ -137,6 +137,7 @@ pub fn run(options: &Options<'_>) -> u8 {
         _ => println!("rules changed: every lead rescored"),
     }
     println!("journal: {} ({replayed} call(s) replayed)", data.display());
+    println!("outbox: {}", store.outbox().display());
     println!("signatures: {signatures}");
     println!("leads: {leads}");
     println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");

@@ -15,11 +15,14 @@
 //! every lead is rescored at each change ([`Engine::change_rules`]), so `serve` holds what the
 //! functions would. Rules whose version differs from the last recorded are a change: recorded,
 //! then every lead is rescored. A cosmetic edit (the same version) is no change.
+//!
+//! What the calls announce goes to the [`Outbox`] beside the journal.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, TimePolicy};
 use crate::store::engine::{Engine, Kept};
 use crate::store::memory;
+use crate::store::outbox::Outbox;
 use leadscore_rules::Program;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -38,6 +41,8 @@ pub struct Journaled<'p> {
     calls: usize,
     /// The rule changes: calls taken before each version came into force.
     history: RuleHistory,
+    /// The notifications the calls announced.
+    outbox: Outbox,
 }
 
 /// One line of the rule history: a version, and how many journal calls came before it.
@@ -185,6 +190,11 @@ impl<'p> Journaled<'p> {
         &self.history
     }
 
+    /// The outbox beside the journal.
+    pub fn outbox(&self) -> &Path {
+        self.outbox.path()
+    }
+
     /// Opens (or creates) the journal and replays it, each call under the rule set that was
     /// in force when it was taken (`programs`, as `history` lists them, then `current`);
     /// when `current` is a new version it is recorded and every lead rescored under it.
@@ -297,6 +307,10 @@ impl<'p> Journaled<'p> {
                 })?;
         }
         engine.change_rules(program);
+        let mut outbox = Outbox::beside(path);
+        outbox
+            .rewrite(&engine)
+            .map_err(|e| format!("cannot write `{}`: {e}", outbox.path().display()))?;
         Ok((
             Journaled {
                 engine,
@@ -305,6 +319,7 @@ impl<'p> Journaled<'p> {
                 len,
                 calls: replayed,
                 history,
+                outbox,
             },
             replayed,
         ))
@@ -386,7 +401,9 @@ impl<'p> Journaled<'p> {
             self.len += lines.len() as u64;
             self.calls += fresh.len();
         }
-        Ok(memory::apply_to_engine(&mut self.engine, calls))
+        let done = memory::apply_to_engine(&mut self.engine, calls);
+        self.outbox.update(&self.engine, false);
+        Ok(done)
     }
 
     /// Erases a lead: its calls leave the journal first (rewritten), then the engine.
@@ -404,7 +421,9 @@ impl<'p> Journaled<'p> {
             })
             .collect();
         self.rewrite_without(&ids)?;
-        Ok(memory::forget_in_engine(&mut self.engine, id))
+        let known = memory::forget_in_engine(&mut self.engine, id);
+        self.outbox.update(&self.engine, true);
+        Ok(known)
     }
 }
 
