@@ -76,7 +76,7 @@ async fn main() {
     let store = DynamoStore::new(client.clone(), "rescore", Arc::new(v2), 400);
     let before = store.requests();
     let started = Instant::now();
-    let report = store.rescore_all(segments, Arc::new(|| {})).await.unwrap();
+    let report = store.rescore_all(segments, Arc::new(|_| {})).await.unwrap();
     let elapsed = started.elapsed();
     let requests = store.requests() - before;
     assert_eq!(report.leads, leads as u64);
@@ -89,7 +89,7 @@ async fn main() {
     );
     // a second rescore finds every lead current
     let started = Instant::now();
-    let again = store.rescore_all(segments, Arc::new(|| {})).await.unwrap();
+    let again = store.rescore_all(segments, Arc::new(|_| {})).await.unwrap();
     println!(
         "second rescore (nothing to do): {:.2} s, {} changed",
         started.elapsed().as_secs_f64(),

@@ -12,7 +12,7 @@ use lambda_http::Request;
 use leadscore_core::api::{ApiConfig, LeadStore};
 use leadscore_core::ingest::segment::{normalize_body, TimePolicy};
 use leadscore_core::output::lead_object;
-use leadscore_core::store::dynamo::DynamoStore;
+use leadscore_core::store::dynamo::{DynamoStore, RescoreProgress};
 use leadscore_core::store::engine::Engine;
 use leadscore_rules::Program;
 use leadscore_score::Score;
@@ -1071,7 +1071,7 @@ async fn a_lead_on_old_rules_is_read_rescored_and_rescored_before_its_next_call(
     );
     assert_eq!(outbox(&store2).await.len(), 1);
     // and `rescore` finds nothing left to do
-    let report = store2.rescore_all(2, Arc::new(|| {})).await.unwrap();
+    let report = store2.rescore_all(2, Arc::new(|_| {})).await.unwrap();
     assert_eq!((report.leads, report.changed), (1, 0));
     assert!(report.notifications.is_empty());
 }
@@ -1116,7 +1116,7 @@ async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
     ));
     let rescorer = {
         let store = DynamoStore::new(local.client().await, base.table(), Arc::clone(&v2), 400);
-        tokio::spawn(async move { store.rescore_all(4, Arc::new(|| {})).await })
+        tokio::spawn(async move { store.rescore_all(4, Arc::new(|_| {})).await })
     };
     let mut tasks = Vec::new();
     for writer in 0..8 {
@@ -1174,9 +1174,29 @@ async fn rescore_beside_eight_writers_counts_every_event_once_and_tells_once() {
         "a transition announced twice: {told:?}"
     );
     assert_eq!(about.len(), 20, "s5 and s100 for each of ten leads");
-    // and a second rescore has nothing left to do
-    let again = after.rescore_all(2, Arc::new(|| {})).await.unwrap();
+    // and a second rescore has nothing left to do; its progress feed (what the CLI's bar
+    // shows) tells each lead once and scans every item of the table, as many as the
+    // table's item count
+    let progress = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let feed = Arc::clone(&progress);
+    let again = after
+        .rescore_all(
+            2,
+            Arc::new(move |p| {
+                let mut seen = feed.lock().unwrap();
+                match p {
+                    RescoreProgress::Lead => seen.0 += 1,
+                    RescoreProgress::Scanned(n) => seen.1 += n,
+                }
+            }),
+        )
+        .await
+        .unwrap();
     assert_eq!((again.changed, again.notifications.len()), (0, 0));
+    let items = scan(&after).await.len() as u64;
+    assert!(items > 1_000, "{items} items");
+    assert_eq!(*progress.lock().unwrap(), (10, items));
+    assert_eq!(after.item_count().await.unwrap(), items);
 }
 
 /// SPEC §7: a lead whose oldest calls have expired from its history is rescored from what
@@ -1224,7 +1244,7 @@ async fn a_lead_with_expired_history_is_rescored_from_what_is_kept() {
         Arc::clone(&v2),
         400,
     );
-    let report = store2.rescore_all(1, Arc::new(|| {})).await.unwrap();
+    let report = store2.rescore_all(1, Arc::new(|_| {})).await.unwrap();
     assert_eq!((report.leads, report.changed, report.partial), (1, 1, 1));
     let state = store2.lead("u1").await.unwrap().unwrap().1.state;
     assert_eq!(state.events, 3, "the event count is the record's");

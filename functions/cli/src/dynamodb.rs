@@ -134,10 +134,7 @@ fn publish(rules: &std::path::Path, then_rescore: bool, segments: u32) -> u8 {
             eprintln!("error: {e}");
             return 2;
         }
-        match store
-            .rescore_all(segments, std::sync::Arc::new(|| {}))
-            .await
-        {
+        match rescore_with_progress(&store, segments).await {
             Ok(report) => {
                 println!(
                     "rescored: {} leads, {} changed, {} partial, {} notifications",
@@ -174,14 +171,49 @@ where
     })
 }
 
+/// Rescores the table with a progress bar on a terminal: the items scanned against the
+/// table's item count (the scan reads every item; DynamoDB refreshes the count about every
+/// six hours, so the bar grows when the table has), and the leads looked at so far. Without
+/// an item count (no `DescribeTable` permission) a counter of leads.
+async fn rescore_with_progress(
+    store: &leadscore_core::store::dynamo::DynamoStore,
+    segments: u32,
+) -> Result<leadscore_core::store::dynamo::TableRescore, leadscore_core::api::StoreError> {
+    use leadscore_core::store::dynamo::RescoreProgress;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let bar = match store.item_count().await {
+        Ok(items) => crate::events::progress_items("rescoring", items, "items scanned"),
+        Err(_) => crate::events::progress_spinner("rescoring", "leads"),
+    };
+    let counted = bar.length().is_some();
+    let feed = bar.clone();
+    let leads = AtomicU64::new(0);
+    let result = store
+        .rescore_all(
+            segments,
+            std::sync::Arc::new(move |progress| match progress {
+                RescoreProgress::Lead if counted => {
+                    let n = leads.fetch_add(1, Ordering::Relaxed) + 1;
+                    feed.set_message(format!("{n} leads"));
+                }
+                RescoreProgress::Lead => feed.inc(1),
+                RescoreProgress::Scanned(items) if counted => {
+                    feed.inc(items);
+                    if feed.length().is_some_and(|len| feed.position() > len) {
+                        feed.set_length(feed.position());
+                    }
+                }
+                RescoreProgress::Scanned(_) => {}
+            }),
+        )
+        .await;
+    bar.finish_and_clear();
+    result
+}
+
 fn rescore(segments: u32, format: RescoreFormat) -> u8 {
     with_store(|store| async move {
-        let bar = crate::events::progress_spinner("rescoring", "leads");
-        let tick = bar.clone();
-        let result = store
-            .rescore_all(segments, std::sync::Arc::new(move || tick.inc(1)))
-            .await;
-        bar.finish_and_clear();
+        let result = rescore_with_progress(&store, segments).await;
         let report = match result {
             Ok(r) => r,
             Err(e) => {

@@ -78,6 +78,22 @@ pub fn progress_spinner(doing: &str, what: &str) -> ProgressBar {
     bar
 }
 
+/// A progress bar over `len` of `what` on standard error while `doing` goes on, when it is a
+/// terminal, with a message beside it (hidden otherwise).
+pub fn progress_items(doing: &str, len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} {doing} [{{bar:30}}] {{pos}}/{{len}} {what} ({{eta}}) {{msg}}"
+    )) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// A progress bar over the bytes of an input on a terminal (hidden otherwise, or for a small
 /// input).
 pub fn progress_bytes(len: u64) -> ProgressBar {

@@ -279,6 +279,16 @@ pub struct Refreshed {
     pub told: Vec<Value>,
 }
 
+/// How far [`DynamoStore::rescore_all`] has come, told as it goes (a progress bar's feed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescoreProgress {
+    /// A lead was looked at (and rescored when it was stamped with other rules).
+    Lead,
+    /// A page of the scan is done: this many items of the table were read, of every kind
+    /// (as [`DynamoStore::item_count`] counts them), leads or not.
+    Scanned(u64),
+}
+
 /// What [`DynamoStore::rescore_all`] did (SPEC §7 `rescore --format json`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TableRescore {
@@ -1714,14 +1724,18 @@ impl DynamoStore {
     pub async fn rescore_all(
         &self,
         segments: u32,
-        on_lead: Arc<dyn Fn() + Send + Sync>,
+        on_progress: Arc<dyn Fn(RescoreProgress) + Send + Sync>,
     ) -> Result<TableRescore, StoreError> {
         let segments = segments.max(1);
         let mut tasks = tokio::task::JoinSet::new();
         for segment in 0..segments {
             let store = self.clone();
-            let on_lead = Arc::clone(&on_lead);
-            tasks.spawn(async move { store.rescore_segment(segment, segments, &*on_lead).await });
+            let on_progress = Arc::clone(&on_progress);
+            tasks.spawn(async move {
+                store
+                    .rescore_segment(segment, segments, &*on_progress)
+                    .await
+            });
         }
         let mut total = TableRescore::default();
         while let Some(done) = tasks.join_next().await {
@@ -1738,11 +1752,30 @@ impl DynamoStore {
         Ok(total)
     }
 
+    /// The number of items in the table, of every kind, as DynamoDB last counted them
+    /// (`DescribeTable`'s `ItemCount`, refreshed about every six hours): the length of a
+    /// rescore's progress bar, whose scan reads every item.
+    pub async fn item_count(&self) -> Result<u64, StoreError> {
+        self.count();
+        let out = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| store_error("describe the table", &e))?;
+        Ok(out
+            .table()
+            .and_then(|t| t.item_count())
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     async fn rescore_segment(
         &self,
         segment: u32,
         segments: u32,
-        on_lead: &(dyn Fn() + Send + Sync),
+        on_progress: &(dyn Fn(RescoreProgress) + Send + Sync),
     ) -> Result<TableRescore, StoreError> {
         let mut report = TableRescore::default();
         let mut start: Option<Item> = None;
@@ -1757,6 +1790,7 @@ impl DynamoStore {
             .expression_attribute_values(":state", s("STATE"));
         loop {
             let out = self.scan_page(&scan, start.take(), "scan leads").await?;
+            let scanned = u64::try_from(out.scanned_count).unwrap_or(0);
             for item in out.items.unwrap_or_default() {
                 let text = |k: &str| match item.get(k) {
                     Some(AttributeValue::S(v)) => v.clone(),
@@ -1766,7 +1800,7 @@ impl DynamoStore {
                     continue;
                 };
                 report.leads += 1;
-                on_lead();
+                on_progress(RescoreProgress::Lead);
                 let stamp = StateItem {
                     rules_version: text("rules_version"),
                     rules_hash: text("rules_hash"),
@@ -1781,6 +1815,7 @@ impl DynamoStore {
                     report.notifications.extend(done.told);
                 }
             }
+            on_progress(RescoreProgress::Scanned(scanned));
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(report),
