@@ -22,10 +22,10 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
-use crate::output::lead_object;
+use crate::pipeline::commit::{as_replay_prints, messages, Commit, Record, Refused};
 use crate::pipeline::{
-    announcements, merge_partner, merged_state, processed, remap_transitions, rescored_state, step,
-    Cause, LatestHits,
+    merge_partner, merged_state, processed, remap_transitions, rescored_state, step, Cause,
+    LatestHits,
 };
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -41,7 +41,7 @@ use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::{Program, StoredState};
-use leadscore_wire::{Message, OutboxNote, RulesRef};
+use leadscore_wire::{Message, OutboxNote};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -329,6 +329,8 @@ pub(crate) struct Current {
 enum CommitError {
     /// Cancelled: the indexes of the items whose condition failed.
     Cancelled(Vec<usize>),
+    /// A [`Commit`] refused: a version guard failed, or calls were applied before.
+    Refused(Refused),
     /// Throttled, a conflicting transaction, or a network error: try again.
     Transient(StoreError),
     /// Anything else: trying again fails the same way.
@@ -1058,65 +1060,110 @@ impl DynamoStore {
         ])
     }
 
-    /// The outbox items of transitions of lead `known` whose state is now `state`.
-    fn note_items(
+    /// The messages of `transitions` of lead `known` under this store's rules
+    /// ([`messages`]); `state` records them as announced.
+    fn messages(
         &self,
         known: &str,
         incarnation: u64,
         state: &mut LeadState,
         transitions: &[Transition],
         cause: Option<Cause>,
-        mut told: Option<&mut Vec<Value>>,
-    ) -> Result<Vec<TransactWriteItem>, CommitError> {
-        let program = &self.program;
-        let mut items = Vec::new();
-        let fatal_json = |e: serde_json::Error| CommitError::failed(e);
-        let mut lead =
-            serde_json::to_value(lead_object(program, known, state)).map_err(fatal_json)?;
-        if let Some(fields) = lead.as_object_mut() {
-            // SPEC §6: a message carries the lead's profile
-            fields.insert(
-                "profile".into(),
-                serde_json::to_value(&state.profile).map_err(fatal_json)?,
-            );
+    ) -> Result<Vec<Message>, CommitError> {
+        messages(
+            &self.program,
+            (known, incarnation),
+            state,
+            transitions,
+            cause,
+        )
+        .map_err(CommitError::failed)
+    }
+
+    /// The outbox item of a message of lead `known`.
+    fn note_item(&self, known: &str, message: &Message) -> Result<TransactWriteItem, CommitError> {
+        let note =
+            OutboxNote::of(known, message, self.expires_at()).map_err(CommitError::failed)?;
+        let item = serde_dynamo::to_item(note).map_err(CommitError::failed)?;
+        Ok(TransactWriteItem::builder().put(self.put(item)?).build())
+    }
+
+    /// The pointer that replaces a merged lead's state: `other` now follows `known`.
+    fn pointer_item(&self, other: &str, known: &str, version: u64) -> StateItem {
+        StateItem {
+            pk: lead_pk(other),
+            sk: "STATE".into(),
+            version,
+            merged_into: Some(known.to_owned()),
+            rules: self.program.name.clone(),
+            rules_hash: self.program.hash.clone(),
+            rules_version: self.program.version.clone(),
+            rules_generation: self.generation,
+            ..StateItem::default()
         }
-        let rules = RulesRef {
-            ruleset: program.name.clone(),
-            version: program.version.clone(),
-        };
-        for a in announcements(program, state, transitions) {
-            let (kind, target) = (a.kind, a.target);
-            let mut message = Message::new(
-                kind,
-                &a.name,
-                format_rfc3339(a.at),
-                target,
-                (known, incarnation),
-                lead.clone(),
-                rules.clone(),
-                cause.map(Cause::as_str),
-            );
-            message.sequence = Some(a.sequence);
-            if let Some(told) = told.as_deref_mut() {
-                // as `replay` prints a notification
-                let mut note = serde_json::json!({
-                    "target": target,
-                    "kind": kind.as_str(),
-                    "lead": known,
-                    kind.name_field(): message.name(),
-                    "at": message.at,
-                });
-                if let (Some(cause), Some(fields)) = (&message.cause, note.as_object_mut()) {
-                    fields.insert("cause".into(), Value::from(cause.as_str()));
+    }
+
+    /// Writes a [`Commit`] in one transaction: the lead's record guarded by the version read
+    /// (or by absence), a merge's pointer guarded by the absorbed lead's version, each call's
+    /// idempotency record (which must not exist) and kept call, and an outbox item a message.
+    /// Returns the record written; [`CommitError::Refused`] when a guard failed (nothing
+    /// written).
+    async fn commit(&self, commit: Commit<'_>) -> Result<StateItem, CommitError> {
+        if commit.writes() > MAX_TRANSACTION_ITEMS {
+            return Err(CommitError::failed(format!(
+                "a commit of {} writes for lead `{}` is over DynamoDB's {MAX_TRANSACTION_ITEMS} a transaction",
+                commit.writes(),
+                commit.known
+            )));
+        }
+        let version = commit.version();
+        let Commit {
+            known,
+            expected,
+            record,
+            calls,
+            messages,
+            absorbed,
+        } = commit;
+        let mut item = self.state_item(
+            &known,
+            version,
+            record.state,
+            record.merged,
+            record.first_arrival,
+            record.hits.as_ref(),
+        );
+        item.partial = record.partial;
+        let mut items = vec![self.state_put(&item, expected)?];
+        if let Some((other, was)) = &absorbed {
+            let pointer = self.pointer_item(other, &known, was.map_or(1, |v| v + 1));
+            items.push(self.state_put(&pointer, *was)?);
+        }
+        // where each call's idempotency record is: a failed guard there is a duplicate
+        let mut call_at: Vec<(usize, &str)> = Vec::with_capacity(calls.len());
+        for (accepted, arrival) in &calls {
+            let [msg, kept] = self.call_items(&known, accepted, *arrival)?;
+            call_at.push((items.len(), accepted.call.message_id.as_str()));
+            items.push(msg);
+            items.push(kept);
+        }
+        for message in &messages {
+            items.push(self.note_item(&known, message)?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(item),
+            Err(CommitError::Cancelled(failed)) => {
+                let mut refused = Refused::default();
+                for index in failed {
+                    match call_at.iter().find(|(at, _)| *at == index) {
+                        Some((_, id)) => refused.duplicates.push((*id).to_owned()),
+                        None => refused.conflict = true,
+                    }
                 }
-                told.push(note);
+                Err(CommitError::Refused(refused))
             }
-            let note =
-                OutboxNote::of(known, &message, self.expires_at()).map_err(CommitError::failed)?;
-            let item = serde_dynamo::to_item(note).map_err(CommitError::failed)?;
-            items.push(TransactWriteItem::builder().put(self.put(item)?).build());
+            Err(other) => Err(other),
         }
-        Ok(items)
     }
 
     /// Applies a run of calls for one lead id (the same `lead_id()`), from the first; returns
@@ -1186,10 +1233,12 @@ impl DynamoStore {
                         again_at_once = true;
                         continue;
                     }
-                    Err(CommitError::Cancelled(failed)) => {
-                        // index 1 is the call's idempotency record (see merge_one)
-                        if failed.contains(&1) {
-                            dups.insert(first.call.message_id.to_string());
+                    Err(CommitError::Refused(refused)) => {
+                        // a duplicate merges nothing: evaluated again as one at once
+                        dups.extend(refused.duplicates);
+                        if !refused.conflict {
+                            loaded = Some(lead);
+                            again_at_once = true;
                         }
                         continue;
                     }
@@ -1201,7 +1250,7 @@ impl DynamoStore {
                         last_error = StoreError::Unavailable(e);
                         continue;
                     }
-                    Err(CommitError::Fatal(e)) => return Err(e),
+                    Err(other) => return Err(fatal(other)),
                 }
             }
             // evaluate the longest prefix without merges that fits in one transaction
@@ -1220,21 +1269,19 @@ impl DynamoStore {
             let mut results: Vec<Processed> = Vec::new();
             // a rescore's notifications come before the calls' own (SPEC §7), and its
             // transitions are listed with the first call applied
-            let mut writes: Vec<TransactWriteItem> = self
-                .note_items(
+            let mut messages = self
+                .messages(
                     &lead.known,
                     first_arrival,
                     &mut state,
                     &lead.rescored,
                     Some(Cause::RulesChanged),
-                    None,
                 )
                 .map_err(fatal)?;
             let mut rescored = lead.rescored.clone();
-            let mut msg_index: Vec<(usize, String)> = Vec::new();
+            let mut calls: Vec<(&Accepted, u64)> = Vec::new();
             let mut seen: HashSet<&str> = HashSet::new();
             let mut hits: Option<LatestHits> = item.as_ref().and_then(StateItem::hits);
-            let mut applied = 0usize;
             for (k, accepted) in run.iter().enumerate() {
                 if k > 0 && needs_merge(&accepted.call).is_some() {
                     break;
@@ -1254,31 +1301,19 @@ impl DynamoStore {
                 let mut probe = state.clone();
                 let mut transitions = Vec::new();
                 let step_hits = step(&program, &mut probe, &accepted.call, &mut transitions, true);
-                let notes = self
-                    .note_items(
-                        &lead.known,
-                        first_arrival,
-                        &mut probe,
-                        &transitions,
-                        None,
-                        None,
-                    )
+                let new = self
+                    .messages(&lead.known, first_arrival, &mut probe, &transitions, None)
                     .map_err(fatal)?;
-                // 1 state item + what is written so far + 2 per call + notes
-                if applied > 0 && 1 + writes.len() + 2 + notes.len() > MAX_TRANSACTION_ITEMS {
-                    results.truncate(k);
+                // the record, what is written so far, 2 for this call and its messages
+                if !calls.is_empty()
+                    && 1 + 2 * calls.len() + messages.len() + 2 + new.len() > MAX_TRANSACTION_ITEMS
+                {
                     break;
                 }
                 state = probe;
-                let [msg, kept] = self
-                    .call_items(&lead.known, accepted, arrival + k as u64)
-                    .map_err(fatal)?;
-                msg_index.push((1 + writes.len(), accepted.call.message_id.to_string()));
-                writes.push(msg);
-                writes.push(kept);
-                writes.extend(notes);
+                calls.push((accepted, arrival + k as u64));
+                messages.extend(new);
                 hits = step_hits;
-                applied += 1;
                 results.push(processed(
                     &program,
                     &lead.known,
@@ -1289,44 +1324,38 @@ impl DynamoStore {
                 ));
             }
             let consumed = results.len();
-            if applied == 0 {
+            if calls.is_empty() {
                 out.extend(results);
                 return Ok((consumed, Some(lead)));
             }
-            let version = lead.version().map_or(1, |v| v + 1);
-            let merged = lead.merged().to_vec();
-            let mut new_item = self.state_item(
-                &lead.known,
-                version,
-                state,
-                merged,
-                first_arrival,
-                hits.as_ref(),
-            );
-            new_item.partial = lead.item.as_ref().is_some_and(|i| i.partial);
-            let mut items = vec![self.state_put(&new_item, lead.version()).map_err(fatal)?];
-            items.extend(writes);
-            match self.transact(items).await {
-                Ok(()) => {
+            let commit = Commit {
+                known: lead.known.clone(),
+                expected: lead.version(),
+                record: Record {
+                    state,
+                    merged: lead.merged().to_vec(),
+                    first_arrival,
+                    hits,
+                    partial: lead.item.as_ref().is_some_and(|i| i.partial),
+                },
+                calls,
+                messages,
+                absorbed: None,
+            };
+            match self.commit(commit).await {
+                Ok(written) => {
                     out.extend(results);
                     let committed = Loaded {
                         known: lead.known,
-                        item: Some(new_item),
+                        item: Some(written),
                         rescored: Vec::new(),
                         partial: false,
                     };
                     return Ok((consumed, Some(committed)));
                 }
-                Err(CommitError::Cancelled(failed)) => {
-                    let mut state_failed = false;
-                    for index in failed {
-                        if index == 0 {
-                            state_failed = true;
-                        } else if let Some((_, id)) = msg_index.iter().find(|(i, _)| *i == index) {
-                            dups.insert(id.clone());
-                        }
-                    }
-                    if !state_failed {
+                Err(CommitError::Refused(refused)) => {
+                    dups.extend(refused.duplicates);
+                    if !refused.conflict {
                         // the state is still as read: evaluate again without the duplicates
                         loaded = Some(lead);
                         again_at_once = true;
@@ -1334,15 +1363,14 @@ impl DynamoStore {
                 }
                 Err(CommitError::Transient(e)) => last_error = e,
                 Err(CommitError::Erasing(e)) => last_error = StoreError::Unavailable(e),
-                Err(CommitError::Fatal(e)) => return Err(e),
+                Err(other) => return Err(fatal(other)),
             }
         }
         Err(last_error)
     }
 
     /// Merges lead `other` into `lead` and applies `accepted` (SPEC §5). `Ok(None)`: `other`
-    /// was merged into another lead already, so no merge happens. Item 1 of the transaction
-    /// is the call's idempotency record.
+    /// was merged into another lead already, so no merge happens.
     async fn merge_one(
         &self,
         accepted: &Accepted,
@@ -1370,14 +1398,13 @@ impl DynamoStore {
         };
         // a rescore's transitions are announced first, and what it announced stays announced
         let mut previous = lead.item.as_ref().and_then(|i| i.state.clone());
-        let rescore_notes = match previous.as_mut() {
-            Some(p) => self.note_items(
+        let mut messages = match previous.as_mut() {
+            Some(p) => self.messages(
                 &lead.known,
                 first_arrival,
                 p,
                 &lead.rescored,
                 Some(Cause::RulesChanged),
-                None,
             )?,
             None => Vec::new(),
         };
@@ -1412,15 +1439,13 @@ impl DynamoStore {
             ),
         };
         let hits = step(&program, &mut state, &accepted.call, &mut transitions, true);
-        let version = lead.version().map_or(1, |v| v + 1);
-        let notes = self.note_items(
+        messages.extend(self.messages(
             &lead.known,
             first_arrival,
             &mut state,
             &transitions,
             None,
-            None,
-        )?;
+        )?);
         let result = processed(
             &program,
             &lead.known,
@@ -1429,42 +1454,21 @@ impl DynamoStore {
             Vec::new(),
             lead.rescored.clone(),
         );
-        let mut new_item = self.state_item(
-            &lead.known,
-            version,
-            state,
-            merged,
-            first_arrival,
-            hits.as_ref(),
-        );
-        new_item.partial = partial;
-        let [msg, kept] = self.call_items(&lead.known, accepted, arrival)?;
-        // the pointer that replaces the absorbed lead's state
-        let pointer = StateItem {
-            pk: lead_pk(other),
-            sk: "STATE".into(),
-            version: absorbed.as_ref().map_or(1, |a| a.version + 1),
-            merged_into: Some(lead.known.clone()),
-            state: None,
-            merged: Vec::new(),
-            first_arrival: 0,
-            latest_hits: None,
-            score: None,
-            stage: None,
-            rules: program.name.clone(),
-            rules_hash: program.hash.clone(),
-            rules_version: program.version.clone(),
-            rules_generation: self.generation,
-            due_shard: None,
-            due_at: None,
-            partial: false,
-            erasing: None,
-        };
-        let mut items = vec![self.state_put(&new_item, lead.version())?, msg, kept];
-        items.push(self.state_put(&pointer, absorbed.as_ref().map(|a| a.version))?);
-        items.extend(rescore_notes);
-        items.extend(notes);
-        self.transact(items).await?;
+        self.commit(Commit {
+            known: lead.known.clone(),
+            expected: lead.version(),
+            record: Record {
+                state,
+                merged,
+                first_arrival,
+                hits,
+                partial,
+            },
+            calls: vec![(accepted, arrival)],
+            messages,
+            absorbed: Some((other.to_owned(), absorbed.as_ref().map(|a| a.version))),
+        })
+        .await?;
         Ok(Some(Processed {
             transitions,
             ..result
@@ -1553,7 +1557,7 @@ impl DynamoStore {
                     continue;
                 }
                 Err(CommitError::Fatal(e)) => return Err(e),
-                Err(CommitError::Cancelled(_)) => continue,
+                Err(CommitError::Cancelled(_) | CommitError::Refused(_)) => continue,
             };
             if self.is_newer(&item) {
                 return Err(self.newer_error(id, &item));
@@ -1576,55 +1580,47 @@ impl DynamoStore {
                     last_error = e;
                     continue;
                 }
-                Err(CommitError::Cancelled(_)) => continue,
+                Err(CommitError::Cancelled(_) | CommitError::Refused(_)) => continue,
             }
             let incarnation = lead.item.as_ref().map_or(0, |i| i.first_arrival);
             let Some(mut state) = lead.item.and_then(|i| i.state) else {
                 return Ok(None);
             };
-            let mut told = Vec::new();
-            let mut notes = self
-                .note_items(
+            let mut messages = self
+                .messages(
                     id,
                     incarnation,
                     &mut state,
                     &lead.rescored,
                     Some(Cause::RulesChanged),
-                    Some(&mut told),
                 )
                 .map_err(fatal)?;
             if let Some(now) = tick {
                 let mut transitions = Vec::new();
                 eval::tick(&program, &mut state, now, &mut transitions);
-                notes.extend(
-                    self.note_items(
-                        id,
-                        incarnation,
-                        &mut state,
-                        &transitions,
-                        None,
-                        Some(&mut told),
-                    )
-                    .map_err(fatal)?,
+                messages.extend(
+                    self.messages(id, incarnation, &mut state, &transitions, None)
+                        .map_err(fatal)?,
                 );
             }
             let changed = item.state.as_ref() != Some(&state);
-            let hits = item.hits();
-            let mut new_item = self.state_item(
-                id,
-                item.version + 1,
-                state,
-                item.merged.clone(),
-                item.first_arrival,
-                hits.as_ref(),
-            );
-            new_item.partial = item.partial || lead.partial;
-            let mut items = vec![self
-                .state_put(&new_item, Some(item.version))
-                .map_err(fatal)?];
-            items.extend(notes);
-            match self.transact(items).await {
-                Ok(()) => {
+            let told = messages.iter().map(|m| as_replay_prints(id, m)).collect();
+            let commit = Commit {
+                known: id.to_owned(),
+                expected: Some(item.version),
+                record: Record {
+                    state,
+                    merged: item.merged.clone(),
+                    first_arrival: item.first_arrival,
+                    hits: item.hits(),
+                    partial: item.partial || lead.partial,
+                },
+                calls: Vec::new(),
+                messages,
+                absorbed: None,
+            };
+            match self.commit(commit).await {
+                Ok(_) => {
                     return Ok(Some(Refreshed {
                         committed: true,
                         rescored: stale,
@@ -1633,7 +1629,7 @@ impl DynamoStore {
                         told,
                     }))
                 }
-                Err(CommitError::Cancelled(_)) => {}
+                Err(CommitError::Refused(_) | CommitError::Cancelled(_)) => {}
                 Err(CommitError::Transient(e)) => last_error = e,
                 Err(CommitError::Erasing(_)) => return Ok(None),
                 Err(CommitError::Fatal(e)) => return Err(e),
@@ -1942,7 +1938,9 @@ fn fatal(err: CommitError) -> StoreError {
     match err {
         CommitError::Fatal(e) | CommitError::Transient(e) => e,
         CommitError::Erasing(e) => StoreError::Unavailable(e),
-        CommitError::Cancelled(_) => StoreError::Unavailable("transaction cancelled".into()),
+        CommitError::Cancelled(_) | CommitError::Refused(_) => {
+            StoreError::Unavailable("transaction cancelled".into())
+        }
     }
 }
 

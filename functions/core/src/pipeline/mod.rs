@@ -11,7 +11,11 @@
 //! - [`announcements`]: the notifications a commit carries, each (transition, target)
 //!   announced once ever (SPEC §3 step 6, §7);
 //! - [`check_call`]: the limits every store holds a call to before it is applied;
-//! - [`processed`]: the per-call result the API answers with.
+//! - [`processed`]: the per-call result the API answers with;
+//! - [`commit`]: what one step writes, as a value ([`commit::Commit`]) a store applies at
+//!   once under the lead's version, with the messages it announces ([`commit::messages`]).
+
+pub mod commit;
 
 use crate::api::Processed;
 use crate::ingest::segment::Call;

@@ -1,0 +1,231 @@
+//! The commit: everything one step of the pipeline writes for one lead, as a value a store
+//! applies at once (DESIGN: one event, one atomic commit), guarded by the version the lead
+//! was read at. The pipeline decides what goes in it: the new record, the calls applied,
+//! what is announced, a merge's pointer. A store only says how to write it, and answers
+//! [`Refused`] when the lead moved on meanwhile or a call was applied before, so the loop
+//! around it loads again or evaluates again without the duplicates.
+
+use crate::api::Accepted;
+use crate::output::lead_object;
+use crate::pipeline::{announcements, Cause, LatestHits};
+use leadscore_rules::eval::{LeadState, Transition};
+use leadscore_rules::time::format_rfc3339;
+use leadscore_rules::Program;
+use leadscore_wire::{Message, RulesRef};
+use serde_json::Value;
+
+/// A lead's record as a commit writes it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The lead's state.
+    pub state: LeadState,
+    /// The ids merged into the lead (their kept calls are the lead's too).
+    pub merged: Vec<String>,
+    /// The arrival of the lead's first call: its incarnation in notification ids.
+    pub first_arrival: u64,
+    /// What the latest call did.
+    pub hits: Option<LatestHits>,
+    /// The lead's history is partly expired (its kept calls are fewer than its events).
+    pub partial: bool,
+}
+
+/// What one step writes for lead `known`, all or nothing.
+#[derive(Debug, Clone)]
+pub struct Commit<'c> {
+    /// The lead's known id.
+    pub known: String,
+    /// The version its record must still have; `None`: it must have no record yet. The new
+    /// record's version is one higher.
+    pub expected: Option<u64>,
+    /// The new record.
+    pub record: Record,
+    /// The calls applied, in order, each with its arrival number: each one's idempotency
+    /// record (which must not exist yet) and its place in the lead's history.
+    pub calls: Vec<(&'c Accepted, u64)>,
+    /// What the commit announces, in order (a rescore's first, SPEC §7).
+    pub messages: Vec<Message>,
+    /// An identity merge: the absorbed id and the version its record was read at (`None`:
+    /// it had none). Its record becomes a pointer to `known`.
+    pub absorbed: Option<(String, Option<u64>)>,
+}
+
+impl Commit<'_> {
+    /// How many writes it takes: the record, two a call (idempotency record, kept call),
+    /// one a message, and a merge's pointer.
+    pub fn writes(&self) -> usize {
+        1 + 2 * self.calls.len() + self.messages.len() + usize::from(self.absorbed.is_some())
+    }
+
+    /// The version of the record it writes.
+    pub fn version(&self) -> u64 {
+        self.expected.map_or(1, |v| v + 1)
+    }
+}
+
+/// Why a store refused a commit, which changed nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// The lead's record, or the absorbed lead's, is no longer at the version read: load
+    /// the lead again.
+    pub conflict: bool,
+    /// The `messageId`s of calls applied before (their idempotency records exist):
+    /// duplicates, to evaluate again without.
+    pub duplicates: Vec<String>,
+}
+
+/// The messages of `transitions` that lead `known` (incarnation `incarnation`, now in
+/// `state`) has not announced before, in order; `state` records them as announced and
+/// each carries the lead object with its profile (SPEC §6), the rules and the lead's
+/// sequence number.
+pub fn messages(
+    program: &Program,
+    (known, incarnation): (&str, u64),
+    state: &mut LeadState,
+    transitions: &[Transition],
+    cause: Option<Cause>,
+) -> Result<Vec<Message>, serde_json::Error> {
+    let found = announcements(program, state, transitions);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lead = serde_json::to_value(lead_object(program, known, state))?;
+    if let Some(fields) = lead.as_object_mut() {
+        fields.insert("profile".into(), serde_json::to_value(&state.profile)?);
+    }
+    let rules = RulesRef {
+        ruleset: program.name.clone(),
+        version: program.version.clone(),
+    };
+    Ok(found
+        .into_iter()
+        .map(|a| {
+            let mut message = Message::new(
+                a.kind,
+                &a.name,
+                format_rfc3339(a.at),
+                a.target,
+                (known, incarnation),
+                lead.clone(),
+                rules.clone(),
+                cause.map(Cause::as_str),
+            );
+            message.sequence = Some(a.sequence);
+            message
+        })
+        .collect())
+}
+
+/// A message of lead `known` as `replay --format json` prints a notification.
+pub fn as_replay_prints(known: &str, message: &Message) -> Value {
+    let mut note = serde_json::json!({
+        "target": message.target,
+        "kind": message.kind.as_str(),
+        "lead": known,
+        message.kind.name_field(): message.name(),
+        "at": message.at,
+    });
+    if let (Some(cause), Some(fields)) = (&message.cause, note.as_object_mut()) {
+        fields.insert("cause".into(), Value::from(cause.as_str()));
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::ingest::segment::{normalize_call, TimePolicy};
+    use crate::pipeline::step;
+
+    fn program() -> Program {
+        let text = "ruleset \"t\"\nscore \"Demo\" +10 on \"Demo\"\nstage mql when engagement >= 10\nstage sql when engagement >= 20\nnotify crm when reached mql\nnotify sales when reached mql\nnotify crm when reached sql\n";
+        crate::rules::compile_text("t.rules", text)
+            .expect("rules")
+            .0
+    }
+
+    fn demo(program: &Program, state: &mut LeadState, at: &str) -> Vec<Transition> {
+        let v = serde_json::json!({"type": "identify", "userId": "u1", "messageId": at,
+            "timestamp": at, "traits": {"email": "u1@example.com"}});
+        let identify = normalize_call(&v, "", &TimePolicy::Required).unwrap();
+        let v = serde_json::json!({"type": "track", "event": "Demo", "userId": "u1",
+            "messageId": format!("{at}-demo"), "timestamp": at});
+        let call = normalize_call(&v, "", &TimePolicy::Required).unwrap();
+        let mut transitions = Vec::new();
+        step(program, state, &identify, &mut transitions, false);
+        step(program, state, &call, &mut transitions, false);
+        transitions
+    }
+
+    #[test]
+    fn messages_are_announced_once_numbered_and_carry_the_profile() {
+        let program = program();
+        let mut state = LeadState::new(&program);
+        let t = demo(&program, &mut state, "2026-01-01T00:00:00Z");
+        let first = messages(&program, ("u1", 7), &mut state, &t, None).unwrap();
+        let targets: Vec<&str> = first.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["crm", "sales"]);
+        assert_eq!(first[0].sequence, Some(1));
+        assert_eq!(first[1].sequence, Some(2));
+        assert_eq!(first[0].lead["profile"]["email"], "u1@example.com");
+        assert_eq!(first[0].rules.as_ref().unwrap().ruleset, "t");
+        // the same transitions again: already announced, nothing
+        assert!(messages(&program, ("u1", 7), &mut state, &t, None)
+            .unwrap()
+            .is_empty());
+        let t = demo(&program, &mut state, "2026-01-02T00:00:00Z");
+        let second = messages(
+            &program,
+            ("u1", 7),
+            &mut state,
+            &t,
+            Some(Cause::RulesChanged),
+        )
+        .unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].sequence, Some(3));
+        assert_eq!(
+            as_replay_prints("u1", &second[0]),
+            serde_json::json!({"target": "crm", "kind": "stage_reached", "lead": "u1",
+                "stage": "sql", "at": "2026-01-02T00:00:00Z", "cause": "rules_changed"})
+        );
+        // another incarnation (after an erasure) gives other ids
+        let mut again = LeadState::new(&program);
+        let t = demo(&program, &mut again, "2026-01-01T00:00:00Z");
+        let other = messages(&program, ("u1", 8), &mut again, &t, None).unwrap();
+        assert_ne!(other[0].id, first[0].id);
+    }
+
+    #[test]
+    fn a_commit_counts_its_writes() {
+        let program = program();
+        let accepted = Accepted {
+            call: normalize_call(
+                &serde_json::json!({"type": "track", "event": "Demo", "userId": "u1",
+                    "messageId": "m1", "timestamp": "2026-01-01T00:00:00Z"}),
+                "",
+                &TimePolicy::Required,
+            )
+            .unwrap(),
+            record: Value::Null,
+        };
+        let mut commit = Commit {
+            known: "u1".into(),
+            expected: None,
+            record: Record {
+                state: LeadState::new(&program),
+                merged: Vec::new(),
+                first_arrival: 1,
+                hits: None,
+                partial: false,
+            },
+            calls: vec![(&accepted, 1)],
+            messages: Vec::new(),
+            absorbed: None,
+        };
+        assert_eq!((commit.writes(), commit.version()), (3, 1));
+        commit.expected = Some(4);
+        commit.absorbed = Some(("anon".into(), None));
+        assert_eq!((commit.writes(), commit.version()), (4, 5));
+    }
+}
