@@ -13,8 +13,12 @@
 //! - [`check_call`]: the limits every store holds a call to before it is applied;
 //! - [`processed`]: the per-call result the API answers with;
 //! - [`commit`]: what one step writes, as a value ([`commit::Commit`]) a store applies at
-//!   once under the lead's version, with the messages it announces ([`commit::messages`]).
+//!   once under the lead's version, with the messages it announces ([`commit::messages`]);
+//! - `apply`: the loop around them, written once over a store's narrow door
+//!   (`apply::Records`: load with a version, kept calls, commit answering a conflict).
 
+#[cfg(feature = "dynamodb")]
+pub mod apply;
 pub mod commit;
 
 use crate::api::Processed;

@@ -19,14 +19,16 @@
 //! transaction, the known lead's state and a pointer in place of the anonymous lead's state.
 //! The anonymous lead's calls stay in its own partition; the known lead's state lists the ids
 //! merged into it (`merged`), so its history is its own partition and theirs.
+//!
+//! The loop that decides all this is the pipeline's ([`crate::pipeline::apply`]); this store
+//! opens its narrow door on the table ([`Records`]: load, kept calls, commit) and writes
+//! each [`Commit`] as one transaction.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
+use crate::pipeline::apply::{self, apply_run, Absorbed, Records, StepError};
 use crate::pipeline::commit::{as_replay_prints, messages, Commit, Record, Refused};
-use crate::pipeline::{
-    merge_partner, merged_state, processed, remap_transitions, rescored_state, step, Cause,
-    LatestHits,
-};
+use crate::pipeline::{remap_transitions, rescored_state, Cause, LatestHits};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::query::QueryError;
@@ -45,15 +47,14 @@ use leadscore_wire::{Message, OutboxNote};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Items in one transaction at most (DynamoDB's limit).
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
-/// How many times a commit is tried (conflicts, throttling) before the caller gets an error.
-pub const MAX_ATTEMPTS: u32 = 20;
+pub use crate::pipeline::apply::MAX_ATTEMPTS;
 pub use crate::pipeline::{MAX_CALL_BYTES, MAX_ID_BYTES};
 /// Partitions of the sparse `due` index.
 pub const DUE_SHARDS: u32 = 16;
@@ -232,9 +233,6 @@ struct Loaded {
 impl Loaded {
     fn version(&self) -> Option<u64> {
         self.item.as_ref().map(|i| i.version)
-    }
-    fn merged(&self) -> &[String] {
-        self.item.as_ref().map_or(&[], |i| i.merged.as_slice())
     }
 }
 
@@ -1108,7 +1106,7 @@ impl DynamoStore {
     /// idempotency record (which must not exist) and kept call, and an outbox item a message.
     /// Returns the record written; [`CommitError::Refused`] when a guard failed (nothing
     /// written).
-    async fn commit(&self, commit: Commit<'_>) -> Result<StateItem, CommitError> {
+    async fn commit(&self, commit: &Commit<'_>) -> Result<(), CommitError> {
         if commit.writes() > MAX_TRANSACTION_ITEMS {
             return Err(CommitError::failed(format!(
                 "a commit of {} writes for lead `{}` is over DynamoDB's {MAX_TRANSACTION_ITEMS} a transaction",
@@ -1116,7 +1114,6 @@ impl DynamoStore {
                 commit.known
             )));
         }
-        let version = commit.version();
         let Commit {
             known,
             expected,
@@ -1126,32 +1123,32 @@ impl DynamoStore {
             absorbed,
         } = commit;
         let mut item = self.state_item(
-            &known,
-            version,
-            record.state,
-            record.merged,
+            known,
+            commit.version(),
+            record.state.clone(),
+            record.merged.clone(),
             record.first_arrival,
             record.hits.as_ref(),
         );
         item.partial = record.partial;
-        let mut items = vec![self.state_put(&item, expected)?];
-        if let Some((other, was)) = &absorbed {
-            let pointer = self.pointer_item(other, &known, was.map_or(1, |v| v + 1));
+        let mut items = vec![self.state_put(&item, *expected)?];
+        if let Some((other, was)) = absorbed {
+            let pointer = self.pointer_item(other, known, was.map_or(1, |v| v + 1));
             items.push(self.state_put(&pointer, *was)?);
         }
         // where each call's idempotency record is: a failed guard there is a duplicate
         let mut call_at: Vec<(usize, &str)> = Vec::with_capacity(calls.len());
-        for (accepted, arrival) in &calls {
-            let [msg, kept] = self.call_items(&known, accepted, *arrival)?;
+        for (accepted, arrival) in calls {
+            let [msg, kept] = self.call_items(known, accepted, *arrival)?;
             call_at.push((items.len(), accepted.call.message_id.as_str()));
             items.push(msg);
             items.push(kept);
         }
-        for message in &messages {
-            items.push(self.note_item(&known, message)?);
+        for message in messages {
+            items.push(self.note_item(known, message)?);
         }
         match self.transact(items).await {
-            Ok(()) => Ok(item),
+            Ok(()) => Ok(()),
             Err(CommitError::Cancelled(failed)) => {
                 let mut refused = Refused::default();
                 for index in failed {
@@ -1164,315 +1161,6 @@ impl DynamoStore {
             }
             Err(other) => Err(other),
         }
-    }
-
-    /// Applies a run of calls for one lead id (the same `lead_id()`), from the first; returns
-    /// how many it consumed (a call that merges another lead ends a run; a run too large for
-    /// one transaction is committed in parts) and the lead as committed, which the next part
-    /// of the same run starts from without reading it again. `carry` is that lead.
-    async fn apply_run(
-        &self,
-        run: &[Accepted],
-        arrival: u64,
-        out: &mut Vec<Processed>,
-        carry: Option<Loaded>,
-    ) -> Result<(usize, Option<Loaded>), StoreError> {
-        let program = Arc::clone(&self.program);
-        let Some(first) = run.first() else {
-            return Ok((0, None));
-        };
-        let mut dups: HashSet<String> = HashSet::new();
-        let mut no_merge: HashSet<String> = HashSet::new();
-        let mut loaded: Option<Loaded> = carry;
-        let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
-        // a second pass over the same read (duplicates found, or no merge after all) needs
-        // no backoff: nobody else is in the way
-        let mut again_at_once = false;
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 && !std::mem::take(&mut again_at_once) {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            let lead = match loaded.take() {
-                Some(lead) => lead,
-                None => match self.load_current(first.call.lead_id()).await {
-                    Ok(lead) => lead,
-                    Err(CommitError::Transient(e)) => {
-                        last_error = e;
-                        continue;
-                    }
-                    Err(CommitError::Erasing(e)) => {
-                        // wait for the erasure to end: the call then starts a new lead
-                        last_error = StoreError::Unavailable(e);
-                        continue;
-                    }
-                    Err(other) => return Err(fatal(other)),
-                },
-            };
-            if let Some(item) = lead.item.as_ref().filter(|i| self.is_newer(i)) {
-                return Err(self.newer_error(&lead.known, item));
-            }
-            let needs_merge = |call: &Call| -> Option<String> {
-                let other = merge_partner(call)?;
-                (other != lead.known
-                    && !lead.merged().iter().any(|m| m == other)
-                    && !no_merge.contains(other)
-                    && !dups.contains(call.message_id.as_str()))
-                .then(|| other.to_owned())
-            };
-            if let Some(other) = needs_merge(&first.call) {
-                match self.merge_one(first, &other, &lead, arrival).await {
-                    Ok(Some(processed)) => {
-                        out.push(processed);
-                        return Ok((1, None));
-                    }
-                    Ok(None) => {
-                        // the other id was merged elsewhere already: an ordinary call
-                        no_merge.insert(other);
-                        loaded = Some(lead);
-                        again_at_once = true;
-                        continue;
-                    }
-                    Err(CommitError::Refused(refused)) => {
-                        // a duplicate merges nothing: evaluated again as one at once
-                        dups.extend(refused.duplicates);
-                        if !refused.conflict {
-                            loaded = Some(lead);
-                            again_at_once = true;
-                        }
-                        continue;
-                    }
-                    Err(CommitError::Transient(e)) => {
-                        last_error = e;
-                        continue;
-                    }
-                    Err(CommitError::Erasing(e)) => {
-                        last_error = StoreError::Unavailable(e);
-                        continue;
-                    }
-                    Err(other) => return Err(fatal(other)),
-                }
-            }
-            // evaluate the longest prefix without merges that fits in one transaction
-            let mut item = lead.item.clone();
-            let mut state = item
-                .as_mut()
-                .and_then(|i| i.state.take())
-                .unwrap_or_else(|| LeadState::new(&program));
-            let first_arrival = item.as_ref().map_or(arrival, |i| {
-                if i.first_arrival == 0 {
-                    arrival
-                } else {
-                    i.first_arrival
-                }
-            });
-            let mut results: Vec<Processed> = Vec::new();
-            // a rescore's notifications come before the calls' own (SPEC §7), and its
-            // transitions are listed with the first call applied
-            let mut messages = self
-                .messages(
-                    &lead.known,
-                    first_arrival,
-                    &mut state,
-                    &lead.rescored,
-                    Some(Cause::RulesChanged),
-                )
-                .map_err(fatal)?;
-            let mut rescored = lead.rescored.clone();
-            let mut calls: Vec<(&Accepted, u64)> = Vec::new();
-            let mut seen: HashSet<&str> = HashSet::new();
-            let mut hits: Option<LatestHits> = item.as_ref().and_then(StateItem::hits);
-            for (k, accepted) in run.iter().enumerate() {
-                if k > 0 && needs_merge(&accepted.call).is_some() {
-                    break;
-                }
-                let id = accepted.call.message_id.as_str();
-                if dups.contains(id) || !seen.insert(id) {
-                    results.push(processed(
-                        &program,
-                        &lead.known,
-                        Some(&state),
-                        true,
-                        Vec::new(),
-                        Vec::new(),
-                    ));
-                    continue;
-                }
-                let mut probe = state.clone();
-                let mut transitions = Vec::new();
-                let step_hits = step(&program, &mut probe, &accepted.call, &mut transitions, true);
-                let new = self
-                    .messages(&lead.known, first_arrival, &mut probe, &transitions, None)
-                    .map_err(fatal)?;
-                // the record, what is written so far, 2 for this call and its messages
-                if !calls.is_empty()
-                    && 1 + 2 * calls.len() + messages.len() + 2 + new.len() > MAX_TRANSACTION_ITEMS
-                {
-                    break;
-                }
-                state = probe;
-                calls.push((accepted, arrival + k as u64));
-                messages.extend(new);
-                hits = step_hits;
-                results.push(processed(
-                    &program,
-                    &lead.known,
-                    Some(&state),
-                    false,
-                    transitions,
-                    std::mem::take(&mut rescored),
-                ));
-            }
-            let consumed = results.len();
-            if calls.is_empty() {
-                out.extend(results);
-                return Ok((consumed, Some(lead)));
-            }
-            let commit = Commit {
-                known: lead.known.clone(),
-                expected: lead.version(),
-                record: Record {
-                    state,
-                    merged: lead.merged().to_vec(),
-                    first_arrival,
-                    hits,
-                    partial: lead.item.as_ref().is_some_and(|i| i.partial),
-                },
-                calls,
-                messages,
-                absorbed: None,
-            };
-            match self.commit(commit).await {
-                Ok(written) => {
-                    out.extend(results);
-                    let committed = Loaded {
-                        known: lead.known,
-                        item: Some(written),
-                        rescored: Vec::new(),
-                        partial: false,
-                    };
-                    return Ok((consumed, Some(committed)));
-                }
-                Err(CommitError::Refused(refused)) => {
-                    dups.extend(refused.duplicates);
-                    if !refused.conflict {
-                        // the state is still as read: evaluate again without the duplicates
-                        loaded = Some(lead);
-                        again_at_once = true;
-                    }
-                }
-                Err(CommitError::Transient(e)) => last_error = e,
-                Err(CommitError::Erasing(e)) => last_error = StoreError::Unavailable(e),
-                Err(other) => return Err(fatal(other)),
-            }
-        }
-        Err(last_error)
-    }
-
-    /// Merges lead `other` into `lead` and applies `accepted` (SPEC §5). `Ok(None)`: `other`
-    /// was merged into another lead already, so no merge happens.
-    async fn merge_one(
-        &self,
-        accepted: &Accepted,
-        other: &str,
-        lead: &Loaded,
-        arrival: u64,
-    ) -> Result<Option<Processed>, CommitError> {
-        let program = Arc::clone(&self.program);
-        let absorbed = self.get_state(other).await?;
-        if absorbed.as_ref().is_some_and(|a| a.merged_into.is_some()) {
-            return Ok(None);
-        }
-        // the merged lead's first arrival (its incarnation in notification ids), as stored
-        let first_arrival = {
-            let known = lead.item.as_ref().map_or(0, |i| i.first_arrival);
-            let absorbed_first = absorbed
-                .as_ref()
-                .filter(|a| a.state.is_some())
-                .map_or(0, |a| a.first_arrival);
-            match (known, absorbed_first) {
-                (0, 0) => arrival,
-                (0, x) | (x, 0) => x,
-                (a, b) => a.min(b),
-            }
-        };
-        // a rescore's transitions are announced first, and what it announced stays announced
-        let mut previous = lead.item.as_ref().and_then(|i| i.state.clone());
-        let mut messages = match previous.as_mut() {
-            Some(p) => self.messages(
-                &lead.known,
-                first_arrival,
-                p,
-                &lead.rescored,
-                Some(Cause::RulesChanged),
-            )?,
-            None => Vec::new(),
-        };
-        let previous = previous.as_ref();
-        let mut partial = lead.item.as_ref().is_some_and(|i| i.partial);
-        let mut merged = lead.merged().to_vec();
-        merged.push(other.to_owned());
-        let (mut state, mut transitions) = match &absorbed {
-            Some(absorbed) if absorbed.state.is_some() => {
-                merged.extend(absorbed.merged.iter().cloned());
-                // the combined history: the known lead's partitions and the absorbed one's
-                let mut calls: Vec<(u64, Call)> = Vec::new();
-                let mut partitions = vec![other.to_owned()];
-                partitions.extend(absorbed.merged.iter().cloned());
-                if lead.item.is_some() {
-                    partitions.push(lead.known.clone());
-                    partitions.extend(lead.merged().iter().cloned());
-                }
-                for partition in &partitions {
-                    calls.extend(self.history(partition).await?);
-                }
-                let counted = previous.map_or(0, |p| p.events)
-                    + absorbed.state.as_ref().map_or(0, |a| a.events);
-                partial |= absorbed.partial || (calls.len() as u64) < counted;
-                merged_state(&program, &mut calls, previous)
-            }
-            _ => (
-                previous
-                    .cloned()
-                    .unwrap_or_else(|| LeadState::new(&program)),
-                Vec::new(),
-            ),
-        };
-        let hits = step(&program, &mut state, &accepted.call, &mut transitions, true);
-        messages.extend(self.messages(
-            &lead.known,
-            first_arrival,
-            &mut state,
-            &transitions,
-            None,
-        )?);
-        let result = processed(
-            &program,
-            &lead.known,
-            Some(&state),
-            false,
-            Vec::new(),
-            lead.rescored.clone(),
-        );
-        self.commit(Commit {
-            known: lead.known.clone(),
-            expected: lead.version(),
-            record: Record {
-                state,
-                merged,
-                first_arrival,
-                hits,
-                partial,
-            },
-            calls: vec![(accepted, arrival)],
-            messages,
-            absorbed: Some((other.to_owned(), absorbed.as_ref().map(|a| a.version))),
-        })
-        .await?;
-        Ok(Some(Processed {
-            transitions,
-            ..result
-        }))
     }
 
     /// Ticks every due lead at time `now` (SPEC §6 `decay`): the leads come from the sparse
@@ -1619,8 +1307,8 @@ impl DynamoStore {
                 messages,
                 absorbed: None,
             };
-            match self.commit(commit).await {
-                Ok(_) => {
+            match self.commit(&commit).await {
+                Ok(()) => {
                     return Ok(Some(Refreshed {
                         committed: true,
                         rescored: stale,
@@ -1944,6 +1632,82 @@ fn fatal(err: CommitError) -> StoreError {
     }
 }
 
+impl CommitError {
+    /// As the pipeline's loop sees it.
+    fn step(self) -> StepError {
+        match self {
+            CommitError::Refused(refused) => StepError::Refused(refused),
+            CommitError::Transient(e) => StepError::Retry(e),
+            CommitError::Erasing(e) => StepError::Retry(StoreError::Unavailable(e)),
+            CommitError::Cancelled(_) => StepError::Refused(Refused {
+                conflict: true,
+                duplicates: Vec::new(),
+            }),
+            CommitError::Fatal(e) => StepError::Fatal(e),
+        }
+    }
+}
+
+/// A state item as the pipeline's record (`None` for a pointer or a tombstone).
+fn record_of(item: StateItem) -> Option<Record> {
+    let hits = item.hits();
+    Some(Record {
+        state: item.state?,
+        merged: item.merged,
+        first_arrival: item.first_arrival,
+        hits,
+        partial: item.partial,
+    })
+}
+
+/// The pipeline's door on the table: a lead is its `STATE` item (read consistently, merged
+/// ids followed, rescored when stamped with another version), its kept calls the `CALL#`
+/// items of its partition, and a commit one `TransactWriteItems` ([`DynamoStore::commit`]).
+impl Records for DynamoStore {
+    const MAX_WRITES: usize = MAX_TRANSACTION_ITEMS;
+
+    fn program(&self) -> &Program {
+        &self.program
+    }
+
+    async fn load(&self, id: &str) -> Result<apply::Loaded, StepError> {
+        let lead = self.load_current(id).await.map_err(CommitError::step)?;
+        if let Some(item) = lead.item.as_ref().filter(|i| self.is_newer(i)) {
+            return Err(StepError::Fatal(self.newer_error(&lead.known, item)));
+        }
+        Ok(apply::Loaded {
+            version: lead.version(),
+            known: lead.known,
+            record: lead.item.and_then(record_of),
+            rescored: lead.rescored,
+        })
+    }
+
+    async fn absorbed(&self, id: &str) -> Result<Option<Absorbed>, StepError> {
+        let item = self.get_state(id).await.map_err(CommitError::step)?;
+        Ok(item.map(|item| Absorbed {
+            version: item.version,
+            merged_into: item.merged_into.clone(),
+            record: record_of(item),
+        }))
+    }
+
+    async fn kept_calls(&self, id: &str) -> Result<Vec<(u64, Call)>, StepError> {
+        self.history(id).await.map_err(CommitError::step)
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<(), StepError> {
+        DynamoStore::commit(self, commit)
+            .await
+            .map_err(CommitError::step)
+    }
+
+    async fn pause(&self, attempt: u32) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+}
+
 impl LeadStore for DynamoStore {
     type Rules<'a> = Arc<Program>;
 
@@ -1968,9 +1732,14 @@ impl LeadStore for DynamoStore {
                 .iter()
                 .position(|a| a.call.lead_id() != id)
                 .map_or(calls.len(), |p| i + p);
-            let result = store
-                .apply_run(&calls[i..end], base + i as u64, &mut out, carry.take())
-                .await;
+            let result = apply_run(
+                &store,
+                &calls[i..end],
+                base + i as u64,
+                &mut out,
+                carry.take(),
+            )
+            .await;
             let (consumed, committed) = match result {
                 Ok(done) => done,
                 // a lead written under newer published rules: load them, and try the run
