@@ -8,11 +8,10 @@
 
 use crate::api::{Accepted, Processed, StoreError};
 use crate::ingest::segment::Call;
-use crate::pipeline::commit::{Commit, Record, Refused};
+use crate::pipeline::commit::{Commit, Note, Record, Refused};
 use crate::pipeline::{merge_partner, merged_state, processed, step, Cause};
 use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::Program;
-use leadscore_wire::Message;
 use std::collections::HashSet;
 
 /// How many times a run is tried (conflicts, transient errors) before the caller gets an
@@ -144,16 +143,15 @@ pub async fn apply_run<S: Records>(
                     loaded = Some(lead);
                     again_at_once = true;
                 }
-                Err(StepError::Refused(refused)) => {
-                    // a duplicate merges nothing: evaluated again as one, at once
-                    dups.extend(refused.duplicates);
-                    if !refused.conflict {
-                        loaded = Some(lead);
-                        again_at_once = true;
-                    }
-                }
-                Err(StepError::Retry(e)) => last_error = e,
-                Err(StepError::Fatal(e)) => return Err(e),
+                // a duplicate merges nothing: evaluated again as one, at once
+                Err(err) => recover(
+                    err,
+                    lead,
+                    &mut dups,
+                    &mut loaded,
+                    &mut again_at_once,
+                    &mut last_error,
+                )?,
             }
             continue;
         }
@@ -184,7 +182,7 @@ pub async fn apply_run<S: Records>(
         };
         // a rescore's notifications come before the calls' own (SPEC §7), and its
         // transitions are listed with the first call applied
-        let mut messages: Vec<Message> =
+        let mut messages: Vec<Note> =
             messages_of(&mut state, &lead.rescored, Some(Cause::RulesChanged))?;
         let mut rescored = lead.rescored.clone();
         let mut results: Vec<Processed> = Vec::new();
@@ -259,19 +257,45 @@ pub async fn apply_run<S: Records>(
                 };
                 return Ok((consumed, Some(committed)));
             }
-            Err(StepError::Refused(refused)) => {
-                dups.extend(refused.duplicates);
-                if !refused.conflict {
-                    // the lead is still as read: evaluate again without the duplicates
-                    loaded = Some(lead);
-                    again_at_once = true;
-                }
-            }
-            Err(StepError::Retry(e)) => last_error = e,
-            Err(StepError::Fatal(e)) => return Err(e),
+            Err(err) => recover(
+                err,
+                lead,
+                &mut dups,
+                &mut loaded,
+                &mut again_at_once,
+                &mut last_error,
+            )?,
         }
     }
     Err(last_error)
+}
+
+/// After a failed commit: the duplicates it found are remembered, and when the lead had
+/// not moved on the same read is evaluated again at once (without them); a transient error
+/// is kept for the caller should every attempt fail; anything else ends the run.
+fn recover(
+    err: StepError,
+    lead: Loaded,
+    dups: &mut HashSet<String>,
+    loaded: &mut Option<Loaded>,
+    again_at_once: &mut bool,
+    last_error: &mut StoreError,
+) -> Result<(), StoreError> {
+    match err {
+        StepError::Refused(refused) => {
+            dups.extend(refused.duplicates);
+            if !refused.conflict {
+                *loaded = Some(lead);
+                *again_at_once = true;
+            }
+            Ok(())
+        }
+        StepError::Retry(e) => {
+            *last_error = e;
+            Ok(())
+        }
+        StepError::Fatal(e) => Err(e),
+    }
 }
 
 /// Merges lead `other` into `lead` and applies `accepted` (SPEC §5): the combined kept
@@ -384,4 +408,34 @@ async fn merge_one<S: Records>(
         transitions,
         ..result
     }))
+}
+
+/// Applies the accepted calls of one request in order, one result per call appended to
+/// `out`: each run of calls for one lead id through [`apply_run`], the next part of a run
+/// starting from the lead as just committed. `base` numbers the calls (call `i` arrives
+/// `base + i`). On error `out` holds the results of the calls committed before it (their
+/// number says where to go on from), and the failing call changed nothing.
+pub async fn apply_calls<S: Records>(
+    store: &S,
+    calls: &[Accepted],
+    base: u64,
+    out: &mut Vec<Processed>,
+) -> Result<(), StoreError> {
+    let start = out.len();
+    let mut i = 0;
+    let mut carry = None;
+    while i < calls.len() {
+        let id = calls[i].call.lead_id();
+        let end = calls[i..]
+            .iter()
+            .position(|a| a.call.lead_id() != id)
+            .map_or(calls.len(), |p| i + p);
+        let (consumed, committed) =
+            apply_run(store, &calls[i..end], base + i as u64, out, carry.take()).await?;
+        i += consumed.max(1);
+        debug_assert_eq!(out.len() - start, i, "one result a call");
+        // the rest of the same run starts from the lead just committed
+        carry = committed.filter(|_| i < end);
+    }
+    Ok(())
 }

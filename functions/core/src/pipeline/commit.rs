@@ -43,7 +43,7 @@ pub struct Commit<'c> {
     /// record (which must not exist yet) and its place in the lead's history.
     pub calls: Vec<(&'c Accepted, u64)>,
     /// What the commit announces, in order (a rescore's first, SPEC §7).
-    pub messages: Vec<Message>,
+    pub messages: Vec<Note>,
     /// An identity merge: the absorbed id and the version its record was read at (`None`:
     /// it had none). Its record becomes a pointer to `known`.
     pub absorbed: Option<(String, Option<u64>)>,
@@ -60,6 +60,18 @@ impl Commit<'_> {
     pub fn version(&self) -> u64 {
         self.expected.map_or(1, |v| v + 1)
     }
+}
+
+/// One announcement of a commit: the message a target is sent, and the transition it
+/// tells of (its index is the stage's or conversion's under the commit's rules).
+#[derive(Debug, Clone)]
+pub struct Note {
+    /// The message.
+    pub message: Message,
+    /// The transition.
+    pub transition: Transition,
+    /// Why, when it is not the lead's own call.
+    pub cause: Option<Cause>,
 }
 
 /// Why a store refused a commit, which changed nothing.
@@ -83,7 +95,7 @@ pub fn messages(
     state: &mut LeadState,
     transitions: &[Transition],
     cause: Option<Cause>,
-) -> Result<Vec<Message>, serde_json::Error> {
+) -> Result<Vec<Note>, serde_json::Error> {
     let found = announcements(program, state, transitions);
     if found.is_empty() {
         return Ok(Vec::new());
@@ -110,7 +122,11 @@ pub fn messages(
                 cause.map(Cause::as_str),
             );
             message.sequence = Some(a.sequence);
-            message
+            Note {
+                message,
+                transition: a.transition,
+                cause,
+            }
         })
         .collect())
 }
@@ -163,6 +179,7 @@ mod tests {
         let mut state = LeadState::new(&program);
         let t = demo(&program, &mut state, "2026-01-01T00:00:00Z");
         let first = messages(&program, ("u1", 7), &mut state, &t, None).unwrap();
+        let first: Vec<Message> = first.into_iter().map(|n| n.message).collect();
         let targets: Vec<&str> = first.iter().map(|m| m.target.as_str()).collect();
         assert_eq!(targets, ["crm", "sales"]);
         assert_eq!(first[0].sequence, Some(1));
@@ -183,9 +200,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(second.len(), 1);
-        assert_eq!(second[0].sequence, Some(3));
+        assert!(matches!(
+            second[0].transition,
+            Transition::StageReached { stage: 1, .. }
+        ));
+        assert_eq!(second[0].message.sequence, Some(3));
         assert_eq!(
-            as_replay_prints("u1", &second[0]),
+            as_replay_prints("u1", &second[0].message),
             serde_json::json!({"target": "crm", "kind": "stage_reached", "lead": "u1",
                 "stage": "sql", "at": "2026-01-02T00:00:00Z", "cause": "rules_changed"})
         );
@@ -193,7 +214,7 @@ mod tests {
         let mut again = LeadState::new(&program);
         let t = demo(&program, &mut again, "2026-01-01T00:00:00Z");
         let other = messages(&program, ("u1", 8), &mut again, &t, None).unwrap();
-        assert_ne!(other[0].id, first[0].id);
+        assert_ne!(other[0].message.id, first[0].id);
     }
 
     #[test]

@@ -17,7 +17,6 @@
 //! - `apply`: the loop around them, written once over a store's narrow door
 //!   (`apply::Records`: load with a version, kept calls, commit answering a conflict).
 
-#[cfg(feature = "dynamodb")]
 pub mod apply;
 pub mod commit;
 

@@ -26,8 +26,8 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
-use crate::pipeline::apply::{self, apply_run, Absorbed, Records, StepError};
-use crate::pipeline::commit::{as_replay_prints, messages, Commit, Record, Refused};
+use crate::pipeline::apply::{self, apply_calls, Absorbed, Records, StepError};
+use crate::pipeline::commit::{as_replay_prints, messages, Commit, Note, Record, Refused};
 use crate::pipeline::{remap_transitions, rescored_state, Cause, LatestHits};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -1067,7 +1067,7 @@ impl DynamoStore {
         state: &mut LeadState,
         transitions: &[Transition],
         cause: Option<Cause>,
-    ) -> Result<Vec<Message>, CommitError> {
+    ) -> Result<Vec<Note>, CommitError> {
         messages(
             &self.program,
             (known, incarnation),
@@ -1144,8 +1144,8 @@ impl DynamoStore {
             items.push(msg);
             items.push(kept);
         }
-        for message in messages {
-            items.push(self.note_item(known, message)?);
+        for note in messages {
+            items.push(self.note_item(known, &note.message)?);
         }
         match self.transact(items).await {
             Ok(()) => Ok(()),
@@ -1292,7 +1292,10 @@ impl DynamoStore {
                 );
             }
             let changed = item.state.as_ref() != Some(&state);
-            let told = messages.iter().map(|m| as_replay_prints(id, m)).collect();
+            let told = messages
+                .iter()
+                .map(|n| as_replay_prints(id, &n.message))
+                .collect();
             let commit = Commit {
                 known: id.to_owned(),
                 expected: Some(item.version),
@@ -1724,26 +1727,13 @@ impl LeadStore for DynamoStore {
             .unwrap_or(0)
             .saturating_mul(1000);
         let mut out = Vec::with_capacity(calls.len());
-        let mut i = 0;
-        let mut carry = None;
-        while i < calls.len() {
-            let id = calls[i].call.lead_id();
-            let end = calls[i..]
-                .iter()
-                .position(|a| a.call.lead_id() != id)
-                .map_or(calls.len(), |p| i + p);
-            let result = apply_run(
-                &store,
-                &calls[i..end],
-                base + i as u64,
-                &mut out,
-                carry.take(),
-            )
-            .await;
-            let (consumed, committed) = match result {
-                Ok(done) => done,
-                // a lead written under newer published rules: load them, and try the run
-                // again (nothing of it was written)
+        loop {
+            let done = out.len();
+            let result = apply_calls(&store, &calls[done..], base + done as u64, &mut out).await;
+            match result {
+                Ok(()) => break,
+                // a lead written under newer published rules: load them, and go on from the
+                // call that met it (nothing of it was written)
                 Err(_) if store.counters.newer.load(Ordering::Relaxed) > store.generation => {
                     let before = store.generation;
                     let old = Arc::clone(&store.program);
@@ -1758,13 +1748,9 @@ impl LeadStore for DynamoStore {
                         remap_transitions(&old, &store.program, &mut done.transitions);
                         remap_transitions(&old, &store.program, &mut done.rescored);
                     }
-                    continue;
                 }
                 Err(e) => return Err(e),
-            };
-            i += consumed.max(1);
-            // the rest of the same run starts from the state just committed
-            carry = committed.filter(|_| i < end);
+            }
         }
         Ok((Arc::clone(&store.program), out))
     }

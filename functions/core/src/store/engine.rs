@@ -6,6 +6,8 @@
 //! function over DynamoDB.
 
 use crate::ingest::segment::Call;
+use crate::pipeline::apply::{Absorbed, Loaded};
+use crate::pipeline::commit::{Commit, Record, Refused};
 use crate::pipeline::{announcements, merge_partner, step};
 pub use crate::pipeline::{
     merged_state, rescored_state, transition_name, Cause, LatestHits, RescoreReport, Rescored,
@@ -69,6 +71,9 @@ pub struct LeadRecord {
     id: Box<str>,
     /// Where the lead's latest call is in the engine's history: its arrival order (0: none).
     last: u64,
+    /// Raised by every commit through the pipeline's door ([`Engine::commit`]), which is
+    /// guarded by it.
+    version: u64,
 }
 
 impl LeadRecord {
@@ -290,6 +295,11 @@ impl<'p> Engine<'p> {
         i
     }
 
+    /// The arrival order the next accepted call gets.
+    pub fn next_arrival(&self) -> u64 {
+        self.history.len() as u64 + 1
+    }
+
     /// Notifications in production order.
     pub fn notifications(&self) -> &[Notification] {
         &self.notifications
@@ -441,6 +451,7 @@ impl<'p> Engine<'p> {
                 latest_hits: None,
                 id: key.as_ref().into(),
                 last: 0,
+                version: 0,
             }),
         };
         let record = &mut self.records[i];
@@ -459,6 +470,7 @@ impl<'p> Engine<'p> {
             prev: record.last,
         });
         record.last = seq;
+        record.version += 1;
         if !transitions.is_empty() {
             self.announce(i, transitions, None);
         }
@@ -514,6 +526,7 @@ impl<'p> Engine<'p> {
             latest_hits: None,
             id: into.into(),
             last,
+            version: previous.as_ref().map_or(0, |p| p.version + 1),
         });
     }
 
@@ -650,5 +663,161 @@ impl Engine<'_> {
             .retain(|from, into| *into != known && *from != known);
         self.notifications.retain(|n| n.lead != known);
         Some(record)
+    }
+}
+
+/// The pipeline's door ([`crate::pipeline::apply::Records`]) on the engine: what
+/// [`crate::store::memory::EngineDoor`] calls under the store's lock. A lead's kept calls
+/// are its chain in the history, merged leads' included, so a record lists no merged ids.
+impl Engine<'_> {
+    fn pipeline_record(record: &LeadRecord) -> Record {
+        Record {
+            state: record.state.clone(),
+            merged: Vec::new(),
+            first_arrival: record.first_arrival,
+            hits: record.latest_hits.clone(),
+            partial: false,
+        }
+    }
+
+    /// The lead `id` stands for (merged ids followed), with its version. The engine
+    /// rescores every lead when its rules change, so nothing is left to rescore.
+    pub fn pipeline_lead(&self, id: &str) -> Loaded {
+        let known = self.resolve(id).to_owned();
+        let record = self.index(&known).map(|i| &self.records[i]);
+        Loaded {
+            version: record.map(|r| r.version),
+            record: record.map(Self::pipeline_record),
+            known,
+            rescored: Vec::new(),
+        }
+    }
+
+    /// The record of `id` itself, or the lead it was merged into.
+    pub fn pipeline_absorbed(&self, id: &str) -> Option<Absorbed> {
+        if let Some(into) = self.aliases.get(id) {
+            return Some(Absorbed {
+                version: 0,
+                merged_into: Some(into.clone()),
+                record: None,
+            });
+        }
+        self.index(id).map(|i| Absorbed {
+            version: self.records[i].version,
+            merged_into: None,
+            record: Some(Self::pipeline_record(&self.records[i])),
+        })
+    }
+
+    /// The kept calls of the record of `id` itself (its chain), with their arrival orders.
+    pub fn pipeline_calls(&self, id: &str) -> Vec<(u64, Call)> {
+        let Some(i) = self.index(id) else {
+            return Vec::new();
+        };
+        self.chain(self.records[i].last)
+            .into_iter()
+            .filter_map(|seq| {
+                let kept = self.entry(seq)?.kept.as_ref()?;
+                self.fetch(kept).map(|c| (seq, Call::clone(&c)))
+            })
+            .collect()
+    }
+
+    /// Writes a commit of the pipeline, or nothing: refused when the lead (or a merge's
+    /// other lead) is no longer at the version read, or a call's `messageId` was applied
+    /// before. A merge folds the other lead's chain into the known lead's and points its id
+    /// there; each call is kept at the next arrival order; each message becomes a
+    /// notification.
+    pub fn commit(&mut self, commit: &Commit<'_>) -> Result<(), Refused> {
+        let known = commit.known.as_str();
+        let mut refused = Refused {
+            conflict: self.index(known).map(|i| self.records[i].version) != commit.expected,
+            duplicates: Vec::new(),
+        };
+        if let Some((other, was)) = &commit.absorbed {
+            let now = match self.aliases.contains_key(other.as_str()) {
+                true => Some(u64::MAX),
+                false => self.index(other).map(|i| self.records[i].version),
+            };
+            refused.conflict |= now != *was;
+        }
+        for (accepted, _) in &commit.calls {
+            if self
+                .seen
+                .contains(self.keys.key(&accepted.call.message_id).0)
+            {
+                refused
+                    .duplicates
+                    .push(accepted.call.message_id.to_string());
+            }
+        }
+        if refused != Refused::default() {
+            return Err(refused);
+        }
+        let mut absorbed = None;
+        if let Some((other, _)) = &commit.absorbed {
+            self.aliases.insert(other.clone(), known.to_owned());
+            // any lead that had been merged into `other` now follows `known`
+            for target in self.aliases.values_mut() {
+                if target == other {
+                    *target = known.to_owned();
+                }
+            }
+            absorbed = self.remove(other);
+        }
+        let next = self.history.len() as u64 + 1;
+        let i = match self.index(known) {
+            Some(i) => i,
+            None => self.insert(LeadRecord {
+                key: self.keys.lead(known),
+                state: commit.record.state.clone(),
+                first_arrival: next,
+                latest_hits: None,
+                id: known.into(),
+                last: 0,
+                version: 0,
+            }),
+        };
+        if let Some(absorbed) = absorbed {
+            // the known lead's oldest call now follows the absorbed lead's latest
+            let oldest = self.chain(self.records[i].last).last().copied();
+            let link = oldest
+                .and_then(|seq| usize::try_from(seq - 1).ok())
+                .and_then(|at| self.history.get_mut(at));
+            match link {
+                Some(entry) => entry.prev = absorbed.last,
+                None => self.records[i].last = absorbed.last,
+            }
+            let record = &mut self.records[i];
+            record.first_arrival = record.first_arrival.min(absorbed.first_arrival);
+        }
+        for (accepted, _) in &commit.calls {
+            let seq = self.history.len() as u64 + 1;
+            self.seen
+                .insert(self.keys.key(&accepted.call.message_id).0, ());
+            self.history.push(Entry {
+                kept: Some(Kept::Call(Arc::new(accepted.call.clone()))),
+                prev: self.records[i].last,
+            });
+            self.records[i].last = seq;
+        }
+        let record = &mut self.records[i];
+        record.state = commit.record.state.clone();
+        if self.keep_hits {
+            record.latest_hits = commit.record.hits.clone();
+        }
+        record.version = commit.version();
+        for note in &commit.messages {
+            let seq = self.notifications.len() as u64;
+            self.notifications.push(Notification {
+                target: note.message.target.clone(),
+                lead: known.to_owned(),
+                transition: note.transition,
+                name: note.message.name().into(),
+                cause: note.cause,
+                seq,
+            });
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,7 @@
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, TimePolicy};
 use crate::store::engine::{Engine, Kept};
-use crate::store::memory;
+use crate::store::memory::{self, EngineDoor};
 use crate::store::outbox::Outbox;
 use leadscore_rules::Program;
 use serde_json::Value;
@@ -372,12 +372,13 @@ impl<'p> Journaled<'p> {
 }
 
 impl<'p> Journaled<'p> {
-    /// Journals the calls new to the engine (synced before they are applied), then applies
-    /// every call.
-    fn apply(&mut self, calls: Vec<Accepted>) -> Result<Vec<Processed>, StoreError> {
+    /// Journals the calls new to the engine, synced before they are applied. (A call two
+    /// requests carry at once can be journaled by both; replayed, the second is a
+    /// duplicate, as it was when it was applied.)
+    fn journal(&mut self, calls: &[Accepted]) -> Result<(), StoreError> {
         let mut fresh: HashSet<&str> = HashSet::new();
         let mut lines = Vec::new();
-        for accepted in &calls {
+        for accepted in calls {
             let id = accepted.call.message_id.as_str();
             if !self.engine.is_seen(id) && fresh.insert(id) {
                 serde_json::to_writer(&mut lines, &accepted.record)
@@ -401,9 +402,7 @@ impl<'p> Journaled<'p> {
             self.len += lines.len() as u64;
             self.calls += fresh.len();
         }
-        let done = memory::apply_to_engine(&mut self.engine, calls);
-        self.outbox.update(&self.engine, false);
-        Ok(done)
+        Ok(())
     }
 
     /// Erases a lead: its calls leave the journal first (rewritten), then the engine.
@@ -424,6 +423,18 @@ impl<'p> Journaled<'p> {
         let known = memory::forget_in_engine(&mut self.engine, id);
         self.outbox.update(&self.engine, true);
         Ok(known)
+    }
+}
+
+impl<'p> std::borrow::Borrow<Engine<'p>> for Journaled<'p> {
+    fn borrow(&self) -> &Engine<'p> {
+        &self.engine
+    }
+}
+
+impl<'p> std::borrow::BorrowMut<Engine<'p>> for Journaled<'p> {
+    fn borrow_mut(&mut self) -> &mut Engine<'p> {
+        &mut self.engine
     }
 }
 
@@ -452,13 +463,22 @@ impl<'p> LeadStore for JournaledStore<'p> {
         self.locked().engine.program()
     }
 
+    /// Journals the request's new calls (synced), applies them through the pipeline
+    /// ([`EngineDoor`]), and appends what they announced to the outbox.
     async fn apply(
         &self,
         calls: Vec<Accepted>,
     ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
+        let program = {
+            let mut store = self.locked();
+            store.journal(&calls)?;
+            store.engine.program()
+        };
+        let done = EngineDoor::new(&self.0, program).apply(&calls).await?;
         let mut store = self.locked();
-        let program = store.engine.program();
-        store.apply(calls).map(|done| (program, done))
+        let Journaled { engine, outbox, .. } = &mut *store;
+        outbox.update(engine, false);
+        Ok((program, done))
     }
 
     async fn lead(&self, id: &str) -> Result<Option<(&'p Program, StoredLead)>, StoreError> {

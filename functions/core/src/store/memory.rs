@@ -1,11 +1,85 @@
 //! The memory store: the embedded engine behind the [`LeadStore`] trait, so that `serve`
-//! and the API tests run the same API as the functions, over one lock inside the store.
+//! and the API tests run the same API as the functions, over one lock inside the store,
+//! and its calls go through the same apply loop as the functions' ([`EngineDoor`], the
+//! pipeline's door on the engine).
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
-use crate::pipeline;
-use crate::store::engine::{Engine, Outcome};
+use crate::ingest::segment::Call;
+use crate::pipeline::apply::{apply_calls, Absorbed, Loaded, Records, StepError};
+use crate::pipeline::commit::Commit;
+use crate::store::engine::Engine;
 use leadscore_rules::Program;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::borrow::BorrowMut;
+use std::marker::PhantomData;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The pipeline's door ([`Records`]) on an engine behind a lock: the memory store's, and
+/// `serve`'s journaled one. Each operation takes the lock for one synchronous step, so
+/// requests interleave between steps as they do on DynamoDB, and a commit is guarded by the
+/// lead's version ([`Engine::commit`]).
+pub struct EngineDoor<'s, 'p, T> {
+    lock: &'s Mutex<T>,
+    program: &'p Program,
+    engine: PhantomData<Engine<'p>>,
+}
+
+impl<'s, 'p, T: BorrowMut<Engine<'p>>> EngineDoor<'s, 'p, T> {
+    /// The door on the engine in `lock`, running `program` (the engine's).
+    pub fn new(lock: &'s Mutex<T>, program: &'p Program) -> Self {
+        EngineDoor {
+            lock,
+            program,
+            engine: PhantomData,
+        }
+    }
+
+    fn locked(&self) -> MutexGuard<'s, T> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `step` on the engine, under the lock.
+    fn with<R>(&self, step: impl FnOnce(&mut Engine<'p>) -> R) -> R {
+        let mut guard = self.locked();
+        step(T::borrow_mut(&mut guard))
+    }
+
+    /// Applies one request's calls through the pipeline ([`apply_calls`]), numbered from
+    /// the engine's next arrival.
+    pub async fn apply(&self, calls: &[Accepted]) -> Result<Vec<Processed>, StoreError> {
+        let base = self.with(|e| e.next_arrival());
+        let mut out = Vec::with_capacity(calls.len());
+        apply_calls(self, calls, base, &mut out).await?;
+        Ok(out)
+    }
+}
+
+impl<'p, T: BorrowMut<Engine<'p>>> Records for EngineDoor<'_, 'p, T> {
+    /// No limit: a commit is one step in memory.
+    const MAX_WRITES: usize = usize::MAX / 4;
+
+    fn program(&self) -> &Program {
+        self.program
+    }
+
+    async fn load(&self, id: &str) -> Result<Loaded, StepError> {
+        Ok(self.with(|e| e.pipeline_lead(id)))
+    }
+
+    async fn absorbed(&self, id: &str) -> Result<Option<Absorbed>, StepError> {
+        Ok(self.with(|e| e.pipeline_absorbed(id)))
+    }
+
+    async fn kept_calls(&self, id: &str) -> Result<Vec<(u64, Call)>, StepError> {
+        Ok(self.with(|e| e.pipeline_calls(id)))
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<(), StepError> {
+        self.with(|e| e.commit(commit)).map_err(StepError::Refused)
+    }
+
+    /// A conflict in memory is another request's step that is over already: no wait.
+    async fn pause(&self, _attempt: u32) {}
+}
 
 /// The embedded engine as a [`LeadStore`]: every operation takes the engine's lock for the
 /// time of one synchronous step (no lock is held across an `await`). Its rules are the
@@ -38,17 +112,6 @@ impl<'p> MemoryStore<'p> {
     }
 }
 
-/// Applies the accepted calls of one request to the engine, one result per call.
-pub fn apply_to_engine(engine: &mut Engine<'_>, calls: Vec<Accepted>) -> Vec<Processed> {
-    calls
-        .into_iter()
-        .map(|accepted| {
-            let outcome = engine.process(Arc::new(accepted.call));
-            processed(engine, outcome)
-        })
-        .collect()
-}
-
 /// A lead of the engine by id (merged ids followed): its known id and state. The engine
 /// keeps every call, so its leads are never `partial`.
 pub fn engine_lead(engine: &Engine<'_>, id: &str) -> Option<StoredLead> {
@@ -67,25 +130,6 @@ pub fn forget_in_engine(engine: &mut Engine<'_>, id: &str) -> Option<String> {
     engine.forget(id).map(|_| known)
 }
 
-/// The result for one call, from an engine lead after it was processed. The embedded
-/// engine rescores every lead when its rules change ([`Engine::change_rules`]), never
-/// before a call, so no result lists a rescore.
-fn processed(engine: &Engine<'_>, outcome: Outcome) -> Processed {
-    let (lead, duplicate, transitions) = match outcome {
-        Outcome::Applied { lead, transitions } => (lead, false, transitions),
-        Outcome::Duplicate { lead } => (lead, true, Vec::new()),
-    };
-    let state = engine.lead(&lead).map(|r| &r.state);
-    pipeline::processed(
-        engine.program(),
-        &lead,
-        state,
-        duplicate,
-        transitions,
-        Vec::new(),
-    )
-}
-
 impl<'p> LeadStore for MemoryStore<'p> {
     type Rules<'a>
         = &'p Program
@@ -100,9 +144,9 @@ impl<'p> LeadStore for MemoryStore<'p> {
         &self,
         calls: Vec<Accepted>,
     ) -> Result<(&'p Program, Vec<Processed>), StoreError> {
-        let mut engine = self.engine();
-        let program = engine.program();
-        Ok((program, apply_to_engine(&mut engine, calls)))
+        let program = self.engine().program();
+        let done = EngineDoor::new(&self.engine, program).apply(&calls).await?;
+        Ok((program, done))
     }
 
     async fn lead(&self, id: &str) -> Result<Option<(&'p Program, StoredLead)>, StoreError> {
@@ -112,5 +156,92 @@ impl<'p> LeadStore for MemoryStore<'p> {
 
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
         Ok(forget_in_engine(&mut self.engine(), id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::ingest::segment::{normalize_call, TimePolicy};
+    use crate::pipeline::commit::{Record, Refused};
+
+    fn program() -> Program {
+        let text = "ruleset \"t\"\nscore \"Demo\" +10 on \"Demo\"\nstage mql when engagement >= 10\nnotify crm when reached mql\n";
+        crate::rules::compile_text("t.rules", text)
+            .expect("rules")
+            .0
+    }
+
+    fn accepted(user: &str, id: &str) -> Accepted {
+        let v = serde_json::json!({"type": "track", "event": "Demo", "userId": user,
+            "messageId": id, "timestamp": "2026-01-01T00:00:00Z"});
+        Accepted {
+            call: normalize_call(&v, "", &TimePolicy::Required).unwrap(),
+            record: v,
+        }
+    }
+
+    fn commit<'c>(lead: &Loaded, call: &'c Accepted) -> Commit<'c> {
+        Commit {
+            known: lead.known.clone(),
+            expected: lead.version,
+            record: Record {
+                state: lead
+                    .record
+                    .as_ref()
+                    .map(|r| r.state.clone())
+                    .unwrap_or_else(|| leadscore_rules::eval::LeadState::new(&program())),
+                merged: Vec::new(),
+                first_arrival: 1,
+                hits: None,
+                partial: false,
+            },
+            calls: vec![(call, 1)],
+            messages: Vec::new(),
+            absorbed: None,
+        }
+    }
+
+    /// The engine's commit is guarded like DynamoDB's: a commit read before another one
+    /// landed is refused as a conflict, and a call applied before as a duplicate, and
+    /// neither changes anything.
+    #[test]
+    fn a_stale_or_repeated_commit_is_refused_and_changes_nothing() {
+        let program = program();
+        let lock = Mutex::new(Engine::new(&program));
+        let door = EngineDoor::new(&lock, &program);
+        let read = pollster::block_on(door.load("u1")).unwrap();
+        assert_eq!(read.version, None);
+        let (m1, m2) = (accepted("u1", "m1"), accepted("u1", "m2"));
+        pollster::block_on(Records::commit(&door, &commit(&read, &m1))).unwrap();
+        // a second writer read before the first committed
+        match pollster::block_on(Records::commit(&door, &commit(&read, &m2))) {
+            Err(StepError::Refused(r)) => assert_eq!(
+                r,
+                Refused {
+                    conflict: true,
+                    duplicates: Vec::new()
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        let now = pollster::block_on(door.load("u1")).unwrap();
+        assert_eq!(now.version, Some(1));
+        match pollster::block_on(Records::commit(&door, &commit(&now, &m1))) {
+            Err(StepError::Refused(r)) => {
+                assert_eq!((r.conflict, r.duplicates), (false, vec!["m1".to_owned()]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock.lock().unwrap().next_arrival(), 2, "one call kept");
+        // the loop around it: a repeated call is answered as a duplicate, a new one applied
+        let done = pollster::block_on(door.apply(&[m1, m2])).unwrap();
+        let duplicate: Vec<bool> = done.iter().map(|p| p.duplicate).collect();
+        assert_eq!(duplicate, [true, false]);
+        assert_eq!(
+            pollster::block_on(door.load("u1")).unwrap().version,
+            Some(2)
+        );
     }
 }
