@@ -14,8 +14,8 @@ use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::Program;
 use std::collections::HashSet;
 
-/// How many times a run is tried (conflicts, transient errors) before the caller gets an
-/// error.
+/// How many times a run is tried on DynamoDB (conflicts, transient errors) before the
+/// caller gets an error.
 pub const MAX_ATTEMPTS: u32 = 20;
 
 /// A lead as a store loads it for the pipeline.
@@ -58,6 +58,8 @@ pub enum StepError {
 pub trait Records {
     /// The writes one commit may hold at most.
     const MAX_WRITES: usize;
+    /// How many times a run is tried before the caller gets the last error.
+    const ATTEMPTS: u32;
 
     /// The rules the store runs.
     fn program(&self) -> &Program;
@@ -102,7 +104,7 @@ pub async fn apply_run<S: Records>(
     // a second pass over the same read (duplicates found, or no merge after all) needs no
     // pause: nobody else is in the way
     let mut again_at_once = false;
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..S::ATTEMPTS {
         if attempt > 0 && !std::mem::take(&mut again_at_once) {
             store.pause(attempt).await;
         }

@@ -1668,6 +1668,7 @@ fn record_of(item: StateItem) -> Option<Record> {
 /// items of its partition, and a commit one `TransactWriteItems` ([`DynamoStore::commit`]).
 impl Records for DynamoStore {
     const MAX_WRITES: usize = MAX_TRANSACTION_ITEMS;
+    const ATTEMPTS: u32 = MAX_ATTEMPTS;
 
     fn program(&self) -> &Program {
         &self.program

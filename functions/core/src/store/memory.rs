@@ -56,6 +56,9 @@ impl<'s, 'p, T: BorrowMut<Engine<'p>>> EngineDoor<'s, 'p, T> {
 impl<'p, T: BorrowMut<Engine<'p>>> Records for EngineDoor<'_, 'p, T> {
     /// No limit: a commit is one step in memory.
     const MAX_WRITES: usize = usize::MAX / 4;
+    /// A conflict in memory means another request's commit landed: someone always gets
+    /// through, so a run is tried until it does.
+    const ATTEMPTS: u32 = u32::MAX;
 
     fn program(&self) -> &Program {
         self.program
