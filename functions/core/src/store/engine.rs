@@ -730,8 +730,11 @@ impl Engine<'_> {
     /// notification.
     pub fn commit(&mut self, commit: &Commit<'_>) -> Result<(), Refused> {
         let known = commit.known.as_str();
+        // the known id merged into another lead meanwhile counts as a conflict too (on
+        // DynamoDB its pointer fails the guard)
         let mut refused = Refused {
-            conflict: self.index(known).map(|i| self.records[i].version) != commit.expected,
+            conflict: self.aliases.contains_key(known)
+                || self.index(known).map(|i| self.records[i].version) != commit.expected,
             duplicates: Vec::new(),
         };
         if let Some((other, was)) = &commit.absorbed {

@@ -247,4 +247,35 @@ mod tests {
             Some(2)
         );
     }
+
+    /// A commit for an id that was merged into another lead after it was read is a
+    /// conflict: it would leave a record no id reaches.
+    #[test]
+    fn a_commit_for_an_id_merged_meanwhile_is_a_conflict() {
+        let program = program();
+        let lock = Mutex::new(Engine::new(&program));
+        let door = EngineDoor::new(&lock, &program);
+        let read = pollster::block_on(door.load("a1")).unwrap();
+        // another request merges a1 into u1
+        let v = serde_json::json!({"type": "identify", "userId": "u1", "anonymousId": "a1",
+            "messageId": "m2", "timestamp": "2026-01-01T00:00:00Z", "traits": {}});
+        let merge = Accepted {
+            call: normalize_call(&v, "", &TimePolicy::Required).unwrap(),
+            record: v,
+        };
+        pollster::block_on(door.apply(&[merge])).unwrap();
+        let m1 = accepted("a1", "m1");
+        match pollster::block_on(Records::commit(&door, &commit(&read, &m1))) {
+            Err(StepError::Refused(r)) => assert!(r.conflict, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        // through the loop the call reaches u1
+        let done = pollster::block_on(door.apply(&[accepted("a1", "m1")])).unwrap();
+        assert_eq!(done[0].lead, "u1");
+        assert!(lock
+            .lock()
+            .unwrap()
+            .lead("a1")
+            .is_some_and(|r| r.id() == "u1"));
+    }
 }

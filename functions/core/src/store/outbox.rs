@@ -92,6 +92,8 @@ impl Outbox {
             self.append(engine)
         };
         if let Err(e) = done {
+            // the file may be short or stale now: the next update writes it whole
+            self.written = usize::MAX;
             eprintln!(
                 "warning: cannot write the outbox `{}` ({e}); it is written again when `serve` starts",
                 self.path.display()
