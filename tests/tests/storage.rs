@@ -414,3 +414,54 @@ async fn erasure_is_atomic_with_respect_to_concurrent_writers() {
         assert!(kept.state.is_none() && kept.calls.is_empty() && kept.msgs.is_empty());
     }
 }
+
+/// A commit read before an erasure does not bring the lead back when a new first call
+/// created it again meanwhile: the new lead's version is 1 again, as the one read, but its
+/// first arrival is not, and the guard holds both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_read_before_an_erasure_does_not_bring_the_lead_back() {
+    use leadscore_core::api::Accepted;
+    use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
+    use leadscore_core::pipeline::apply::{Records, StepError};
+    use leadscore_core::pipeline::commit::Commit;
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let store = store(&local, program_text(COUNTER_RULES)).await;
+    let score = Score::new(signed_config(), store.clone());
+    assert_eq!(send(&score, signed_post(&ping("u1", "m1", 1))).await.0, 200);
+    // a writer reads the lead, then is slow
+    let read = Records::load(&store, "u1").await.unwrap();
+    assert_eq!(read.version, Some(1));
+    let (status, _) = send(&score, delete("u1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(send(&score, signed_post(&ping("u1", "m2", 2))).await.0, 200);
+    let now = Records::load(&store, "u1").await.unwrap();
+    assert_eq!(
+        now.version,
+        Some(1),
+        "the new lead starts at version 1 again"
+    );
+    // the slow writer commits what it evaluated on the erased lead
+    let raw: Value = serde_json::from_str(&ping("u1", "m3", 3)).unwrap();
+    let accepted = Accepted {
+        call: normalize_call(&raw, "", &TimePolicy::Required).unwrap(),
+        record: raw,
+    };
+    let mut record = read.record.clone().unwrap();
+    record.state.events += 1;
+    let commit = Commit {
+        known: read.known.clone(),
+        expected: read.version,
+        incarnation: read.record.as_ref().unwrap().first_arrival,
+        record,
+        calls: vec![(&accepted, 1)],
+        messages: Vec::new(),
+        absorbed: None,
+    };
+    match Records::commit(&store, &commit).await {
+        Err(StepError::Refused(refused)) => assert!(refused.conflict, "{refused:?}"),
+        other => panic!("the stale commit went through: {other:?}"),
+    }
+    let (status, lead) = send(&score, get("u1")).await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["events"], 1, "only m2: {lead}");
+}

@@ -237,6 +237,7 @@ pub async fn apply_run<S: Records>(
         let commit = Commit {
             known: lead.known.clone(),
             expected: lead.version,
+            incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
             record: Record {
                 state,
                 merged,
@@ -394,6 +395,7 @@ async fn merge_one<S: Records>(
     let commit = Commit {
         known: lead.known.clone(),
         expected: lead.version,
+        incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
         record: Record {
             state,
             merged,

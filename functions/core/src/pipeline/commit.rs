@@ -37,6 +37,10 @@ pub struct Commit<'c> {
     /// The version its record must still have; `None`: it must have no record yet. The new
     /// record's version is one higher.
     pub expected: Option<u64>,
+    /// The first arrival of the record read (0 when it had none stored), which it must
+    /// still have: a lead erased and created again meanwhile is another lead, whatever its
+    /// version.
+    pub incarnation: u64,
     /// The new record.
     pub record: Record,
     /// The calls applied, in order, each with its arrival number: each one's idempotency
@@ -233,6 +237,7 @@ mod tests {
         let mut commit = Commit {
             known: "u1".into(),
             expected: None,
+            incarnation: 0,
             record: Record {
                 state: LeadState::new(&program),
                 merged: Vec::new(),

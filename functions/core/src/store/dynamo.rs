@@ -963,6 +963,18 @@ impl DynamoStore {
         item: &StateItem,
         expected: Option<u64>,
     ) -> Result<TransactWriteItem, CommitError> {
+        self.state_put_of(item, expected, None)
+    }
+
+    /// The state put, guarded by the version read and, given `incarnation`, by the first
+    /// arrival read: a lead erased and created again meanwhile starts at version 1 again,
+    /// but never with the same first arrival.
+    fn state_put_of(
+        &self,
+        item: &StateItem,
+        expected: Option<u64>,
+        incarnation: Option<u64>,
+    ) -> Result<TransactWriteItem, CommitError> {
         let mut map: Item = serde_dynamo::to_item(item).map_err(CommitError::failed)?;
         if let Some(state) = &item.state {
             let stored = StoredState::from_state(&self.program, state);
@@ -970,11 +982,22 @@ impl DynamoStore {
             map.insert("state".into(), s(text));
         }
         let mut put = Put::builder().table_name(&self.table).set_item(Some(map));
-        put = match expected {
-            Some(v) => put
+        put = match (expected, incarnation) {
+            // a record from before first arrivals were kept has none
+            (Some(v), Some(0)) => put
+                .condition_expression(
+                    "version = :v AND (attribute_not_exists(first_arrival) OR first_arrival = :fa)",
+                )
+                .expression_attribute_values(":v", n(v))
+                .expression_attribute_values(":fa", n(0)),
+            (Some(v), Some(first)) => put
+                .condition_expression("version = :v AND first_arrival = :fa")
+                .expression_attribute_values(":v", n(v))
+                .expression_attribute_values(":fa", n(first)),
+            (Some(v), None) => put
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", n(v)),
-            None => put.condition_expression("attribute_not_exists(pk)"),
+            (None, _) => put.condition_expression("attribute_not_exists(pk)"),
         };
         let put = put.build().map_err(CommitError::failed)?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -1117,6 +1140,7 @@ impl DynamoStore {
         let Commit {
             known,
             expected,
+            incarnation,
             record,
             calls,
             messages,
@@ -1131,7 +1155,7 @@ impl DynamoStore {
             record.hits.as_ref(),
         );
         item.partial = record.partial;
-        let mut items = vec![self.state_put(&item, *expected)?];
+        let mut items = vec![self.state_put_of(&item, *expected, Some(*incarnation))?];
         if let Some((other, was)) = absorbed {
             let pointer = self.pointer_item(other, known, was.map_or(1, |v| v + 1));
             items.push(self.state_put(&pointer, *was)?);
@@ -1299,6 +1323,7 @@ impl DynamoStore {
             let commit = Commit {
                 known: id.to_owned(),
                 expected: Some(item.version),
+                incarnation: item.first_arrival,
                 record: Record {
                     state,
                     merged: item.merged.clone(),

@@ -732,9 +732,12 @@ impl Engine<'_> {
         let known = commit.known.as_str();
         // the known id merged into another lead meanwhile counts as a conflict too (on
         // DynamoDB its pointer fails the guard)
+        let read = self.index(known).map(|i| &self.records[i]);
         let mut refused = Refused {
             conflict: self.aliases.contains_key(known)
-                || self.index(known).map(|i| self.records[i].version) != commit.expected,
+                || read.map(|r| r.version) != commit.expected
+                // erased and created again: another lead, whatever its version
+                || read.is_some_and(|r| r.first_arrival != commit.incarnation),
             duplicates: Vec::new(),
         };
         if let Some((other, was)) = &commit.absorbed {

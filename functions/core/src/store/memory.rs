@@ -189,6 +189,7 @@ mod tests {
         Commit {
             known: lead.known.clone(),
             expected: lead.version,
+            incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
             record: Record {
                 state: lead
                     .record
@@ -246,6 +247,32 @@ mod tests {
             pollster::block_on(door.load("u1")).unwrap().version,
             Some(2)
         );
+    }
+
+    /// A commit read before the lead was erased is refused when the lead was created again
+    /// meanwhile, though the new lead's version is the one read: the erased calls never
+    /// come back.
+    #[test]
+    fn a_commit_read_before_an_erasure_does_not_bring_the_lead_back() {
+        let program = program();
+        let lock = Mutex::new(Engine::new(&program));
+        let door = EngineDoor::new(&lock, &program);
+        pollster::block_on(door.apply(&[accepted("u1", "m1")])).unwrap();
+        let read = pollster::block_on(door.load("u1")).unwrap();
+        assert_eq!(read.version, Some(1));
+        lock.lock().unwrap().forget("u1");
+        pollster::block_on(door.apply(&[accepted("u1", "m2")])).unwrap();
+        assert_eq!(
+            pollster::block_on(door.load("u1")).unwrap().version,
+            Some(1)
+        );
+        let m3 = accepted("u1", "m3");
+        match pollster::block_on(Records::commit(&door, &commit(&read, &m3))) {
+            Err(StepError::Refused(r)) => assert!(r.conflict, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        let engine = lock.lock().unwrap();
+        assert_eq!(engine.lead("u1").unwrap().state.events, 1, "only m2");
     }
 
     /// A commit for an id that was merged into another lead after it was read is a
