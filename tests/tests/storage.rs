@@ -423,7 +423,6 @@ async fn a_commit_read_before_an_erasure_does_not_bring_the_lead_back() {
     use leadscore_core::api::Accepted;
     use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
     use leadscore_core::pipeline::apply::{Records, StepError};
-    use leadscore_core::pipeline::commit::Commit;
     let local = DynamoLocal::start(Storage::InMemory).unwrap();
     let store = store(&local, program_text(COUNTER_RULES)).await;
     let score = Score::new(signed_config(), store.clone());
@@ -448,15 +447,7 @@ async fn a_commit_read_before_an_erasure_does_not_bring_the_lead_back() {
     };
     let mut record = read.record.clone().unwrap();
     record.state.events += 1;
-    let commit = Commit {
-        known: read.known.clone(),
-        expected: read.version,
-        incarnation: read.record.as_ref().unwrap().first_arrival,
-        record,
-        calls: vec![(&accepted, 1)],
-        messages: Vec::new(),
-        absorbed: None,
-    };
+    let commit = read.commit(record, vec![(&accepted, 1)], Vec::new());
     match Records::commit(&store, &commit).await {
         Err(StepError::Refused(refused)) => assert!(refused.conflict, "{refused:?}"),
         other => panic!("the stale commit went through: {other:?}"),

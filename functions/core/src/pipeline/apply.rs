@@ -31,6 +31,27 @@ pub struct Loaded {
     pub rescored: Vec<Transition>,
 }
 
+impl Loaded {
+    /// The commit that writes `record` over this lead, guarded by what was read (its version
+    /// and first arrival), with the calls applied and what they announce.
+    pub fn commit<'c>(
+        &self,
+        record: Record,
+        calls: Vec<(&'c Accepted, u64)>,
+        messages: Vec<Note>,
+    ) -> Commit<'c> {
+        Commit {
+            known: self.known.clone(),
+            expected: self.version,
+            incarnation: self.record.as_ref().map_or(0, |r| r.first_arrival),
+            record,
+            calls,
+            messages,
+            absorbed: None,
+        }
+    }
+}
+
 /// The other lead of an identity merge, as stored (merged ids not followed).
 #[derive(Debug, Clone)]
 pub struct Absorbed {
@@ -234,21 +255,14 @@ pub async fn apply_run<S: Records>(
             out.extend(results);
             return Ok((consumed, Some(lead)));
         }
-        let commit = Commit {
-            known: lead.known.clone(),
-            expected: lead.version,
-            incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
-            record: Record {
-                state,
-                merged,
-                first_arrival,
-                hits,
-                partial,
-            },
-            calls,
-            messages,
-            absorbed: None,
+        let record = Record {
+            state,
+            merged,
+            first_arrival,
+            hits,
+            partial,
         };
+        let commit = lead.commit(record, calls, messages);
         match store.commit(&commit).await {
             Ok(()) => {
                 out.extend(results);
@@ -392,20 +406,16 @@ async fn merge_one<S: Records>(
         Vec::new(),
         lead.rescored.clone(),
     );
+    let record = Record {
+        state,
+        merged,
+        first_arrival,
+        hits,
+        partial,
+    };
     let commit = Commit {
-        known: lead.known.clone(),
-        expected: lead.version,
-        incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
-        record: Record {
-            state,
-            merged,
-            first_arrival,
-            hits,
-            partial,
-        },
-        calls: vec![(accepted, arrival)],
-        messages,
         absorbed: Some((other.to_owned(), absorbed.as_ref().map(|a| a.version))),
+        ..lead.commit(record, vec![(accepted, arrival)], messages)
     };
     store.commit(&commit).await?;
     Ok(Some(Processed {

@@ -186,25 +186,18 @@ mod tests {
     }
 
     fn commit<'c>(lead: &Loaded, call: &'c Accepted) -> Commit<'c> {
-        Commit {
-            known: lead.known.clone(),
-            expected: lead.version,
-            incarnation: lead.record.as_ref().map_or(0, |r| r.first_arrival),
-            record: Record {
-                state: lead
-                    .record
-                    .as_ref()
-                    .map(|r| r.state.clone())
-                    .unwrap_or_else(|| leadscore_rules::eval::LeadState::new(&program())),
-                merged: Vec::new(),
-                first_arrival: 1,
-                hits: None,
-                partial: false,
-            },
-            calls: vec![(call, 1)],
-            messages: Vec::new(),
-            absorbed: None,
-        }
+        let record = Record {
+            state: lead
+                .record
+                .as_ref()
+                .map(|r| r.state.clone())
+                .unwrap_or_else(|| leadscore_rules::eval::LeadState::new(&program())),
+            merged: Vec::new(),
+            first_arrival: 1,
+            hits: None,
+            partial: false,
+        };
+        lead.commit(record, vec![(call, 1)], Vec::new())
     }
 
     /// The engine's commit is guarded like DynamoDB's: a commit read before another one
