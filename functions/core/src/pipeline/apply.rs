@@ -8,9 +8,11 @@
 
 use crate::api::{Accepted, Processed, StoreError};
 use crate::ingest::segment::Call;
-use crate::pipeline::commit::{Commit, Note, Record, Refused};
-use crate::pipeline::{merge_partner, merged_state, processed, step, Cause};
-use leadscore_rules::eval::{LeadState, Transition};
+use crate::pipeline::commit::{messages, Commit, MessageForm, Note, Pending, Record, Refused};
+use crate::pipeline::{merge_partner, merged_state, processed, step, Cause, LatestHits};
+use leadscore_rules::eval::{self, LeadState, Transition};
+use leadscore_rules::program::NotifyWhen;
+use leadscore_rules::time::Micros;
 use leadscore_rules::Program;
 use std::collections::HashSet;
 
@@ -32,14 +34,34 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The record the lead's next calls start from: its record as loaded, or a new lead's
+    /// whose first call arrives `arrival`.
+    pub fn base(&self, program: &Program, arrival: u64) -> Record {
+        match &self.record {
+            Some(r) => Record {
+                first_arrival: if r.first_arrival == 0 {
+                    arrival
+                } else {
+                    r.first_arrival
+                },
+                ..r.clone()
+            },
+            None => Record {
+                state: LeadState::new(program),
+                first_arrival: arrival,
+                ..Record::default()
+            },
+        }
+    }
+
     /// The commit that writes `record` over this lead, guarded by what was read (its version
     /// and first arrival), with the calls applied and what they announce.
-    pub fn commit<'c>(
+    pub fn commit<'c, T>(
         &self,
         record: Record,
-        calls: Vec<(&'c Accepted, u64)>,
+        calls: Vec<(&'c T, u64)>,
         messages: Vec<Note>,
-    ) -> Commit<'c> {
+    ) -> Commit<'c, T> {
         Commit {
             known: self.known.clone(),
             expected: self.version,
@@ -74,13 +96,16 @@ pub enum StepError {
     Fatal(StoreError),
 }
 
-/// What a store opens to the pipeline: the narrow door every store implements.
+/// What a store opens to the pipeline: the narrow door every store implements, for the
+/// calls of type `T` it keeps.
 #[allow(async_fn_in_trait)]
-pub trait Records {
+pub trait Records<T = Accepted> {
     /// The writes one commit may hold at most.
     const MAX_WRITES: usize;
     /// How many times a run is tried before the caller gets the last error.
     const ATTEMPTS: u32;
+    /// What its commits' notes carry.
+    type Form: MessageForm;
 
     /// The rules the store runs.
     fn program(&self) -> &Program;
@@ -96,10 +121,191 @@ pub trait Records {
     async fn kept_calls(&self, id: &str) -> Result<Vec<(u64, Call)>, StepError>;
 
     /// Writes `commit` at once, or nothing ([`StepError::Refused`] when a guard failed).
-    async fn commit(&self, commit: &Commit<'_>) -> Result<(), StepError>;
+    async fn commit(&self, commit: &Commit<'_, T>) -> Result<(), StepError>;
 
     /// Waits before attempt `attempt` (from 1) after a conflict or a transient error.
     async fn pause(&self, attempt: u32);
+}
+
+/// What [`draft`] makes of a run's calls for one lead besides its new state: the calls it
+/// applies (each with its arrival), what they announce, and how many calls it consumed
+/// (duplicates included), with one result each when asked for.
+#[derive(Debug)]
+pub struct Draft<'c, T> {
+    /// The calls applied, in order (held inline when there is one, as for every call of a
+    /// replay).
+    pub calls: smallvec::SmallVec<[(&'c T, u64); 1]>,
+    /// What the commit announces, a rescore's first.
+    pub messages: Vec<Note>,
+    /// One result a call consumed ([`Wants::results`]).
+    pub results: Vec<Processed>,
+    /// Transitions of the calls applied, in order ([`Wants::results`] off).
+    pub transitions: Vec<Transition>,
+    /// How many calls of the run it consumed.
+    pub consumed: usize,
+}
+
+/// What a [`draft`] keeps besides the commit.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants {
+    /// The trace of the latest call ([`crate::pipeline::LatestHits`]).
+    pub trace: bool,
+    /// One result a call, as the API answers; off, only the transitions are kept.
+    pub results: bool,
+}
+
+/// The most notes one call can add: one a `notify` line, a line for any conversion one a
+/// conversion.
+fn most_notes(program: &Program) -> usize {
+    program
+        .notifies
+        .iter()
+        .map(|n| match n.when {
+            NotifyWhen::Converted(None) => program.conversions.len(),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Turns calls plus a lead's record into one commit's content: the one place a call
+/// becomes a new state, kept calls and notes, for every store (the loop below, and the
+/// embedded engine's own fast path, [`crate::store::engine::Engine`]).
+///
+/// `state` and `hits` are the record's, of lead `known` whose first call arrived
+/// `incarnation` ([`Loaded::base`]), and become the new record's; `rescored` holds the
+/// transitions a rescore on loading found (announced first, listed with the first call
+/// applied). The run's calls are applied in order from the first, call `k` arriving
+/// `arrival + k`, up to a call that `ends_run` (not the first) or the first that would not
+/// fit in `max_writes`; a call whose `messageId` is in `dups`, or repeats one of the run, is
+/// consumed as a duplicate.
+#[allow(clippy::too_many_arguments)]
+pub fn draft<'c, T: Pending, M: MessageForm>(
+    program: &Program,
+    (known, incarnation, rescored): (&str, u64, &[Transition]),
+    (state, hits): (&mut LeadState, &mut Option<LatestHits>),
+    run: &'c [T],
+    arrival: u64,
+    dups: &HashSet<String>,
+    ends_run: impl Fn(&Call) -> bool,
+    max_writes: usize,
+    wants: Wants,
+) -> Result<Draft<'c, T>, M::Error> {
+    // a rescore's notifications come before the calls' own (SPEC §7)
+    let mut notes: Vec<Note> = match rescored.is_empty() {
+        true => Vec::new(),
+        false => messages::<M>(
+            program,
+            (known, incarnation),
+            state,
+            rescored,
+            Some(Cause::RulesChanged),
+        )?,
+    };
+    let mut rescored = rescored.to_vec();
+    let mut out = Draft {
+        calls: smallvec::SmallVec::new(),
+        messages: Vec::new(),
+        results: Vec::new(),
+        transitions: Vec::new(),
+        consumed: 0,
+    };
+    let bound = 2 + most_notes(program);
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (k, pending) in run.iter().enumerate() {
+        let call = pending.call();
+        if k > 0 && ends_run(call) {
+            break;
+        }
+        let id = call.message_id.as_str();
+        if dups.contains(id) || (run.len() > 1 && !seen.insert(id)) {
+            if wants.results {
+                out.results.push(processed(
+                    program,
+                    known,
+                    Some(state),
+                    true,
+                    Vec::new(),
+                    Vec::new(),
+                ));
+            }
+            out.consumed += 1;
+            continue;
+        }
+        // the record, what is written so far, 2 for this call, and its notes
+        let written = 1 + 2 * out.calls.len() + notes.len();
+        let mut transitions = Vec::new();
+        let (step_hits, new) = if out.calls.is_empty() || written + bound <= max_writes {
+            // fits whatever the call announces: applied in place
+            let step_hits = step(program, state, call, &mut transitions, wants.trace);
+            let new = messages::<M>(program, (known, incarnation), state, &transitions, None)?;
+            (step_hits, new)
+        } else {
+            let mut probe = state.clone();
+            let step_hits = step(program, &mut probe, call, &mut transitions, wants.trace);
+            let new = messages::<M>(
+                program,
+                (known, incarnation),
+                &mut probe,
+                &transitions,
+                None,
+            )?;
+            if written + 2 + new.len() > max_writes {
+                break;
+            }
+            *state = probe;
+            (step_hits, new)
+        };
+        out.calls.push((pending, arrival + k as u64));
+        notes.extend(new);
+        *hits = step_hits;
+        out.consumed += 1;
+        if wants.results {
+            out.results.push(processed(
+                program,
+                known,
+                Some(state),
+                false,
+                transitions,
+                std::mem::take(&mut rescored),
+            ));
+        } else {
+            out.transitions.extend(transitions);
+        }
+    }
+    out.messages = notes;
+    Ok(out)
+}
+
+/// Brings a lead up to date without a call, for every store (SPEC §6 decay, §7): what a
+/// rescore found (`rescored`) is announced first, then, with `tick`, decay and stages run to
+/// that time. Returns the new state and what it announces; the commit that writes them
+/// carries no call.
+pub fn refresh<M: MessageForm>(
+    program: &Program,
+    (known, incarnation): (&str, u64),
+    mut state: LeadState,
+    rescored: &[Transition],
+    tick: Option<Micros>,
+) -> Result<(LeadState, Vec<Note>), M::Error> {
+    let mut notes = messages::<M>(
+        program,
+        (known, incarnation),
+        &mut state,
+        rescored,
+        Some(Cause::RulesChanged),
+    )?;
+    if let Some(now) = tick {
+        let mut transitions = Vec::new();
+        eval::tick(program, &mut state, now, &mut transitions);
+        notes.extend(messages::<M>(
+            program,
+            (known, incarnation),
+            &mut state,
+            &transitions,
+            None,
+        )?);
+    }
+    Ok((state, notes))
 }
 
 /// Applies a run of calls for one lead id (the same `lead_id()`), from the first; returns
@@ -107,9 +313,9 @@ pub trait Records {
 /// one commit is committed in parts) and the lead as committed, which the next part of the
 /// same run starts from without loading it again. `carry` is that lead. `arrival` numbers
 /// the run's calls in order.
-pub async fn apply_run<S: Records>(
+pub async fn apply_run<T: Pending, S: Records<T>>(
     store: &S,
-    run: &[Accepted],
+    run: &[T],
     arrival: u64,
     out: &mut Vec<Processed>,
     carry: Option<Loaded>,
@@ -131,7 +337,7 @@ pub async fn apply_run<S: Records>(
         }
         let lead = match loaded.take() {
             Some(lead) => lead,
-            None => match store.load(first.call.lead_id()).await {
+            None => match store.load(first.call().lead_id()).await {
                 Ok(lead) => lead,
                 Err(StepError::Retry(e)) => {
                     last_error = e;
@@ -154,7 +360,7 @@ pub async fn apply_run<S: Records>(
                 && !dups.contains(call.message_id.as_str()))
             .then(|| other.to_owned())
         };
-        if let Some(other) = needs_merge(&first.call) {
+        if let Some(other) = needs_merge(first.call()) {
             match merge_one(store, first, &other, &lead, arrival).await {
                 Ok(Some(processed)) => {
                     out.push(processed);
@@ -178,101 +384,38 @@ pub async fn apply_run<S: Records>(
             }
             continue;
         }
-        // evaluate the longest prefix without merges that fits in one commit
-        let (mut state, first_arrival, mut hits, merged, partial) = match &lead.record {
-            Some(r) => (
-                r.state.clone(),
-                if r.first_arrival == 0 {
-                    arrival
-                } else {
-                    r.first_arrival
-                },
-                r.hits.clone(),
-                r.merged.clone(),
-                r.partial,
-            ),
-            None => (LeadState::new(program), arrival, None, Vec::new(), false),
-        };
-        let messages_of = |state: &mut LeadState, transitions: &[Transition], cause| {
-            crate::pipeline::commit::messages(
-                program,
-                (&lead.known, first_arrival),
-                state,
-                transitions,
-                cause,
-            )
-            .map_err(|e| StoreError::Failed(e.to_string()))
-        };
-        // a rescore's notifications come before the calls' own (SPEC §7), and its
-        // transitions are listed with the first call applied
-        let mut messages: Vec<Note> =
-            messages_of(&mut state, &lead.rescored, Some(Cause::RulesChanged))?;
-        let mut rescored = lead.rescored.clone();
-        let mut results: Vec<Processed> = Vec::new();
-        let mut calls: Vec<(&Accepted, u64)> = Vec::new();
-        let mut seen: HashSet<&str> = HashSet::new();
-        for (k, accepted) in run.iter().enumerate() {
-            if k > 0 && needs_merge(&accepted.call).is_some() {
-                break;
-            }
-            let id = accepted.call.message_id.as_str();
-            if dups.contains(id) || !seen.insert(id) {
-                results.push(processed(
-                    program,
-                    &lead.known,
-                    Some(&state),
-                    true,
-                    Vec::new(),
-                    Vec::new(),
-                ));
-                continue;
-            }
-            let mut probe = state.clone();
-            let mut transitions = Vec::new();
-            let step_hits = step(program, &mut probe, &accepted.call, &mut transitions, true);
-            let new = messages_of(&mut probe, &transitions, None)?;
-            // the record, what is written so far, 2 for this call and its messages
-            if !calls.is_empty()
-                && 1 + 2 * calls.len() + messages.len() + 2 + new.len() > S::MAX_WRITES
-            {
-                break;
-            }
-            state = probe;
-            calls.push((accepted, arrival + k as u64));
-            messages.extend(new);
-            hits = step_hits;
-            results.push(processed(
-                program,
-                &lead.known,
-                Some(&state),
-                false,
-                transitions,
-                std::mem::take(&mut rescored),
-            ));
+        // the longest prefix without merges that fits in one commit
+        let mut record = lead.base(program, arrival);
+        let draft = draft::<T, S::Form>(
+            program,
+            (&lead.known, record.first_arrival, &lead.rescored),
+            (&mut record.state, &mut record.hits),
+            run,
+            arrival,
+            &dups,
+            |call| needs_merge(call).is_some(),
+            S::MAX_WRITES,
+            Wants {
+                trace: true,
+                results: true,
+            },
+        )
+        .map_err(|e| StoreError::Failed(e.to_string()))?;
+        if draft.calls.is_empty() {
+            out.extend(draft.results);
+            return Ok((draft.consumed, Some(lead)));
         }
-        let consumed = results.len();
-        if calls.is_empty() {
-            out.extend(results);
-            return Ok((consumed, Some(lead)));
-        }
-        let record = Record {
-            state,
-            merged,
-            first_arrival,
-            hits,
-            partial,
-        };
-        let commit = lead.commit(record, calls, messages);
+        let commit = lead.commit(record, draft.calls.into_vec(), draft.messages);
         match store.commit(&commit).await {
             Ok(()) => {
-                out.extend(results);
+                out.extend(draft.results);
                 let committed = Loaded {
                     version: Some(commit.version()),
                     known: commit.known,
                     record: Some(commit.record),
                     rescored: Vec::new(),
                 };
-                return Ok((consumed, Some(committed)));
+                return Ok((draft.consumed, Some(committed)));
             }
             Err(err) => recover(
                 err,
@@ -319,9 +462,9 @@ fn recover(
 /// calls re-evaluated ([`merged_state`]), then the call, in one commit that turns `other`
 /// into a pointer. `Ok(None)`: `other` was merged into another lead already, so no merge
 /// happens.
-async fn merge_one<S: Records>(
+async fn merge_one<T: Pending, S: Records<T>>(
     store: &S,
-    accepted: &Accepted,
+    accepted: &T,
     other: &str,
     lead: &Loaded,
     arrival: u64,
@@ -342,11 +485,12 @@ async fn merge_one<S: Records>(
             (a, b) => a.min(b),
         }
     };
-    let fatal = |e: serde_json::Error| StepError::Fatal(StoreError::Failed(e.to_string()));
+    let fatal =
+        |e: <S::Form as MessageForm>::Error| StepError::Fatal(StoreError::Failed(e.to_string()));
     // a rescore's transitions are announced first, and what it announced stays announced
     let mut previous = lead.record.as_ref().map(|r| r.state.clone());
-    let mut messages = match previous.as_mut() {
-        Some(p) => crate::pipeline::commit::messages(
+    let mut notes = match previous.as_mut() {
+        Some(p) => messages::<S::Form>(
             program,
             (&lead.known, first_arrival),
             p,
@@ -387,9 +531,9 @@ async fn merge_one<S: Records>(
             Vec::new(),
         ),
     };
-    let hits = step(program, &mut state, &accepted.call, &mut transitions, true);
-    messages.extend(
-        crate::pipeline::commit::messages(
+    let hits = step(program, &mut state, accepted.call(), &mut transitions, true);
+    notes.extend(
+        messages::<S::Form>(
             program,
             (&lead.known, first_arrival),
             &mut state,
@@ -415,7 +559,7 @@ async fn merge_one<S: Records>(
     };
     let commit = Commit {
         absorbed: Some((other.to_owned(), absorbed.as_ref().map(|a| a.version))),
-        ..lead.commit(record, vec![(accepted, arrival)], messages)
+        ..lead.commit(record, vec![(accepted, arrival)], notes)
     };
     store.commit(&commit).await?;
     Ok(Some(Processed {
@@ -429,9 +573,9 @@ async fn merge_one<S: Records>(
 /// starting from the lead as just committed. `base` numbers the calls (call `i` arrives
 /// `base + i`). On error `out` holds the results of the calls committed before it (their
 /// number says where to go on from), and the failing call changed nothing.
-pub async fn apply_calls<S: Records>(
+pub async fn apply_calls<T: Pending, S: Records<T>>(
     store: &S,
-    calls: &[Accepted],
+    calls: &[T],
     base: u64,
     out: &mut Vec<Processed>,
 ) -> Result<(), StoreError> {
@@ -439,10 +583,10 @@ pub async fn apply_calls<S: Records>(
     let mut i = 0;
     let mut carry = None;
     while i < calls.len() {
-        let id = calls[i].call.lead_id();
+        let id = calls[i].call().lead_id();
         let end = calls[i..]
             .iter()
-            .position(|a| a.call.lead_id() != id)
+            .position(|a| a.call().lead_id() != id)
             .map_or(calls.len(), |p| i + p);
         let (consumed, committed) =
             apply_run(store, &calls[i..end], base + i as u64, out, carry.take()).await?;

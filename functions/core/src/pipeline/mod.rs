@@ -14,8 +14,12 @@
 //! - [`processed`]: the per-call result the API answers with;
 //! - [`commit`]: what one step writes, as a value ([`commit::Commit`]) a store applies at
 //!   once under the lead's version, with the messages it announces ([`commit::messages`]);
-//! - `apply`: the loop around them, written once over a store's narrow door
-//!   (`apply::Records`: load with a version, kept calls, commit answering a conflict).
+//! - `apply`: a run of calls plus a lead's record turned into one commit's content
+//!   (`apply::draft`), a lead brought up to date without a call for a rescore or a tick
+//!   (`apply::refresh`), and the loop around them, written once over a store's narrow door
+//!   (`apply::Records`: load with a version, kept calls, commit answering a conflict). The
+//!   engine's fast path for `replay` drafts with the same `draft` and writes with its
+//!   commit.
 
 pub mod apply;
 pub mod commit;

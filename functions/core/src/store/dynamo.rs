@@ -26,9 +26,9 @@
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::{normalize_call, Call, TimePolicy};
-use crate::pipeline::apply::{self, apply_calls, Absorbed, Records, StepError};
-use crate::pipeline::commit::{as_replay_prints, messages, Commit, Note, Record, Refused};
-use crate::pipeline::{remap_transitions, rescored_state, Cause, LatestHits};
+use crate::pipeline::apply::{self, apply_calls, refresh, Absorbed, Records, StepError};
+use crate::pipeline::commit::{Commit, Record, Refused, Whole};
+use crate::pipeline::{remap_transitions, rescored_state, LatestHits};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::query::QueryError;
@@ -40,7 +40,7 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use leadscore_rules::eval::{self, LeadState, TraceEntry, Transition};
+use leadscore_rules::eval::{LeadState, TraceEntry, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::{Program, StoredState};
 use leadscore_wire::{Message, OutboxNote};
@@ -1081,26 +1081,6 @@ impl DynamoStore {
         ])
     }
 
-    /// The messages of `transitions` of lead `known` under this store's rules
-    /// ([`messages`]); `state` records them as announced.
-    fn messages(
-        &self,
-        known: &str,
-        incarnation: u64,
-        state: &mut LeadState,
-        transitions: &[Transition],
-        cause: Option<Cause>,
-    ) -> Result<Vec<Note>, CommitError> {
-        messages(
-            &self.program,
-            (known, incarnation),
-            state,
-            transitions,
-            cause,
-        )
-        .map_err(CommitError::failed)
-    }
-
     /// The outbox item of a message of lead `known`.
     fn note_item(&self, known: &str, message: &Message) -> Result<TransactWriteItem, CommitError> {
         let note =
@@ -1169,7 +1149,10 @@ impl DynamoStore {
             items.push(kept);
         }
         for note in messages {
-            items.push(self.note_item(known, &note.message)?);
+            let message = note.message.as_ref().ok_or_else(|| {
+                CommitError::failed(format!("a note for `{}` without its message", note.target))
+            })?;
+            items.push(self.note_item(known, message)?);
         }
         match self.transact(items).await {
             Ok(()) => Ok(()),
@@ -1295,31 +1278,14 @@ impl DynamoStore {
                 Err(CommitError::Cancelled(_) | CommitError::Refused(_)) => continue,
             }
             let incarnation = lead.item.as_ref().map_or(0, |i| i.first_arrival);
-            let Some(mut state) = lead.item.and_then(|i| i.state) else {
+            let Some(state) = lead.item.and_then(|i| i.state) else {
                 return Ok(None);
             };
-            let mut messages = self
-                .messages(
-                    id,
-                    incarnation,
-                    &mut state,
-                    &lead.rescored,
-                    Some(Cause::RulesChanged),
-                )
-                .map_err(fatal)?;
-            if let Some(now) = tick {
-                let mut transitions = Vec::new();
-                eval::tick(&program, &mut state, now, &mut transitions);
-                messages.extend(
-                    self.messages(id, incarnation, &mut state, &transitions, None)
-                        .map_err(fatal)?,
-                );
-            }
+            let (state, messages) =
+                refresh::<Whole>(&program, (id, incarnation), state, &lead.rescored, tick)
+                    .map_err(|e| StoreError::Failed(e.to_string()))?;
             let changed = item.state.as_ref() != Some(&state);
-            let told = messages
-                .iter()
-                .map(|n| as_replay_prints(id, &n.message))
-                .collect();
+            let told = messages.iter().map(|n| n.as_replay_prints(id)).collect();
             let commit = Commit {
                 known: id.to_owned(),
                 expected: Some(item.version),
@@ -1694,6 +1660,7 @@ fn record_of(item: StateItem) -> Option<Record> {
 impl Records for DynamoStore {
     const MAX_WRITES: usize = MAX_TRANSACTION_ITEMS;
     const ATTEMPTS: u32 = MAX_ATTEMPTS;
+    type Form = Whole;
 
     fn program(&self) -> &Program {
         &self.program

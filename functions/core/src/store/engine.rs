@@ -2,22 +2,33 @@
 //!
 //! It keeps every lead in memory with its accepted calls (for identity merges), recognises
 //! duplicate `messageId`s, and follows merged anonymous ids to their known lead (SPEC §3, §5).
-//! `replay`, `explain` and the local tools run on it; the Lambda functions use the same step
-//! function over DynamoDB.
+//! `replay`, `explain`, `compare` and `serve` run on it.
+//!
+//! Every change to a lead goes through the pipeline and is written by one commit
+//! ([`Engine::commit`], guarded like DynamoDB's by the lead's version and first arrival): a
+//! call is drafted by the apply loop's own evaluation ([`crate::pipeline::apply::draft`]),
+//! a merge runs the loop itself on the engine's door, and a rescore or a tick builds its
+//! commit with [`crate::pipeline::apply::refresh`], as the functions' `rescore` and `decay`
+//! do. What the engine keeps to itself is how it holds leads: a call is drafted in place on
+//! the lead's record (no copy of its state), and the history keeps line references for
+//! `replay` instead of the calls.
 
+use crate::api::Accepted;
 use crate::ingest::segment::Call;
-use crate::pipeline::apply::{Absorbed, Loaded};
-use crate::pipeline::commit::{Commit, Record, Refused};
-use crate::pipeline::{announcements, merge_partner, step};
+use crate::pipeline::apply::{apply_run, draft, refresh, Absorbed, Loaded, Wants};
+use crate::pipeline::commit::{Commit, NamesOnly, Note, Pending, Record, Refused};
+use crate::pipeline::merge_partner;
 pub use crate::pipeline::{
     merged_state, rescored_state, transition_name, Cause, LatestHits, RescoreReport, Rescored,
 };
 use crate::store::keytable::{safe_arch_prefetch, KeyTable};
+use crate::store::memory::EngineDoor;
 use ahash::AHashMap;
-use leadscore_rules::eval::{self, LeadState, Transition};
+use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{Program, StoredState};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A notification produced by a transition (SPEC §3 step 6).
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +65,65 @@ pub enum Kept {
 /// Reads a kept call again: `(line, index) → call`.
 pub type Loader<'a> = Box<dyn Fn(u32, u32) -> Option<Call> + 'a>;
 
+/// A call as the engine is given it: what it keeps of it in the lead's history, and the key
+/// of its `messageId`.
+pub trait Keeps: Pending {
+    /// How the history keeps it.
+    fn kept(&self) -> Kept;
+
+    /// Its `messageId`'s key under `keys`.
+    fn message_key(&self, keys: &MessageKeys) -> MessageKey {
+        keys.key(&self.call().message_id)
+    }
+}
+
+impl Keeps for Accepted {
+    fn kept(&self) -> Kept {
+        Kept::Call(Arc::new(self.call.clone()))
+    }
+}
+
+impl Pending for Arc<Call> {
+    fn call(&self) -> &Call {
+        self
+    }
+}
+
+impl Keeps for Arc<Call> {
+    fn kept(&self) -> Kept {
+        Kept::Call(Arc::clone(self))
+    }
+}
+
+/// Call `index` of input line `line`, kept as that reference ([`Engine::with_loader`]), with
+/// its `messageId`'s key computed already.
+#[derive(Debug, Clone, Copy)]
+struct Line<'a> {
+    call: &'a Call,
+    line: u32,
+    index: u32,
+    message: MessageKey,
+}
+
+impl Pending for Line<'_> {
+    fn call(&self) -> &Call {
+        self.call
+    }
+}
+
+impl Keeps for Line<'_> {
+    fn kept(&self) -> Kept {
+        Kept::Line {
+            line: self.line,
+            index: self.index,
+        }
+    }
+
+    fn message_key(&self, _: &MessageKeys) -> MessageKey {
+        self.message
+    }
+}
+
 /// One lead as the embedded store keeps it. Its accepted calls are in the engine's
 /// history ([`Engine::history`]).
 #[derive(Debug, Clone)]
@@ -80,6 +150,11 @@ impl LeadRecord {
     /// The lead's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The record's version: raised by every commit, which is guarded by it.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 
@@ -312,10 +387,8 @@ impl<'p> Engine<'p> {
 
     /// Processes one accepted call, keeping it in memory in the lead's history.
     pub fn process(&mut self, call: Arc<Call>) -> Outcome {
-        let kept = Kept::Call(Arc::clone(&call));
         let mut transitions = Vec::new();
-        let message = self.keys.key(&call.message_id);
-        let applied = self.process_kept(&call, message, kept, &mut transitions);
+        let applied = self.process_kept(&call, Some(&mut transitions));
         let lead = self.resolve(call.lead_id()).to_string();
         if applied {
             Outcome::Applied { lead, transitions }
@@ -340,7 +413,13 @@ impl<'p> Engine<'p> {
         line: u32,
         index: u32,
     ) -> bool {
-        self.process_kept(call, message, Kept::Line { line, index }, &mut Vec::new())
+        let line = Line {
+            call,
+            line,
+            index,
+            message,
+        };
+        self.process_kept(&line, None)
     }
 
     /// A call that will be processed soon, with the key of the lead it reaches as of now,
@@ -416,118 +495,104 @@ impl<'p> Engine<'p> {
         self.keys
     }
 
-    fn process_kept(
+    /// Applies one call through the pipeline ([`draft`], the loop's own evaluation, on the
+    /// lead's record in place) and ends the commit as [`Engine::commit`] does
+    /// ([`Engine::settle`]: the call kept, the version raised, the notes notified); a call
+    /// that merges another lead goes through the loop itself ([`Engine::through_door`]).
+    /// Returns false for a duplicate; pushes the call's transitions onto `transitions`.
+    ///
+    /// The engine is held for the whole step, so the lead stays at the version read and the
+    /// commit's version guard holds: what could refuse it is a duplicate, answered before
+    /// the record is touched.
+    fn process_kept<P: Keeps>(
         &mut self,
-        call: &Call,
-        message: MessageKey,
-        kept: Kept,
-        transitions: &mut Vec<Transition>,
+        pending: &P,
+        transitions: Option<&mut Vec<Transition>>,
     ) -> bool {
-        if !self.seen.insert(message.0, ()) {
-            self.duplicates += 1;
-            return false;
-        }
-        let key: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
+        let program = self.program;
+        let call = pending.call();
+        let known: std::borrow::Cow<'_, str> = match self.aliases.get(call.lead_id()) {
             Some(known) => std::borrow::Cow::Owned(known.clone()),
             None => std::borrow::Cow::Borrowed(call.lead_id()),
         };
-        let seq = self.history.len() as u64 + 1;
-
-        // Identity merge: alias(previousId -> userId), or a call carrying both ids.
-        if let Some(other) = merge_partner(call) {
-            if other != key && !self.aliases.contains_key(other) {
-                self.merge(other, &key, transitions);
-            }
+        // identity merge: alias(previousId -> userId), or a call carrying both ids
+        if merge_partner(call)
+            .is_some_and(|other| other != known && !self.aliases.contains_key(other))
+        {
+            return self.through_door(pending, transitions);
         }
-
-        let program = self.program;
-        let lead = self.keys.lead(&key);
-        let i = match self.table.get(lead.0) {
+        if self.seen.contains(pending.message_key(&self.keys).0) {
+            self.duplicates += 1;
+            return false;
+        }
+        let arrival = self.next_arrival();
+        let i = match self.index(&known) {
             Some(i) => i,
             None => self.insert(LeadRecord {
-                key: lead,
+                key: self.keys.lead(&known),
                 state: LeadState::new(program),
-                first_arrival: seq,
+                first_arrival: arrival,
                 latest_hits: None,
-                id: key.as_ref().into(),
+                id: known.as_ref().into(),
                 last: 0,
                 version: 0,
             }),
         };
         let record = &mut self.records[i];
-        let hits = step(
+        let Ok(draft) = draft::<P, NamesOnly>(
             program,
-            &mut record.state,
-            call,
-            transitions,
-            self.keep_hits,
+            (&known, record.first_arrival, &[]),
+            (&mut record.state, &mut record.latest_hits),
+            std::slice::from_ref(pending),
+            arrival,
+            &HashSet::new(),
+            |_| false,
+            usize::MAX,
+            Wants {
+                trace: self.keep_hits,
+                results: false,
+            },
         );
-        if hits.is_some() {
-            record.latest_hits = hits;
+        if let Some(out) = transitions {
+            out.extend(draft.transitions);
         }
-        self.history.push(Entry {
-            kept: Some(kept),
-            prev: record.last,
-        });
-        record.last = seq;
-        record.version += 1;
-        if !transitions.is_empty() {
-            self.announce(i, transitions, None);
-        }
+        self.settle(i, &draft.calls, draft.messages);
         true
     }
 
-    /// Folds lead `from` into lead `into` by re-evaluating their combined history in time
-    /// order; records the alias so later calls with `from` reach `into`.
-    fn merge(&mut self, from: &str, into: &str, transitions: &mut Vec<Transition>) {
-        self.aliases.insert(from.to_string(), into.to_string());
-        let Some(absorbed) = self.remove(from) else {
-            return;
-        };
-        // any lead that had been merged into `from` now follows `into`
-        for target in self.aliases.values_mut() {
-            if target == from {
-                *target = into.to_string();
-            }
-        }
+    /// Applies a call that merges another lead through the pipeline's loop
+    /// ([`apply_run`]) on the engine's door ([`EngineDoor`]), as `serve` applies every call:
+    /// the merge is the loop's one merge (the two leads' kept calls re-evaluated, SPEC §5).
+    fn through_door<P: Keeps>(
+        &mut self,
+        pending: &P,
+        transitions: Option<&mut Vec<Transition>>,
+    ) -> bool {
         let program = self.program;
-        let previous = self.remove(into);
-        let mut first_arrival = absorbed.first_arrival;
-        // the combined history: the known lead's chain continues into the absorbed one's
-        let mut seqs = self.chain(absorbed.last);
-        let mut last = absorbed.last;
-        if let Some(prev) = &previous {
-            first_arrival = first_arrival.min(prev.first_arrival);
-            let known = self.chain(prev.last);
-            if let (Some(&oldest), Some(&newest)) = (known.last(), known.first()) {
-                if let Some(entry) = usize::try_from(oldest - 1)
-                    .ok()
-                    .and_then(|i| self.history.get_mut(i))
-                {
-                    entry.prev = absorbed.last;
+        let arrival = self.next_arrival();
+        let lock = Mutex::new(&mut *self);
+        let mut out = Vec::new();
+        let done = pollster::block_on(apply_run(
+            &EngineDoor::new(&lock, program),
+            std::slice::from_ref(pending),
+            arrival,
+            &mut out,
+            None,
+        ));
+        let engine = lock.into_inner().unwrap_or_else(PoisonError::into_inner);
+        match (done, out.pop()) {
+            (Ok(_), Some(applied)) if !applied.duplicate => {
+                if let Some(t) = transitions {
+                    t.extend(applied.transitions);
                 }
-                last = newest;
+                true
             }
-            seqs.extend(known);
+            // a duplicate (the engine's door fails in no other way)
+            _ => {
+                engine.duplicates += 1;
+                false
+            }
         }
-        let mut calls: Vec<(u64, Arc<Call>)> = seqs
-            .iter()
-            .filter_map(|&seq| {
-                let kept = self.entry(seq)?.kept.as_ref()?;
-                self.fetch(kept).map(|c| (seq, c))
-            })
-            .collect();
-        let (state, new) = merged_state(program, &mut calls, previous.as_ref().map(|p| &p.state));
-        transitions.extend(new);
-        self.insert(LeadRecord {
-            key: self.keys.lead(into),
-            state,
-            first_arrival,
-            latest_hits: None,
-            id: into.into(),
-            last,
-            version: previous.as_ref().map_or(0, |p| p.version + 1),
-        });
     }
 
     /// The arrival orders of a chain of calls, from `last` back to the lead's first.
@@ -552,23 +617,58 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Announces the transitions of record `i` not announced before (SPEC §3 step 6, §7).
-    fn announce(&mut self, i: usize, transitions: &[Transition], cause: Option<Cause>) {
+    /// The kept calls of the chain ending at `last`, each with its arrival order.
+    fn chain_calls(&self, last: u64) -> Vec<(u64, Arc<Call>)> {
+        self.chain(last)
+            .into_iter()
+            .filter_map(|seq| {
+                let kept = self.entry(seq)?.kept.as_ref()?;
+                self.fetch(kept).map(|c| (seq, c))
+            })
+            .collect()
+    }
+
+    /// The commit of record `i` brought up to date without a call ([`refresh`]): its state
+    /// becomes `state` with what `rescored` found announced first (SPEC §7), then ticked at
+    /// `tick` (SPEC §6). Returns the notifications it adds.
+    fn refresh_record(
+        &mut self,
+        i: usize,
+        state: LeadState,
+        rescored: &[Transition],
+        tick: Option<Micros>,
+    ) -> u64 {
         let program = self.program;
-        let Some(record) = self.records.get_mut(i) else {
-            return;
+        let r = &mut self.records[i];
+        let known = r.id.to_string();
+        let Ok((state, notes)) =
+            refresh::<NamesOnly>(program, (&known, r.first_arrival), state, rescored, tick);
+        let told = notes.len() as u64;
+        let commit: Commit<'_, Accepted> = Commit {
+            known,
+            expected: Some(r.version),
+            incarnation: r.first_arrival,
+            record: Record {
+                state,
+                merged: Vec::new(),
+                first_arrival: r.first_arrival,
+                hits: r.latest_hits.take(),
+                partial: false,
+            },
+            calls: Vec::new(),
+            messages: notes,
+            absorbed: None,
         };
-        for a in announcements(program, &mut record.state, transitions) {
-            let seq = self.notifications.len() as u64;
-            self.notifications.push(Notification {
-                target: a.target.to_owned(),
-                lead: record.id.to_string(),
-                transition: a.transition,
-                name: a.name,
-                cause,
-                seq,
-            });
-        }
+        self.write(commit);
+        told
+    }
+
+    /// Leads in id order (rescores and ticks go through them in that order, as the
+    /// functions' `rescore` and `decay` report them).
+    fn in_id_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by(|&a, &b| self.records[a].id.cmp(&self.records[b].id));
+        order
     }
 
     /// Runs the engine under other rules from now on (SPEC §7). When their version differs,
@@ -584,45 +684,26 @@ impl<'p> Engine<'p> {
         if old.version == program.version {
             return report;
         }
-        let mut order: Vec<usize> = (0..self.records.len()).collect();
-        order.sort_by(|&a, &b| self.records[a].id.cmp(&self.records[b].id));
-        for i in order {
+        for i in self.in_id_order() {
             let record = &self.records[i];
             let loaded = StoredState::from_state(old, &record.state).into_state(program);
-            let mut calls: Vec<(u64, Arc<Call>)> = self
-                .chain(record.last)
-                .into_iter()
-                .filter_map(|seq| {
-                    let kept = self.entry(seq)?.kept.as_ref()?;
-                    self.fetch(kept).map(|c| (seq, c))
-                })
-                .collect();
+            let mut calls = self.chain_calls(record.last);
             let rescored = rescored_state(program, &mut calls, &loaded);
             report.partial += u64::from(rescored.partial);
             if rescored.state != loaded {
                 report.changed += 1;
             }
-            let record = &mut self.records[i];
-            record.state = rescored.state;
-            let before = self.notifications.len();
-            self.announce(i, &rescored.transitions, Some(Cause::RulesChanged));
-            report.notifications += (self.notifications.len() - before) as u64;
+            report.notifications +=
+                self.refresh_record(i, rescored.state, &rescored.transitions, None);
         }
         report
     }
 
     /// Ticks every lead at time `at` (decay, then stages; SPEC §6 `decay`).
     pub fn tick_all(&mut self, at: Micros) {
-        let program = self.program;
-        let mut order: Vec<usize> = (0..self.records.len()).collect();
-        order.sort_by(|&a, &b| self.records[a].id.cmp(&self.records[b].id));
-        for i in order {
-            let mut transitions = Vec::new();
-            let record = &mut self.records[i];
-            eval::tick(program, &mut record.state, at, &mut transitions);
-            if !transitions.is_empty() {
-                self.announce(i, &transitions, None);
-            }
+        for i in self.in_id_order() {
+            let state = std::mem::take(&mut self.records[i].state);
+            self.refresh_record(i, state, &[], Some(at));
         }
     }
 }
@@ -728,7 +809,17 @@ impl Engine<'_> {
     /// before. A merge folds the other lead's chain into the known lead's and points its id
     /// there; each call is kept at the next arrival order; each message becomes a
     /// notification.
-    pub fn commit(&mut self, commit: &Commit<'_>) -> Result<(), Refused> {
+    pub fn commit<P: Keeps>(&mut self, commit: &Commit<'_, P>) -> Result<(), Refused> {
+        let refused = self.refusal(commit);
+        if refused != Refused::default() {
+            return Err(refused);
+        }
+        self.write(commit.clone());
+        Ok(())
+    }
+
+    /// Why the engine refuses `commit` (nothing: it can be written).
+    fn refusal<P: Keeps>(&self, commit: &Commit<'_, P>) -> Refused {
         let known = commit.known.as_str();
         // the known id merged into another lead meanwhile counts as a conflict too (on
         // DynamoDB its pointer fails the guard)
@@ -747,19 +838,19 @@ impl Engine<'_> {
             };
             refused.conflict |= now != *was;
         }
-        for (accepted, _) in &commit.calls {
-            if self
-                .seen
-                .contains(self.keys.key(&accepted.call.message_id).0)
-            {
+        for (pending, _) in &commit.calls {
+            if self.seen.contains(pending.message_key(&self.keys).0) {
                 refused
                     .duplicates
-                    .push(accepted.call.message_id.to_string());
+                    .push(pending.call().message_id.to_string());
             }
         }
-        if refused != Refused::default() {
-            return Err(refused);
-        }
+        refused
+    }
+
+    /// Writes a commit its guards let through ([`Engine::refusal`]).
+    fn write<P: Keeps>(&mut self, commit: Commit<'_, P>) {
+        let known = commit.known.as_str();
         let mut absorbed = None;
         if let Some((other, _)) = &commit.absorbed {
             self.aliases.insert(other.clone(), known.to_owned());
@@ -776,7 +867,7 @@ impl Engine<'_> {
             Some(i) => i,
             None => self.insert(LeadRecord {
                 key: self.keys.lead(known),
-                state: commit.record.state.clone(),
+                state: LeadState::default(),
                 first_arrival: next,
                 latest_hits: None,
                 id: known.into(),
@@ -797,33 +888,38 @@ impl Engine<'_> {
             let record = &mut self.records[i];
             record.first_arrival = record.first_arrival.min(absorbed.first_arrival);
         }
-        for (accepted, _) in &commit.calls {
+        let record = &mut self.records[i];
+        record.state = commit.record.state;
+        if self.keep_hits {
+            record.latest_hits = commit.record.hits;
+        }
+        self.settle(i, &commit.calls, commit.messages);
+    }
+
+    /// The rest of a commit of record `i`, whose state is written: its calls kept in the
+    /// history (their `messageId`s seen), its version raised, its notes notified.
+    fn settle<P: Keeps>(&mut self, i: usize, calls: &[(&P, u64)], notes: Vec<Note>) {
+        for (pending, _) in calls {
             let seq = self.history.len() as u64 + 1;
-            self.seen
-                .insert(self.keys.key(&accepted.call.message_id).0, ());
+            self.seen.insert(pending.message_key(&self.keys).0, ());
             self.history.push(Entry {
-                kept: Some(Kept::Call(Arc::new(accepted.call.clone()))),
+                kept: Some(pending.kept()),
                 prev: self.records[i].last,
             });
             self.records[i].last = seq;
         }
         let record = &mut self.records[i];
-        record.state = commit.record.state.clone();
-        if self.keep_hits {
-            record.latest_hits = commit.record.hits.clone();
-        }
-        record.version = commit.version();
-        for note in &commit.messages {
+        record.version += 1;
+        for note in notes {
             let seq = self.notifications.len() as u64;
             self.notifications.push(Notification {
-                target: note.message.target.clone(),
-                lead: known.to_owned(),
+                target: note.target,
+                lead: record.id.to_string(),
                 transition: note.transition,
-                name: note.message.name().into(),
+                name: note.name,
                 cause: note.cause,
                 seq,
             });
         }
-        Ok(())
     }
 }

@@ -6,8 +6,8 @@
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
 use crate::ingest::segment::Call;
 use crate::pipeline::apply::{apply_calls, Absorbed, Loaded, Records, StepError};
-use crate::pipeline::commit::Commit;
-use crate::store::engine::Engine;
+use crate::pipeline::commit::{Commit, NamesOnly};
+use crate::store::engine::{Engine, Keeps};
 use leadscore_rules::Program;
 use std::borrow::BorrowMut;
 use std::marker::PhantomData;
@@ -45,7 +45,7 @@ impl<'s, 'p, T: BorrowMut<Engine<'p>>> EngineDoor<'s, 'p, T> {
 
     /// Applies one request's calls through the pipeline ([`apply_calls`]), numbered from
     /// the engine's next arrival.
-    pub async fn apply(&self, calls: &[Accepted]) -> Result<Vec<Processed>, StoreError> {
+    pub async fn apply<P: Keeps>(&self, calls: &[P]) -> Result<Vec<Processed>, StoreError> {
         let base = self.with(|e| e.next_arrival());
         let mut out = Vec::with_capacity(calls.len());
         apply_calls(self, calls, base, &mut out).await?;
@@ -53,12 +53,14 @@ impl<'s, 'p, T: BorrowMut<Engine<'p>>> EngineDoor<'s, 'p, T> {
     }
 }
 
-impl<'p, T: BorrowMut<Engine<'p>>> Records for EngineDoor<'_, 'p, T> {
+impl<'p, T: BorrowMut<Engine<'p>>, P: Keeps> Records<P> for EngineDoor<'_, 'p, T> {
     /// No limit: a commit is one step in memory.
     const MAX_WRITES: usize = usize::MAX / 4;
     /// A conflict in memory means another request's commit landed: someone always gets
     /// through, so a run is tried until it does.
     const ATTEMPTS: u32 = u32::MAX;
+    /// The engine keeps notifications by name.
+    type Form = NamesOnly;
 
     fn program(&self) -> &Program {
         self.program
@@ -76,7 +78,7 @@ impl<'p, T: BorrowMut<Engine<'p>>> Records for EngineDoor<'_, 'p, T> {
         Ok(self.with(|e| e.pipeline_calls(id)))
     }
 
-    async fn commit(&self, commit: &Commit<'_>) -> Result<(), StepError> {
+    async fn commit(&self, commit: &Commit<'_, P>) -> Result<(), StepError> {
         self.with(|e| e.commit(commit)).map_err(StepError::Refused)
     }
 
@@ -208,7 +210,7 @@ mod tests {
         let program = program();
         let lock = Mutex::new(Engine::new(&program));
         let door = EngineDoor::new(&lock, &program);
-        let read = pollster::block_on(door.load("u1")).unwrap();
+        let read = pollster::block_on(Records::<Accepted>::load(&door, "u1")).unwrap();
         assert_eq!(read.version, None);
         let (m1, m2) = (accepted("u1", "m1"), accepted("u1", "m2"));
         pollster::block_on(Records::commit(&door, &commit(&read, &m1))).unwrap();
@@ -223,7 +225,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        let now = pollster::block_on(door.load("u1")).unwrap();
+        let now = pollster::block_on(Records::<Accepted>::load(&door, "u1")).unwrap();
         assert_eq!(now.version, Some(1));
         match pollster::block_on(Records::commit(&door, &commit(&now, &m1))) {
             Err(StepError::Refused(r)) => {
@@ -237,7 +239,9 @@ mod tests {
         let duplicate: Vec<bool> = done.iter().map(|p| p.duplicate).collect();
         assert_eq!(duplicate, [true, false]);
         assert_eq!(
-            pollster::block_on(door.load("u1")).unwrap().version,
+            pollster::block_on(Records::<Accepted>::load(&door, "u1"))
+                .unwrap()
+                .version,
             Some(2)
         );
     }
@@ -251,12 +255,14 @@ mod tests {
         let lock = Mutex::new(Engine::new(&program));
         let door = EngineDoor::new(&lock, &program);
         pollster::block_on(door.apply(&[accepted("u1", "m1")])).unwrap();
-        let read = pollster::block_on(door.load("u1")).unwrap();
+        let read = pollster::block_on(Records::<Accepted>::load(&door, "u1")).unwrap();
         assert_eq!(read.version, Some(1));
         lock.lock().unwrap().forget("u1");
         pollster::block_on(door.apply(&[accepted("u1", "m2")])).unwrap();
         assert_eq!(
-            pollster::block_on(door.load("u1")).unwrap().version,
+            pollster::block_on(Records::<Accepted>::load(&door, "u1"))
+                .unwrap()
+                .version,
             Some(1)
         );
         let m3 = accepted("u1", "m3");
@@ -275,7 +281,7 @@ mod tests {
         let program = program();
         let lock = Mutex::new(Engine::new(&program));
         let door = EngineDoor::new(&lock, &program);
-        let read = pollster::block_on(door.load("a1")).unwrap();
+        let read = pollster::block_on(Records::<Accepted>::load(&door, "a1")).unwrap();
         // another request merges a1 into u1
         let v = serde_json::json!({"type": "identify", "userId": "u1", "anonymousId": "a1",
             "messageId": "m2", "timestamp": "2026-01-01T00:00:00Z", "traits": {}});
@@ -297,5 +303,123 @@ mod tests {
             .unwrap()
             .lead("a1")
             .is_some_and(|r| r.id() == "u1"));
+    }
+
+    /// The engine's fast path (`replay`, `explain`, `compare`, `serve`'s restart) and the
+    /// apply loop on the engine's door (`serve`, the API) write the same commits: the same
+    /// leads at the same versions, the same kept calls and notifications, through merges,
+    /// duplicates, late calls, a rule change and a tick.
+    mod one_pipeline {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::Arc;
+
+        const RULES: &str = include_str!("../../../../bench/bench20.rules");
+
+        fn call(kind: u8, user: u8, anon: u8, day: u8, id: u16) -> Accepted {
+            let (u, a) = (format!("u{user}"), format!("a{anon}"));
+            let at = format!("2026-02-{:02}T10:00:00Z", 1 + day);
+            let m = format!("m{id}");
+            let v = match kind {
+                0 => serde_json::json!({"type": "page", "anonymousId": a, "messageId": m,
+                    "timestamp": at, "properties": {"path": "/pricing"}}),
+                1 => serde_json::json!({"type": "track", "event": "Form Submitted", "userId": u,
+                    "messageId": m, "timestamp": at, "properties": {"form": "demo"}}),
+                2 => serde_json::json!({"type": "identify", "userId": u, "anonymousId": a,
+                    "messageId": m, "timestamp": at,
+                    "traits": {"title": "VP Sales", "plan": "trial", "email": "x@acme.example"}}),
+                3 => serde_json::json!({"type": "alias", "userId": u, "previousId": a,
+                    "messageId": m, "timestamp": at}),
+                4 => serde_json::json!({"type": "track", "event": "Order Completed", "userId": u,
+                    "messageId": m, "timestamp": at, "properties": {"revenue": 99}}),
+                _ => serde_json::json!({"type": "track", "event": "Webinar Registered",
+                    "anonymousId": a, "messageId": m, "timestamp": at}),
+            };
+            Accepted {
+                call: normalize_call(&v, "", &TimePolicy::Required).unwrap(),
+                record: v,
+            }
+        }
+
+        type Seen = (
+            Vec<(String, String, u64, u64)>,
+            Vec<(String, String, String, Option<&'static str>)>,
+            Vec<String>,
+        );
+
+        fn seen(engine: &Engine<'_>) -> Seen {
+            let mut leads: Vec<(String, String, u64, u64)> = engine
+                .leads()
+                .map(|(id, r)| {
+                    let history: Vec<u64> = engine.history(id).iter().map(|(s, _)| *s).collect();
+                    (
+                        id.to_owned(),
+                        format!("{:?} {:?} {history:?}", r.state, r.latest_hits),
+                        r.version(),
+                        r.first_arrival,
+                    )
+                })
+                .collect();
+            leads.sort();
+            let notes = engine
+                .notifications()
+                .iter()
+                .map(|n| {
+                    (
+                        n.target.clone(),
+                        n.lead.clone(),
+                        format!("{:?} {}", n.transition, n.name),
+                        n.cause.map(crate::pipeline::Cause::as_str),
+                    )
+                })
+                .collect();
+            let ids = (0..4)
+                .flat_map(|n| [format!("u{n}"), format!("a{n}")])
+                .map(|id| engine.resolve(&id).to_owned())
+                .collect();
+            (leads, notes, ids)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn the_fast_path_and_the_loop_write_the_same(
+                calls in prop::collection::vec((0u8..6, 0u8..4, 0u8..4, 0u8..20, 0u16..40), 1..40)
+            ) {
+                let (program, _, _) = crate::rules::compile_text("bench20.rules", RULES).unwrap();
+                let edited = RULES.replace("+10 on page", "+30 on page");
+                let (changed, _, _) = crate::rules::compile_text("bench20.rules", &edited).unwrap();
+                let calls: Vec<Accepted> = calls
+                    .into_iter()
+                    .map(|(k, u, a, d, m)| call(k, u, a, d, m))
+                    .collect();
+                let mut fast = Engine::new(&program);
+                fast.keep_latest_hits(true);
+                let mut applied = Vec::new();
+                for c in &calls {
+                    applied.push(matches!(
+                        fast.process(Arc::new(c.call.clone())),
+                        crate::store::engine::Outcome::Applied { .. }
+                    ));
+                }
+                let mut slow = Engine::new(&program);
+                slow.keep_latest_hits(true);
+                let lock = Mutex::new(slow);
+                let door = EngineDoor::new(&lock, &program);
+                let mut answered = Vec::new();
+                for c in &calls {
+                    let done = pollster::block_on(door.apply(std::slice::from_ref(c))).unwrap();
+                    answered.push(!done[0].duplicate);
+                }
+                let mut slow = lock.into_inner().unwrap();
+                prop_assert_eq!(&applied, &answered);
+                prop_assert_eq!(seen(&fast), seen(&slow));
+                for engine in [&mut fast, &mut slow] {
+                    engine.change_rules(&changed);
+                    engine.tick_all(leadscore_rules::time::parse_rfc3339("2026-04-01T00:00:00Z").unwrap());
+                }
+                prop_assert_eq!(seen(&fast), seen(&slow));
+            }
+        }
     }
 }
