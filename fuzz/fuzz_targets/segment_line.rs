@@ -4,7 +4,8 @@
 
 #![no_main]
 
-use leadscore_core::ingest::segment::{parse_line_reading, TimePolicy};
+use leadscore_core::ingest::call::TimePolicy;
+use leadscore_core::ingest::parse_line_reading;
 use leadscore_core::ingest::{exact_path, fast_path};
 use libfuzzer_sys::fuzz_target;
 

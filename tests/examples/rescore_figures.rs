@@ -10,7 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use leadscore_core::api::{Accepted, LeadStore};
-use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
+use leadscore_core::ingest::call::TimePolicy;
+use leadscore_core::ingest::segment::normalize_call;
 use leadscore_core::store::dynamo::{create_table, DynamoStore};
 use leadscore_tests::{workspace_root, DynamoLocal, Storage};
 use serde_json::json;

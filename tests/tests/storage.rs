@@ -421,7 +421,8 @@ async fn erasure_is_atomic_with_respect_to_concurrent_writers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_read_before_an_erasure_does_not_bring_the_lead_back() {
     use leadscore_core::api::Accepted;
-    use leadscore_core::ingest::segment::{normalize_call, TimePolicy};
+    use leadscore_core::ingest::call::TimePolicy;
+    use leadscore_core::ingest::segment::normalize_call;
     use leadscore_core::pipeline::apply::{Records, StepError};
     let local = DynamoLocal::start(Storage::InMemory).unwrap();
     let store = store(&local, program_text(COUNTER_RULES)).await;

@@ -3,7 +3,7 @@
 //! `report` and `compare` share it; a progress bar shows on a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use leadscore_core::ingest::segment::CallError;
+use leadscore_core::ingest::call::CallError;
 use leadscore_core::rules::load;
 use leadscore_core::store::engine::Engine;
 use leadscore_rules::eval::LeadState;
@@ -203,13 +203,10 @@ pub fn run_events<R>(
     Ok(then(&engines, rejected))
 }
 
-type Parsed = Result<Vec<Result<leadscore_core::ingest::segment::Call, CallError>>, CallError>;
+type Parsed = Result<Vec<Result<leadscore_core::ingest::call::Call, CallError>>, CallError>;
 
 fn parse_body(line: &str) -> Parsed {
-    leadscore_core::ingest::segment::parse_body(
-        line,
-        &leadscore_core::ingest::segment::TimePolicy::Required,
-    )
+    leadscore_core::ingest::parse_body(line, &leadscore_core::ingest::call::TimePolicy::Required)
 }
 
 /// Writes `text` to `out` (a file) or standard output; the exit status.

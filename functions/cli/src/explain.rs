@@ -1,7 +1,8 @@
 //! `leadscore explain`: which rule gave which points when, and why each stage was or was not
 //! reached, for one lead of an events file (logic in `leadscore_tools::explain`).
 
-use leadscore_core::ingest::segment::{parse_body, TimePolicy};
+use leadscore_core::ingest::call::TimePolicy;
+use leadscore_core::ingest::parse_body;
 use leadscore_core::rules::load;
 use leadscore_core::store::engine::Engine;
 use leadscore_tools::explain::{explain_lead, render_text, to_json, ExplainError};

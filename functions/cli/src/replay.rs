@@ -2,7 +2,8 @@
 //! SPEC §4 or a table for people.
 
 use crate::ReplayFormat;
-use leadscore_core::ingest::segment::{parse_line_reading, Call, CallError, LineCalls, TimePolicy};
+use leadscore_core::ingest::call::{Call, CallError, LineCalls, TimePolicy};
+use leadscore_core::ingest::parse_line_reading;
 use leadscore_core::output::{
     lead_object, replay_document, rules_object, sorted_notifications, summary_object,
     write_lead_pretty, NotificationJson,
@@ -556,9 +557,8 @@ pub fn run_pairs(
         };
         let name = path.display();
         for (line_no, line) in leadscore_core::ingest::lines::text_lines(&bytes) {
-            let parsed = line.and_then(|line| {
-                leadscore_core::ingest::segment::parse_body(line, &TimePolicy::Required)
-            });
+            let parsed = line
+                .and_then(|line| leadscore_core::ingest::parse_body(line, &TimePolicy::Required));
             match parsed {
                 Err(e) => {
                     rejected += 1;

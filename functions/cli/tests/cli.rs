@@ -1028,7 +1028,8 @@ fn replay_prints_fractional_times_with_their_fraction_only() {
 /// one by one, from a file and from a pipe.
 #[test]
 fn replay_reads_a_large_input_in_blocks() {
-    use leadscore_core::ingest::segment::{parse_body_reading, TimePolicy};
+    use leadscore_core::ingest::call::TimePolicy;
+    use leadscore_core::ingest::parse_body_reading;
     use leadscore_core::output::replay_document;
     use leadscore_core::store::engine::Engine;
     use serde_json::json;

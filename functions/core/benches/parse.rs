@@ -3,7 +3,8 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use leadscore_core::ingest::segment::{parse_line_reading, TimePolicy};
+use leadscore_core::ingest::call::TimePolicy;
+use leadscore_core::ingest::parse_line_reading;
 use leadscore_rules::{compile, SourceFile};
 use std::fmt::Write;
 

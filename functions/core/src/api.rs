@@ -13,7 +13,8 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
-use crate::ingest::segment::{normalize_body, Call, CallError, TimePolicy};
+use crate::ingest::call::{Call, CallError, TimePolicy};
+use crate::ingest::segment::normalize_body;
 use crate::output::{lead_object, rules_object, score_value};
 use crate::store::engine::{Cause, LatestHits};
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use leadscore_core::ingest::segment::{normalize_body, normalize_call, Call, TimePolicy};
+use leadscore_core::ingest::call::{Call, TimePolicy};
+use leadscore_core::ingest::segment::{normalize_body, normalize_call};
 use leadscore_core::output::{
     lead_object, notification_object, replay_document, write_lead_pretty, NotificationJson,
 };

@@ -3,7 +3,7 @@
 //! their stages evaluated; new transitions go to the outbox like any other.
 
 use leadscore_core::api::StoreError;
-use leadscore_core::ingest::segment::MAX_FUTURE;
+use leadscore_core::ingest::call::MAX_FUTURE;
 use leadscore_core::store::dynamo::{now_micros, DynamoStore, TickReport};
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //! a tracer, in the order the engine evaluated them: when leads merged, the combined history
 //! up to the last merge in time order, then the later calls as they arrived (SPEC §5).
 
-use leadscore_core::ingest::segment::Call;
+use leadscore_core::ingest::call::Call;
 use leadscore_core::output::{lead_object, score_value};
 use leadscore_core::store::engine::{Engine, Kept};
 use leadscore_rules::eval::{self, Ctx, LeadState, TraceEntry, Transition};

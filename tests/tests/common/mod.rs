@@ -11,7 +11,8 @@
 use hmac::{Hmac, Mac};
 use lambda_http::Request;
 use leadscore_core::api::{ApiConfig, LeadStore};
-use leadscore_core::ingest::segment::{normalize_body, TimePolicy};
+use leadscore_core::ingest::call::TimePolicy;
+use leadscore_core::ingest::segment::normalize_body;
 use leadscore_core::output::lead_object;
 use leadscore_core::store::dynamo::{create_table, DynamoStore};
 use leadscore_core::store::engine::Engine;

@@ -6,50 +6,16 @@
 //! give up, and the caller takes the exact path in `segment`, which owns every error
 //! message. A test checks that both paths agree.
 
-use crate::ingest::segment::{Call, LineCalls, TimePolicy, MAX_FUTURE};
+use crate::ingest::call::{Call, LineCalls, TimePolicy, MAX_FUTURE};
+use crate::ingest::raw::{MapOnly, RawBatch, RawCall, Text};
 use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event, Properties};
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::time::parse_rfc3339;
-use serde::de::{self, Deserializer, Visitor};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::{Deserializer, Visitor};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::fmt;
-
-/// A string, borrowed from the text when it has no escapes, or an integer written as its
-/// decimal string: an id (checked non-empty by [`non_empty`]), or an object key.
-pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an integer")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_any(TextVisitor)
-    }
-}
 
 /// Reads an object into a map, keeping only the keys a program can read (all of them
 /// without a program); the values of other keys are skipped, never built.
@@ -98,52 +64,6 @@ fn project(raw: Option<&str>, keys: Option<&Keys>) -> Option<Properties> {
     Project(keys).deserialize(&mut de).ok()
 }
 
-/// The text of a value of any kind, borrowed.
-fn raw_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
-    Ok(Option::<&'de RawValue>::deserialize(d)?.map(RawValue::get))
-}
-
-/// A struct read only from a JSON object. A derived struct also takes an array (its fields
-/// in order), which the exact path refuses: such a call must go there.
-struct MapOnly<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(MapOnly)
-    }
-}
-
-/// An optional field holding a struct, read only from an object ([`MapOnly`]).
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    Ok(Option::<MapOnly<T>>::deserialize(d)?.map(|m| m.0))
-}
-
-/// `context.campaign`, of which only `source` is read.
-#[derive(Deserialize, Default)]
-pub(crate) struct Campaign<'a> {
-    /// The text of `source`, whatever its kind (only a string is a source).
-    #[serde(borrow, default, deserialize_with = "raw_text")]
-    pub(crate) source: Option<&'a str>,
-}
-
-/// `context`, of which only `campaign` is read.
-#[derive(Deserialize, Default)]
-pub(crate) struct Context<'a> {
-    #[serde(borrow, default, deserialize_with = "object")]
-    pub(crate) campaign: Option<Campaign<'a>>,
-}
-
 /// The string a JSON value's text holds (`Some(None)` for a value of another kind); `None`
 /// when the text does not read as JSON.
 fn string_text(text: &str) -> Option<Option<CompactString>> {
@@ -155,55 +75,6 @@ fn string_text(text: &str) -> Option<Option<CompactString>> {
         Value::String(s) => Some(Some(CompactString::from(s))),
         _ => Some(None),
     }
-}
-
-/// The envelope of a call, its strings borrowed; `properties` and `traits` as their text.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawCall<'a> {
-    #[serde(rename = "type", borrow, default)]
-    pub(crate) ty: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) action: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) user_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) anonymous_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) previous_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) group_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) message_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) original_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) sent_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) received_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "raw_text")]
-    pub(crate) properties: Option<&'a str>,
-    #[serde(borrow, default, deserialize_with = "raw_text")]
-    pub(crate) traits: Option<&'a str>,
-    #[serde(borrow, default)]
-    pub(crate) name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "object")]
-    pub(crate) context: Option<Context<'a>>,
-    /// The object the call's type reads (`properties` or `traits`), already cut to the keys
-    /// it keeps, when the scanner read it so; its text is then `""`.
-    #[serde(skip)]
-    pub(crate) projected: Option<Properties>,
-}
-
-#[derive(Deserialize)]
-struct RawBatch<'a> {
-    /// Each call read only from an object.
-    #[serde(borrow)]
-    batch: Vec<MapOnly<RawCall<'a>>>,
 }
 
 fn non_empty(id: Option<Text<'_>>) -> Option<Option<CompactString>> {
@@ -352,7 +223,7 @@ fn has_surrogate_escape(text: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::ingest::segment::CallError;
+    use crate::ingest::call::CallError;
 
     /// [`parse_line`] as a vector, as the exact path gives calls.
     fn parse_body(
@@ -362,7 +233,7 @@ mod tests {
     ) -> Option<Vec<Result<Call, CallError>>> {
         parse_line(text, policy, reads).map(smallvec::SmallVec::into_vec)
     }
-    use crate::ingest::segment::SECOND_FOR_TESTS;
+    use crate::ingest::call::SECOND_FOR_TESTS;
     use proptest::prelude::*;
 
     use crate::ingest::exact_path as exact;
@@ -444,8 +315,8 @@ mod tests {
     fn line_reads_as_body(text: &str, policy: &TimePolicy) -> usize {
         let mut n = 0;
         for reads in [None, Some(some_reads())] {
-            let line = crate::ingest::segment::parse_line_reading(text, policy, reads.as_ref());
-            let body = crate::ingest::segment::parse_body_reading(text, policy, reads.as_ref());
+            let line = crate::ingest::parse_line_reading(text, policy, reads.as_ref());
+            let body = crate::ingest::parse_body_reading(text, policy, reads.as_ref());
             n = body.as_ref().map_or(0, Vec::len);
             assert_eq!(line.map(smallvec::SmallVec::into_vec), body, "{text}");
         }
@@ -489,8 +360,7 @@ mod tests {
             );
         }
         // the first is read by the scanner, and its call is held in the line itself
-        let line =
-            crate::ingest::segment::parse_line_reading(lines[0].0, &TimePolicy::Required, None);
+        let line = crate::ingest::parse_line_reading(lines[0].0, &TimePolicy::Required, None);
         assert!(!line.expect("read").spilled());
     }
 
@@ -618,9 +488,8 @@ mod tests {
             line_reads_as_body(&text, &TimePolicy::Required);
         }
         // the exact path: invalid JSON, not objects, and a campaign without a source
-        let reads = |text: &str| {
-            crate::ingest::segment::parse_body_reading(text, &TimePolicy::Required, None)
-        };
+        let reads =
+            |text: &str| crate::ingest::parse_body_reading(text, &TimePolicy::Required, None);
         assert!(reads(&format!(r#"{{{call},"extra":"\ud800"}}"#)).is_err());
         assert!(reads(array).is_err());
         let context = reads(&format!(r#"{{{call},"context":[]}}"#)).unwrap();

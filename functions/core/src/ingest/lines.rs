@@ -1,7 +1,7 @@
 //! The lines of an events file (JSON Lines) as text. A line that is not UTF-8 is that line's
 //! error, as any other bad line: one bad byte never fails the whole file.
 
-use crate::ingest::segment::CallError;
+use crate::ingest::call::CallError;
 
 /// The error of a line that is not UTF-8 (`valid_up_to`: its valid prefix, in bytes).
 pub fn not_utf8(valid_up_to: usize) -> CallError {

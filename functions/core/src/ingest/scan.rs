@@ -8,7 +8,7 @@
 //! error message. Whatever it accepts, `serde_json` accepts too and reads the same (tests
 //! below and in `fast` hold it to that).
 
-use crate::ingest::fast::{Campaign, Context, RawCall, Text};
+use crate::ingest::raw::{Campaign, Context, RawCall, Text};
 use compact_str::CompactString;
 use leadscore_rules::program::{Keys, Reads};
 use leadscore_rules::Properties;
@@ -567,7 +567,7 @@ mod tests {
             let text = format!("{}{}{}", &CALL[..at], insert, &CALL[end..]);
             if let Some(raw) = call(&text, None) {
                 let value: Value = serde_json::from_str(&text).expect("serde_json accepts it");
-                let serde: crate::ingest::fast::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
+                let serde: crate::ingest::raw::RawCall<'_> = serde_json::from_str(&text).expect("serde reads it");
                 prop_assert_eq!(raw.ty.as_deref(), serde.ty.as_deref());
                 prop_assert_eq!(raw.event.as_deref(), serde.event.as_deref());
                 prop_assert_eq!(raw.message_id.as_deref(), serde.message_id.as_deref());

@@ -6,92 +6,18 @@
 //! senders do in practice. A field set to `null` counts as absent. Every error names the
 //! field by its JSON path (`batch[3].timestamp: not an RFC 3339 time`).
 
+use crate::ingest::call::{Call, CallError, TimePolicy, MAX_FUTURE};
 use compact_str::CompactString;
 use leadscore_rules::event::{CallKind, Event};
-use leadscore_rules::time::{parse_rfc3339, Micros, SECOND};
-use serde::{Deserialize, Serialize};
+use leadscore_rules::time::{parse_rfc3339, Micros};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-
-/// How far ahead of the time of receipt a call's time may be (5 minutes).
-pub const MAX_FUTURE: Micros = 300 * SECOND;
-
-/// One second, for tests elsewhere in the crate.
-#[cfg(test)]
-pub(crate) const SECOND_FOR_TESTS: Micros = SECOND;
 
 /// The call types, as listed in error messages.
 const CALL_TYPES: &str = "track, identify, page, screen, group, alias";
 
 /// The time fields of a call, in order of preference.
 const TIME_FIELDS: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"];
-
-/// A normalised call: the event plus identity and idempotency data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Call {
-    /// The idempotency key: `messageId`, or `"h:"` followed by the hex SHA-256 of the
-    /// canonical JSON of the call as received (object keys sorted recursively, no
-    /// whitespace) when the call has none.
-    pub message_id: CompactString,
-    /// `userId` (an integer id is turned into its decimal string).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<CompactString>,
-    /// `anonymousId`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anonymous_id: Option<CompactString>,
-    /// `previousId` of an alias call; `None` for other kinds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_id: Option<CompactString>,
-    /// `groupId` of a group call; `None` for other kinds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<CompactString>,
-    /// The event the evaluator sees.
-    pub event: Event,
-}
-
-impl Call {
-    /// The lead key: `userId`, else `anonymousId`.
-    ///
-    /// Every call built by [`normalize_call`] has one of them; a hand-built call with
-    /// neither gives the empty string.
-    pub fn lead_id(&self) -> &str {
-        self.user_id
-            .as_deref()
-            .or(self.anonymous_id.as_deref())
-            .unwrap_or("")
-    }
-}
-
-/// Where the time of a call comes from when it has none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimePolicy {
-    /// Offline tools: a call without a time is rejected.
-    Required,
-    /// Online: a call without a time happened at the time of receipt (the value), and a
-    /// call more than 5 minutes ([`MAX_FUTURE`]) ahead of the time of receipt is rejected.
-    ReceivedAt(Micros),
-}
-
-/// A field error: the JSON path (e.g. `batch[3].timestamp`, `properties`, `userId`) and a
-/// lowercase message without trailing period. Displayed as `path: message`, or the message
-/// alone for the body as a whole (empty path).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}{}{message}", if path.is_empty() { "" } else { ": " })]
-pub struct CallError {
-    /// The JSON path of the offending field; `""` for the body as a whole.
-    pub path: String,
-    /// What is wrong, lowercase, without a trailing period.
-    pub message: String,
-}
-
-impl CallError {
-    fn new(path: String, message: impl Into<String>) -> Self {
-        CallError {
-            path,
-            message: message.into(),
-        }
-    }
-}
 
 /// Normalise one call (a JSON value). `prefix` is prepended to paths (`""` for a lone
 /// call, `"batch[3]"` inside a batch: paths are then `"batch[3].timestamp"`).
@@ -244,45 +170,6 @@ pub fn normalize_body(
         .enumerate()
         .map(|(index, call)| normalize_call(call, &format!("batch[{index}]"), time))
         .collect())
-}
-
-/// Parse a body from text (invalid JSON gives a [`CallError`] with path `""` and serde's
-/// message, including line and column), then [`normalize_body`] it.
-pub fn parse_body(
-    text: &str,
-    time: &TimePolicy,
-) -> Result<Vec<Result<Call, CallError>>, CallError> {
-    parse_body_reading(text, time, None)
-}
-
-/// [`parse_body`], keeping in properties and traits only the keys a program can read
-/// ([`Program::reads`](leadscore_rules::Program::reads)) when it can do so while parsing:
-/// the calls evaluate exactly as the whole ones, and cost less to build, keep and drop.
-/// A call may still carry other keys.
-pub fn parse_body_reading(
-    text: &str,
-    time: &TimePolicy,
-    reads: Option<&leadscore_rules::program::Reads>,
-) -> Result<Vec<Result<Call, CallError>>, CallError> {
-    parse_line_reading(text, time, reads).map(smallvec::SmallVec::into_vec)
-}
-
-/// The calls of one body (or line): most hold one call, which is kept inline.
-pub type LineCalls = smallvec::SmallVec<[Result<Call, CallError>; 1]>;
-
-/// [`parse_body_reading`] for input where most bodies are one call (`replay`'s lines): the
-/// same calls and errors, and a lone call needs no allocation of its own to be held in.
-pub fn parse_line_reading(
-    text: &str,
-    time: &TimePolicy,
-    reads: Option<&leadscore_rules::program::Reads>,
-) -> Result<LineCalls, CallError> {
-    if let Some(calls) = crate::ingest::fast::parse_line(text, time, reads) {
-        return Ok(calls);
-    }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|err| CallError::new(String::new(), format!("invalid JSON: {err}")))?;
-    normalize_body_owned(value, time).map(LineCalls::from_vec)
 }
 
 /// [`normalize_body`] on an owned value: the same results, without copying the calls'
@@ -607,7 +494,8 @@ fn write_string(s: &str, out: &mut String) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use leadscore_rules::time::format_rfc3339;
+    use crate::ingest::parse_body;
+    use leadscore_rules::time::{format_rfc3339, SECOND};
     use serde_json::json;
 
     const T0: &str = "2026-01-01T09:00:00Z";

@@ -7,7 +7,7 @@
 //! evaluated again without, a transient error waits and tries again.
 
 use crate::api::{Accepted, Processed, StoreError};
-use crate::ingest::segment::Call;
+use crate::ingest::call::Call;
 use crate::pipeline::commit::{messages, Commit, MessageForm, Note, Pending, Record, Refused};
 use crate::pipeline::{merge_partner, merged_state, processed, step, Cause, LatestHits};
 use leadscore_rules::eval::{self, LeadState, Transition};

@@ -6,7 +6,7 @@
 //! around it loads again or evaluates again without the duplicates.
 
 use crate::api::Accepted;
-use crate::ingest::segment::Call;
+use crate::ingest::call::Call;
 use crate::output::lead_object;
 use crate::pipeline::{announcements, Cause, LatestHits};
 use leadscore_rules::eval::{LeadState, Transition};
@@ -245,7 +245,8 @@ pub fn messages<M: MessageForm>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::ingest::segment::{normalize_call, TimePolicy};
+    use crate::ingest::call::TimePolicy;
+    use crate::ingest::segment::normalize_call;
     use crate::pipeline::step;
 
     fn program() -> Program {

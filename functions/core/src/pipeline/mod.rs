@@ -25,7 +25,7 @@ pub mod apply;
 pub mod commit;
 
 use crate::api::Processed;
-use crate::ingest::segment::Call;
+use crate::ingest::call::Call;
 use leadscore_rules::eval::{self, LeadState, Transition};
 use leadscore_rules::time::Micros;
 use leadscore_rules::{CallKind, Program};

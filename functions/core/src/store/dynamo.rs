@@ -25,7 +25,8 @@
 //! each [`Commit`] as one transaction.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
-use crate::ingest::segment::{normalize_call, Call, TimePolicy};
+use crate::ingest::call::{Call, TimePolicy};
+use crate::ingest::segment::normalize_call;
 use crate::pipeline::apply::{self, apply_calls, refresh, Absorbed, Records, StepError};
 use crate::pipeline::commit::{Commit, Record, Refused, Whole};
 use crate::pipeline::{remap_transitions, rescored_state, LatestHits};
@@ -245,7 +246,7 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// The newest generation of published rules seen stamped on a lead.
     pub newer: AtomicU64,
-    /// Unreadable history items quarantined ([`DynamoStore::quarantine`]).
+    /// Unreadable history items quarantined (`DynamoStore::quarantine`).
     pub quarantined: AtomicU64,
 }
 
@@ -1656,7 +1657,7 @@ fn record_of(item: StateItem) -> Option<Record> {
 
 /// The pipeline's door on the table: a lead is its `STATE` item (read consistently, merged
 /// ids followed, rescored when stamped with another version), its kept calls the `CALL#`
-/// items of its partition, and a commit one `TransactWriteItems` ([`DynamoStore::commit`]).
+/// items of its partition, and a commit one `TransactWriteItems` (`DynamoStore::commit`).
 impl Records for DynamoStore {
     const MAX_WRITES: usize = MAX_TRANSACTION_ITEMS;
     const ATTEMPTS: u32 = MAX_ATTEMPTS;
@@ -1774,7 +1775,7 @@ impl LeadStore for DynamoStore {
     /// then every other item of the lead goes (its kept calls, notifications, idempotency
     /// records, the pointers of the ids merged into it), then the tombstone. An erasure that
     /// stops halfway is finished by the next reader once the tombstone is
-    /// [`ERASE_STALE`] old.
+    /// `ERASE_STALE` old.
     async fn forget(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
         for attempt in 0..MAX_ATTEMPTS {

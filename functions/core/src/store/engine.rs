@@ -14,7 +14,7 @@
 //! `replay` instead of the calls.
 
 use crate::api::Accepted;
-use crate::ingest::segment::Call;
+use crate::ingest::call::Call;
 use crate::pipeline::apply::{apply_run, draft, refresh, Absorbed, Loaded, Wants};
 use crate::pipeline::commit::{Commit, NamesOnly, Note, Pending, Record, Refused};
 use crate::pipeline::merge_partner;

@@ -19,7 +19,8 @@
 //! What the calls announce goes to the [`Outbox`] beside the journal.
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
-use crate::ingest::segment::{normalize_call, TimePolicy};
+use crate::ingest::call::TimePolicy;
+use crate::ingest::segment::normalize_call;
 use crate::store::engine::{Engine, Kept};
 use crate::store::memory::{self, EngineDoor};
 use crate::store::outbox::Outbox;

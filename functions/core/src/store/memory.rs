@@ -4,7 +4,7 @@
 //! pipeline's door on the engine).
 
 use crate::api::{Accepted, LeadStore, Processed, StoreError, StoredLead};
-use crate::ingest::segment::Call;
+use crate::ingest::call::Call;
 use crate::pipeline::apply::{apply_calls, Absorbed, Loaded, Records, StepError};
 use crate::pipeline::commit::{Commit, NamesOnly};
 use crate::store::engine::{Engine, Keeps};
@@ -168,7 +168,8 @@ impl<'p> LeadStore for MemoryStore<'p> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::ingest::segment::{normalize_call, TimePolicy};
+    use crate::ingest::call::TimePolicy;
+    use crate::ingest::segment::normalize_call;
     use crate::pipeline::commit::{Record, Refused};
 
     fn program() -> Program {

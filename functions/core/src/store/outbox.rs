@@ -106,7 +106,8 @@ impl Outbox {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::ingest::segment::{normalize_call, TimePolicy};
+    use crate::ingest::call::TimePolicy;
+    use crate::ingest::segment::normalize_call;
     use std::sync::Arc;
 
     fn program() -> leadscore_rules::Program {
