@@ -578,35 +578,64 @@ async fn serve_and_score_refuse_the_same_calls_with_the_same_answer() {
     assert_eq!(journal.lines().count(), 1, "{journal}");
 }
 
-/// `leadscore dynamodb rescore` and `export`, as an operator runs them: configured like the
-/// functions (`LEADSCORE_TABLE`, `LEADSCORE_RULES`, the SDK's variables).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamodb_rescore_and_export_from_the_command_line() {
-    let local = DynamoLocal::start(Storage::InMemory).unwrap();
-    let case = cases()
-        .into_iter()
-        .find(|c| c.name == "insert-stage")
-        .unwrap();
-    let programs = programs(&case);
-    let client = local.client().await;
-    let table = unique_name("cli");
-    create_table(&client, &table).await.unwrap();
-    let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(&programs[0]), 400);
-    let score = Score::new(signed_config(), store.clone());
-    for line in lines(&case.steps[0].1) {
-        assert_eq!(send(&score, signed_post(&line)).await.0, 200);
+/// A table of DynamoDB Local holding the first step of case `name`, sent to `score` under
+/// the case's first rules: where the command-line tests start.
+struct CaseTable {
+    local: DynamoLocal,
+    case: Case,
+    programs: Vec<Arc<Program>>,
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    store: DynamoStore,
+}
+
+impl CaseTable {
+    async fn first_step(name: &str) -> Self {
+        let local = DynamoLocal::start(Storage::InMemory).unwrap();
+        let case = cases().into_iter().find(|c| c.name == name).unwrap();
+        let programs = programs(&case);
+        let client = local.client().await;
+        let table = unique_name("cli");
+        create_table(&client, &table).await.unwrap();
+        let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(&programs[0]), 400);
+        let score = Score::new(signed_config(), store.clone());
+        for line in lines(&case.steps[0].1) {
+            assert_eq!(send(&score, signed_post(&line)).await.0, 200);
+        }
+        CaseTable {
+            local,
+            case,
+            programs,
+            client,
+            table,
+            store,
+        }
     }
-    let leadscore = |args: &[&str], rules: &Path| {
-        let out = std::process::Command::new(leadscore_binary())
+
+    /// `leadscore ARGS` with the functions' configuration on this table and `rules` as
+    /// `LEADSCORE_RULES`.
+    fn leadscore(&self, args: &[&str], rules: &Path) -> std::process::Output {
+        std::process::Command::new(leadscore_binary())
             .args(args)
-            .env("LEADSCORE_TABLE", &table)
+            .env("LEADSCORE_TABLE", &self.table)
             .env("LEADSCORE_RULES", rules)
-            .env("AWS_ENDPOINT_URL", local.endpoint())
+            .env("AWS_ENDPOINT_URL", self.local.endpoint())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "local")
             .env("AWS_SECRET_ACCESS_KEY", "local")
             .output()
-            .unwrap();
+            .unwrap()
+    }
+}
+
+/// `leadscore dynamodb rescore` and `export`, as an operator runs them: configured like the
+/// functions (`LEADSCORE_TABLE`, `LEADSCORE_RULES`, the SDK's variables).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_rescore_and_export_from_the_command_line() {
+    let at = CaseTable::first_step("insert-stage").await;
+    let (case, programs) = (&at.case, &at.programs);
+    let leadscore = |args: &[&str], rules: &Path| {
+        let out = at.leadscore(args, rules);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -681,7 +710,12 @@ async fn dynamodb_rescore_and_export_from_the_command_line() {
     let auth = json!({"authorization": "Bearer token-1"});
     let score2 = Score::new(
         signed_config(),
-        DynamoStore::new(client, table.clone(), Arc::clone(&programs[1]), 400),
+        DynamoStore::new(
+            at.client.clone(),
+            at.table.clone(),
+            Arc::clone(&programs[1]),
+            400,
+        ),
     );
     for lead in replayed["leads"].as_array().unwrap() {
         let id = lead["id"].as_str().unwrap();
@@ -705,32 +739,9 @@ async fn dynamodb_rescore_and_export_from_the_command_line() {
 /// every lead under it, and later commands run it whatever `LEADSCORE_RULES` says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_publish_from_the_command_line() {
-    let local = DynamoLocal::start(Storage::InMemory).unwrap();
-    let case = cases()
-        .into_iter()
-        .find(|c| c.name == "points-change")
-        .unwrap();
-    let programs = programs(&case);
-    let client = local.client().await;
-    let table = unique_name("publish");
-    create_table(&client, &table).await.unwrap();
-    let store = DynamoStore::new(client.clone(), table.clone(), Arc::clone(&programs[0]), 400);
-    let score = Score::new(signed_config(), store.clone());
-    for line in lines(&case.steps[0].1) {
-        assert_eq!(send(&score, signed_post(&line)).await.0, 200);
-    }
-    let leadscore = |args: &[&str]| {
-        std::process::Command::new(leadscore_binary())
-            .args(args)
-            .env("LEADSCORE_TABLE", &table)
-            .env("LEADSCORE_RULES", &case.steps[0].0)
-            .env("AWS_ENDPOINT_URL", local.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .output()
-            .unwrap()
-    };
+    let at = CaseTable::first_step("points-change").await;
+    let (case, programs) = (&at.case, &at.programs);
+    let leadscore = |args: &[&str]| at.leadscore(args, &case.steps[0].0);
     let v2 = case.steps[1].0.to_str().unwrap();
     let out = leadscore(&["dynamodb", "publish", v2, "--rescore"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -762,4 +773,112 @@ async fn dynamodb_publish_from_the_command_line() {
     let out = leadscore(&["dynamodb", "publish", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `mq1`"));
+}
+
+/// Records written by position, before states were stored by name (an older version's
+/// table): `leadscore dynamodb rescore` refuses to guess what their slots mean and says how
+/// to read them; `--previous-rules` reads them with the rules that wrote them, and the
+/// leads are rescored by name, as if they had been stored by name all along: the
+/// insert-stage case then ends as on every implementation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stored_by_position_are_read_with_the_previous_rules() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let at = CaseTable::first_step("insert-stage").await;
+    let (case, programs, client, table) = (&at.case, &at.programs, &at.client, &at.table);
+    let v1 = &at.store;
+    // each lead's state as an older version wrote it: slots by position, no names, no
+    // announced set, no rules version
+    let mut rewritten = 0;
+    for mut item in scan(v1).await {
+        let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(text))) =
+            (item.get("sk"), item.get("state"))
+        else {
+            continue;
+        };
+        assert_eq!(sk, "STATE");
+        let stored: leadscore_rules::StoredState = serde_json::from_str(text).unwrap();
+        let mut positional = serde_json::to_value(stored.into_state(&programs[0])).unwrap();
+        let fields = positional.as_object_mut().unwrap();
+        assert!(fields["reached"].is_array(), "{positional}");
+        fields.remove("announced");
+        fields.remove("hold_until");
+        item.insert("state".into(), AttributeValue::S(positional.to_string()));
+        item.remove("rules_version");
+        client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+        rewritten += 1;
+    }
+    assert_eq!(rewritten, 2, "u1 and u2");
+    let leadscore = |args: &[&str]| at.leadscore(args, &case.steps[1].0);
+    let out = leadscore(&["dynamodb", "rescore", "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("written by position under the rules `stages`")
+            && stderr.contains("--previous-rules"),
+        "{stderr}"
+    );
+    let v1_rules = case.steps[0].0.to_str().unwrap();
+    let out = leadscore(&[
+        "dynamodb",
+        "rescore",
+        "--format",
+        "json",
+        "--previous-rules",
+        v1_rules,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // u2 reaches the new stage; u1's state reads the same by name as rescored
+    assert_eq!(
+        (doc["leads"].clone(), doc["changed"].clone()),
+        (json!(2), json!(1)),
+        "{doc}"
+    );
+    // both records are written again, by name, under the new rules' version
+    let v2 = DynamoStore::new(client.clone(), table.clone(), Arc::clone(&programs[1]), 400);
+    let mut by_name = 0;
+    for item in scan(&v2).await {
+        if let Some(AttributeValue::S(text)) = item.get("state") {
+            let state: Value = serde_json::from_str(text).unwrap();
+            assert!(state["reached"].is_object(), "{state}");
+            assert_eq!(
+                item.get("rules_version"),
+                Some(&AttributeValue::S(programs[1].version.clone()))
+            );
+            by_name += 1;
+        }
+    }
+    assert_eq!(by_name, 2);
+    // the functions on the new rules take the leads on from there
+    let score = Score::new(signed_config(), v2.clone());
+    for line in lines(&case.steps[1].1) {
+        assert_eq!(send(&score, signed_post(&line)).await.0, 200);
+    }
+    let auth = json!({"authorization": "Bearer token-1"});
+    let mut leads = Vec::new();
+    for id in ["u1", "u2"] {
+        let (status, lead) = send(
+            &score,
+            function_url("GET", &format!("/leads/{id}"), auth.clone(), None),
+        )
+        .await;
+        assert_eq!(status, 200, "{id}: {lead}");
+        leads.push(lead);
+    }
+    let got = Outcome {
+        leads,
+        ruleset: json!(programs[1].name),
+        notifications: told(&v2).await,
+    };
+    check(&case, "score over records stored by position", &got, false);
 }

@@ -23,6 +23,10 @@ pub enum DynamodbCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = RescoreFormat::Table)]
         format: RescoreFormat,
+        /// The rules that wrote the table's records stored by position (before states were
+        /// stored by name): such records are read with them, then rescored by name.
+        #[arg(long, value_name = "RULES")]
+        previous_rules: Option<std::path::PathBuf>,
     },
     /// Check a rule set and publish it in the table with a generation one higher than the
     /// last: the functions run it without a redeploy (SPEC §7).
@@ -211,8 +215,16 @@ async fn rescore_with_progress(
     result
 }
 
-fn rescore(segments: u32, format: RescoreFormat) -> u8 {
+fn rescore(segments: u32, format: RescoreFormat, previous: Option<&std::path::Path>) -> u8 {
+    let previous = match previous.map(crate::events::load_rules).transpose() {
+        Ok(p) => p.map(std::sync::Arc::new),
+        Err(code) => return code,
+    };
     with_store(|store| async move {
+        let store = match previous {
+            Some(previous) => store.with_previous_rules(previous),
+            None => store,
+        };
         let result = rescore_with_progress(&store, segments).await;
         let report = match result {
             Ok(r) => r,
@@ -321,7 +333,11 @@ fn redeliver(target: Option<&str>, since: Option<&str>) -> u8 {
 /// Runs a `dynamodb` command; returns the exit status.
 pub fn dispatch(command: &DynamodbCommand) -> u8 {
     match command {
-        DynamodbCommand::Rescore { segments, format } => rescore(*segments, *format),
+        DynamodbCommand::Rescore {
+            segments,
+            format,
+            previous_rules,
+        } => rescore(*segments, *format, previous_rules.as_deref()),
         DynamodbCommand::Export { events } => export(events),
         DynamodbCommand::Redeliver { target, since } => {
             redeliver(target.as_deref(), since.as_deref())

@@ -315,6 +315,9 @@ pub struct DynamoStore {
     /// The rules every clone of this store runs now: a reload of the published rules in one
     /// request reaches the requests after it ([`DynamoStore::view`]).
     pub(crate) current: Arc<RwLock<Current>>,
+    /// The rules records written by position were written under, to read them by
+    /// ([`DynamoStore::with_previous_rules`]).
+    previous: Option<Arc<Program>>,
 }
 
 /// The rules a store and its clones run now, and their published generation.
@@ -558,7 +561,19 @@ impl DynamoStore {
             generation: 0,
             ttl_secs: i64::try_from(ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
             counters: Arc::new(Counters::default()),
+            previous: None,
         }
+    }
+
+    /// Reads records written by position (before states were stored by name) under
+    /// `previous`, the rules that wrote them (`leadscore dynamodb rescore --previous-rules`):
+    /// such a record, stamped with the hash of `previous`, is read by position under them,
+    /// named, and loaded by name under the store's rules, and so rescored like any lead
+    /// evaluated under other rules (SPEC §7). Without it such a record loads only under the
+    /// very rules that wrote it.
+    pub fn with_previous_rules(mut self, previous: Arc<Program>) -> Self {
+        self.previous = Some(previous);
+        self
     }
 
     /// The rules the store and its clones run now.
@@ -670,7 +685,9 @@ impl DynamoStore {
     }
 
     /// A stored state under this store's rules (SPEC §7): found by name. A record written by
-    /// position (before states were kept by name) loads only under the rules that wrote it.
+    /// position (before states were kept by name) is read under the rules that wrote it: the
+    /// store's own, or the previous rules it was given ([`DynamoStore::with_previous_rules`]),
+    /// whose names then carry it over to the store's rules.
     fn decode_state(
         &self,
         id: &str,
@@ -681,16 +698,38 @@ impl DynamoStore {
         match serde_json::from_str::<StoredState>(text) {
             Ok(stored) => Ok(stored.into_state(program)),
             Err(by_name) => {
+                let by_position = |writer: &Program| {
+                    let mut state = serde_json::from_str::<LeadState>(text).ok()?;
+                    state.fit_to(writer);
+                    state.assume_announced(writer);
+                    Some(state)
+                };
                 if item.rules_hash == program.hash {
-                    if let Ok(mut state) = serde_json::from_str::<LeadState>(text) {
-                        state.fit_to(program);
-                        state.assume_announced(program);
+                    if let Some(state) = by_position(program) {
                         return Ok(state);
                     }
                 }
+                if let Some(previous) = self.previous.as_ref() {
+                    if item.rules_hash == previous.hash {
+                        if let Some(state) = by_position(previous) {
+                            return Ok(
+                                StoredState::from_state(previous, &state).into_state(program)
+                            );
+                        }
+                    }
+                }
+                let help = match &self.previous {
+                    Some(previous) => format!(
+                        "; `--previous-rules` gave the rules `{}` ({}), not those",
+                        previous.name, previous.hash
+                    ),
+                    None => "; `leadscore dynamodb rescore --previous-rules RULES` reads it \
+                             with the rules that wrote it"
+                        .to_owned(),
+                };
                 Err(CommitError::failed(format!(
                     "lead `{id}` has a state this version cannot read ({by_name}); it was \
-                     written by position under the rules `{}` ({}), not the ones running",
+                     written by position under the rules `{}` ({}), not the ones running{help}",
                     item.rules, item.rules_hash
                 )))
             }
