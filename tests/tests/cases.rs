@@ -880,5 +880,5 @@ async fn records_stored_by_position_are_read_with_the_previous_rules() {
         ruleset: json!(programs[1].name),
         notifications: told(&v2).await,
     };
-    check(&case, "score over records stored by position", &got, false);
+    check(case, "score over records stored by position", &got, false);
 }
