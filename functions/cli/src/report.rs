@@ -163,7 +163,7 @@ pub fn human_duration(secs: f64) -> String {
 
 /// A number with at most 2 digits after the point, no trailing zeros.
 pub fn num(x: f64) -> String {
-    let r = (x * 100.0).round() / 100.0;
+    let r = leadscore_core::output::round2(x);
     let t = format!("{r:.2}");
     let t = t.trim_end_matches('0').trim_end_matches('.');
     if t == "-0" {

@@ -8,10 +8,29 @@ use leadscore_rules::Program;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-/// Rounds a score to at most 2 digits after the point; whole numbers print without `.0`.
+/// From 2^52 on every `f64` is a whole number: nothing to round.
+const WHOLE_FROM: f64 = 4_503_599_627_370_496.0;
+
+/// Rounds to at most 2 digits after the point, without `-0`. A number too large to have a
+/// fraction is kept as it is (multiplying it by 100 could overflow to infinity, which JSON
+/// prints as `null`).
+pub fn round2(x: f64) -> f64 {
+    let r = if x.abs() < WHOLE_FROM {
+        (x * 100.0).round() / 100.0
+    } else {
+        x
+    };
+    if r == 0.0 {
+        0.0
+    } else {
+        r
+    }
+}
+
+/// Rounds a score to at most 2 digits after the point ([`round2`]); whole numbers print
+/// without `.0`.
 pub fn score_value(x: f64) -> Value {
-    let r = (x * 100.0).round() / 100.0;
-    let r = if r == 0.0 { 0.0 } else { r }; // no `-0`
+    let r = round2(x);
     if r.fract() == 0.0 && r.abs() < 9.0e15 {
         #[allow(clippy::cast_possible_truncation)]
         return Value::from(r as i64);
@@ -109,7 +128,7 @@ pub fn lead_object(program: &Program, id: &str, state: &LeadState) -> Ordered {
             o.push("at", Value::String(format_rfc3339(c.at)));
             o.push("count", Value::from(c.count));
             if rule.value.is_some() {
-                o.push("value", Value::from((c.value * 100.0).round() / 100.0));
+                o.push("value", Value::from(round2(c.value)));
             }
             let secs = (c.at - state.first_seen).div_euclid(SECOND);
             o.push("seconds_to_convert", Value::from(secs));
@@ -215,7 +234,7 @@ pub fn write_lead_pretty(
         serde_json::to_writer(&mut *buf, &c.count)?;
         if rule.value.is_some() {
             at(3).key(buf, b"\"value\": ", false);
-            serde_json::to_writer(&mut *buf, &Value::from((c.value * 100.0).round() / 100.0))?;
+            serde_json::to_writer(&mut *buf, &Value::from(round2(c.value)))?;
         }
         at(3).key(buf, b"\"seconds_to_convert\": ", false);
         serde_json::to_writer(&mut *buf, &(c.at - state.first_seen).div_euclid(SECOND))?;
@@ -436,4 +455,50 @@ pub fn replay_document(engine: &Engine<'_>, rejected: u64) -> Ordered {
         summary_object(program, &leads, rejected, engine.duplicates()),
     );
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ingest::call::TimePolicy;
+    use crate::ingest::segment::normalize_call;
+    use crate::store::engine::Engine;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn rounding_keeps_large_numbers_and_drops_negative_zero() {
+        assert_eq!(round2(12.3456), 12.35);
+        assert_eq!(round2(1e308), 1e308);
+        assert_eq!(round2(-1e308), -1e308);
+        assert_eq!(round2(f64::MAX), f64::MAX);
+        assert_eq!(round2(1e15 + 0.5), 1e15 + 0.5);
+        assert!(round2(-0.001).is_sign_positive());
+        assert_eq!(score_value(1e308), json!(1e308));
+        assert_eq!(score_value(-0.004), json!(0));
+        assert_eq!(score_value(40.0), json!(40));
+    }
+
+    /// A conversion value near the largest `f64` prints as itself, not as `null` (rounding
+    /// used to multiply it by 100, to infinity).
+    #[test]
+    fn a_huge_conversion_value_prints_as_a_number() {
+        let text = "ruleset \"t\"\nscore \"Order\" +10 on \"Order Completed\"\nconversion \"Purchase\" on \"Order Completed\" value revenue\n";
+        let (program, _, _) = crate::rules::compile_text("t.rules", text).unwrap();
+        let mut engine = Engine::new(&program);
+        let v = json!({"type": "track", "event": "Order Completed", "userId": "u1",
+            "messageId": "m1", "timestamp": "2026-01-01T00:00:00Z",
+            "properties": {"revenue": 1e308}});
+        engine.process(Arc::new(
+            normalize_call(&v, "", &TimePolicy::Required).unwrap(),
+        ));
+        let lead = serde_json::to_value(lead_object(
+            &program,
+            "u1",
+            &engine.lead("u1").unwrap().state,
+        ))
+        .unwrap();
+        assert_eq!(lead["conversions"][0]["value"], json!(1e308), "{lead}");
+    }
 }

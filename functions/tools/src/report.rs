@@ -19,15 +19,7 @@ pub const Z95: f64 = 1.959_963_984_540_054;
 /// Ids listed per group of a comparison.
 pub const COMPARE_IDS: usize = 5;
 
-/// Rounds to 2 digits after the point (no `-0`).
-pub fn round2(x: f64) -> f64 {
-    let r = (x * 100.0).round() / 100.0;
-    if r == 0.0 {
-        0.0
-    } else {
-        r
-    }
-}
+pub use leadscore_core::output::round2;
 
 #[allow(clippy::cast_precision_loss)]
 fn f(n: u64) -> f64 {

@@ -17,6 +17,7 @@
 //! `given` profile). The format is described in the language reference, "Testing rules".
 //! Parsing is [`parse`], checking names against a program [`check`], running [`run`].
 
+use leadscore_core::output::round2;
 use leadscore_core::output::score_value;
 use leadscore_rules::diagnostic::did_you_mean;
 use leadscore_rules::eval::{self, compute_fit, LeadState, Transition};
@@ -916,10 +917,6 @@ fn track_events<'p>(pred: &'p Pred, out: &mut Vec<&'p str>) {
 
 fn show_score(x: f64) -> String {
     score_value(x).to_string()
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// A notification a test saw: the target and what it was about.
