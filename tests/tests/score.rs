@@ -1381,3 +1381,49 @@ async fn published_rules_and_two_instances_on_different_generations() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0]["rules"]["version"], json!(v2.version));
 }
+
+/// `Content-Encoding: gzip` through `score` (SPEC §8), with the body base64-encoded as Lambda
+/// delivers a binary body: the b2b-saas events gzipped end as replay ends them, signed over
+/// the body as sent; a zip bomb answers `413` and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_are_inflated_and_a_zip_bomb_is_refused() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    let program = program(&root.join("rules/b2b-saas"));
+    let lines = lines(&root.join("rules/b2b-saas/events.jsonl"));
+    let store = store(&local, Arc::clone(&program)).await;
+    let score = Score::new(signed_config(), store.clone());
+    let post = |body: &str, sent: &[u8]| {
+        function_url_bytes(
+            "POST",
+            "/events",
+            json!({"content-type": "application/json", "content-encoding": "gzip",
+                   "x-signature": segment_signature(body)}),
+            sent,
+        )
+    };
+    for line in &lines {
+        let (status, body) = send(&score, post(line, &gzip(line.as_bytes()))).await;
+        assert_eq!(status, 200, "{line}: {body}");
+    }
+    let expected = replay(&program, &lines);
+    assert_eq!(table_leads(&store, expected.keys()).await, expected);
+    let before = scan(&store).await.len();
+    let mut bomb = lines[0].clone().into_bytes();
+    bomb.resize(8 << 20, b' ');
+    let text = String::from_utf8(bomb.clone()).unwrap();
+    let (status, body) = send(&score, post(&text, &gzip(&bomb))).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (413, json!("payload_too_large")),
+        "{body}"
+    );
+    assert_eq!(scan(&store).await.len(), before, "nothing written");
+}

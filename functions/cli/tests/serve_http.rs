@@ -337,3 +337,41 @@ fn sigterm_lets_a_request_in_flight_finish_and_keeps_it() {
     let (status, lead) = server.get_lead("late");
     assert_eq!(status, 200, "{lead}");
 }
+
+/// `Content-Encoding: gzip` over serve's HTTP server (SPEC §8): the body is inflated and
+/// applied; one that inflates past the 1 MB limit from a few KB gets `413` and nothing is
+/// journaled.
+#[test]
+fn a_gzip_body_is_taken_and_a_zip_bomb_refused() {
+    use flate2::write::GzEncoder;
+    let gzip = |data: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let post = |body: &[u8]| {
+        let mut bytes = format!(
+            "POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &VARS);
+    let answer = raw(&server, &post(&gzip(event("u1", "m1").as_bytes())));
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(answer.1["results"][0]["lead"], json!("u1"), "{}", answer.1);
+    let mut bomb = event("u1", "m2").into_bytes();
+    bomb.resize(4 << 20, b' ');
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < 32 << 10, "{}", bomb.len());
+    assert_error(&raw(&server, &post(&bomb)), 413, "payload_too_large");
+    assert_error(
+        &raw(&server, &post(event("u1", "m3").as_bytes())),
+        400,
+        "invalid_body",
+    );
+    assert_eq!(journal_lines(dir.path()), 1, "only the first call");
+}

@@ -4,7 +4,9 @@
 //!
 //! Routes:
 //! - `POST /events`: one Segment call or a `{"batch": [...]}`. Checks, in order: the body
-//!   size (`413`), the `Content-Type` (`415`), the signature (`401`), the JSON and each call
+//!   size (`413`), its `Content-Encoding` (`gzip`: the size decoded counts, `413`; another
+//!   encoding `415`; a body that does not inflate `400`), the `Content-Type` (`415`), the
+//!   signature (`401`, over the decoded body), the JSON and each call
 //!   (`400` when the body is not JSON or no call in it is valid), then applies the valid calls
 //!   and answers `200` with one result per call.
 //! - `GET /leads/{id}` and `DELETE /leads/{id}`: need `Authorization: Bearer <token>`; they
@@ -13,6 +15,7 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
+use crate::encoding::{decode, DecodeError};
 use crate::ingest::call::{Call, CallError, TimePolicy};
 use crate::ingest::segment::normalize_body;
 use crate::output::{lead_object, rules_object, score_value};
@@ -24,6 +27,7 @@ use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::Program;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
 /// The default body limit: 1 MB.
@@ -537,6 +541,26 @@ impl<S: LeadStore> Api<S> {
                 None,
             );
         }
+        // the limit counts the body as sent, before its `Content-Encoding` (SPEC §8), and a
+        // signature signs that body
+        let decoded;
+        let req = match decode(
+            req.header("content-encoding"),
+            &req.body,
+            self.config.max_body,
+        ) {
+            Ok(Cow::Borrowed(_)) => req,
+            Ok(Cow::Owned(body)) => {
+                decoded = ApiRequest {
+                    method: req.method.clone(),
+                    path: req.path.clone(),
+                    headers: req.headers.clone(),
+                    body,
+                };
+                &decoded
+            }
+            Err(err) => return decode_error_response(&err),
+        };
         if let Err(message) = check_content_type(req.header("content-type")) {
             return ApiResponse::error(415, "unsupported_media_type", message, None);
         }
@@ -769,6 +793,17 @@ fn check_bearer(req: &ApiRequest, token: &str) -> Result<(), String> {
     } else {
         Err("wrong bearer token".to_owned())
     }
+}
+
+/// The answer to a body that does not decode ([`decode`]): `413` over the limit, `415` for
+/// an encoding other than `gzip`, `400` for a body that does not inflate.
+fn decode_error_response(err: &DecodeError) -> ApiResponse {
+    let (status, code) = match err {
+        DecodeError::TooLarge { .. } => (413, "payload_too_large"),
+        DecodeError::Unsupported(_) => (415, "unsupported_media_type"),
+        DecodeError::Corrupt(_) => (400, "invalid_body"),
+    };
+    ApiResponse::error(status, code, err.to_string(), None)
 }
 
 /// Accepts a request signed with either scheme: Standard Webhooks (`webhook-signature`)
@@ -1088,6 +1123,64 @@ conversion "Signup" on "Signed Up"
         let resp = api.handle_blocking(&post(WEBINAR), now());
         assert_eq!(resp.status, 413);
         assert_eq!(code(&resp), "payload_too_large");
+    }
+
+    /// `Content-Encoding: gzip` (SPEC §8): the body inflated is what is applied, signed and
+    /// held to the limit; a zip bomb, another encoding and a broken stream change nothing.
+    #[test]
+    fn a_gzip_body_is_applied_and_its_decoded_size_counts() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let encoded = |body: Vec<u8>, encoding: &str| {
+            let mut req = post("");
+            req.body = body;
+            req.headers
+                .push(("content-encoding".into(), encoding.into()));
+            req
+        };
+        let program = program();
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
+        let resp = api.handle_blocking(&encoded(gzip(WEBINAR.as_bytes()), "gzip"), now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        assert_eq!(resp.json_body()["results"][0]["lead"], "u1");
+        // 8 MB of spaces after the call inflate past the 1 MB limit from 8 KB
+        let mut bomb = WEBINAR.as_bytes().to_vec();
+        bomb.resize(8 << 20, b' ');
+        let bomb = gzip(&bomb);
+        assert!(bomb.len() < 64 << 10);
+        let resp = api.handle_blocking(&encoded(bomb, "gzip"), now());
+        assert_eq!(
+            (resp.status, code(&resp)),
+            (413, "payload_too_large".into())
+        );
+        let resp = api.handle_blocking(&encoded(DEMO.as_bytes().to_vec(), "br"), now());
+        assert_eq!(
+            (resp.status, code(&resp)),
+            (415, "unsupported_media_type".into())
+        );
+        let resp = api.handle_blocking(&encoded(DEMO.as_bytes().to_vec(), "gzip"), now());
+        assert_eq!((resp.status, code(&resp)), (400, "invalid_body".into()));
+        let engine = api.store().engine();
+        assert_eq!(engine.lead("u1").unwrap().state.events, 1, "only the first");
+        drop(engine);
+        // a signature signs the body as sent, before its encoding
+        let secret = "whsec_test";
+        let api = Api::new(
+            config(Some(secret), None),
+            MemoryStore::new(Engine::new(&program)),
+        );
+        let mut signed = segment_signed(DEMO, secret);
+        signed.body = gzip(DEMO.as_bytes());
+        signed
+            .headers
+            .push(("content-encoding".into(), "gzip".into()));
+        let resp = api.handle_blocking(&signed, now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
     }
 
     #[test]

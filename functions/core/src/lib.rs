@@ -12,6 +12,7 @@
 //! `leadscore-rules`; report, rule tests and explain are `leadscore-tools`.
 
 pub mod api;
+pub mod encoding;
 pub mod ingest;
 pub mod output;
 pub mod pipeline;

@@ -61,6 +61,24 @@ pub fn segment_signature(body: &str) -> String {
 
 /// A Lambda Function URL request (payload format 2.0), as Lambda delivers it.
 pub fn function_url(method: &str, path: &str, headers: Value, body: Option<&str>) -> Request {
+    function_url_event(method, path, headers, json!(body), false)
+}
+
+/// A Function URL request whose body is bytes, base64-encoded as Lambda delivers a body that
+/// is not text (a gzip body).
+pub fn function_url_bytes(method: &str, path: &str, headers: Value, body: &[u8]) -> Request {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(body);
+    function_url_event(method, path, headers, json!(body), true)
+}
+
+fn function_url_event(
+    method: &str,
+    path: &str,
+    headers: Value,
+    body: Value,
+    base64: bool,
+) -> Request {
     let event = json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -86,7 +104,7 @@ pub fn function_url(method: &str, path: &str, headers: Value, body: Option<&str>
             "timeEpoch": 1_795_366_800_000_u64
         },
         "body": body,
-        "isBase64Encoded": false
+        "isBase64Encoded": base64
     });
     lambda_http::request::from_str(&event.to_string()).expect("a Function URL event")
 }
