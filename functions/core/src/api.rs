@@ -3,7 +3,7 @@
 //! function can drive it over DynamoDB through the same [`LeadStore`] trait.
 //!
 //! Routes:
-//! - `POST /events`: one Segment call or a `{"batch": [...]}`. Checks, in order: the body
+//! - `POST /events`: one Segment call, a `{"batch": [...]}`, or a bare array of calls. Checks, in order: the body
 //!   size (`413`), its `Content-Encoding` (`gzip`: the size decoded counts, `413`; another
 //!   encoding `415`; a body that does not inflate `400`), the `Content-Type` (`415`), the
 //!   signature (`401`, over the decoded body), the JSON and each call
@@ -17,7 +17,7 @@
 
 use crate::encoding::{decode, DecodeError};
 use crate::ingest::call::{Call, CallError, TimePolicy};
-use crate::ingest::segment::normalize_body;
+use crate::ingest::segment::{normalize_array, normalize_body};
 use crate::output::{lead_object, rules_object, score_value};
 use crate::store::engine::{Cause, LatestHits};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -580,13 +580,24 @@ impl<S: LeadStore> Api<S> {
                 )
             }
         };
-        let results = match normalize_body(&value, &TimePolicy::ReceivedAt(now)) {
+        let time = TimePolicy::ReceivedAt(now);
+        let normalized = match &value {
+            Value::Array(calls) => normalize_array(calls, &time),
+            _ => normalize_body(&value, &time),
+        };
+        let results = match normalized {
             Ok(results) => results,
             Err(err) => return call_error_response(&err),
         };
-        let raw_call = |index: usize| match value.get("batch") {
-            Some(Value::Array(calls)) => calls.get(index).unwrap_or(&Value::Null),
-            _ => &value,
+        // where call `index` is in the body: in a bare array, in a batch, or the body itself
+        let calls = match (&value, value.get("batch")) {
+            (Value::Array(calls), _) => Some(("", calls)),
+            (_, Some(Value::Array(calls))) => Some(("batch", calls)),
+            _ => None,
+        };
+        let raw_call = |index: usize| match calls {
+            Some((_, calls)) => calls.get(index).unwrap_or(&Value::Null),
+            None => &value,
         };
         let mut accepted = Vec::new();
         let mut slots: Vec<Result<usize, CallError>> = Vec::with_capacity(results.len());
@@ -599,10 +610,9 @@ impl<S: LeadStore> Api<S> {
                             .check_call(&call, &record)
                             .err()
                             .map(|(field, message)| {
-                                let at = if value.get("batch").is_some() {
-                                    format!("batch[{index}]")
-                                } else {
-                                    String::new()
+                                let at = match calls {
+                                    Some((key, _)) => format!("{key}[{index}]"),
+                                    None => String::new(),
                                 };
                                 let path = match (at.is_empty(), field.is_empty()) {
                                     (_, true) => at,
@@ -1181,6 +1191,30 @@ conversion "Signup" on "Signed Up"
             .push(("content-encoding".into(), "gzip".into()));
         let resp = api.handle_blocking(&signed, now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
+    }
+
+    /// A bare JSON array of calls (SPEC §8): applied as a batch, errors named by the call's
+    /// place (`[1].timestamp`), an empty array refused.
+    #[test]
+    fn a_bare_array_of_calls_is_a_batch() {
+        let program = program();
+        let api = Api::new(config(None, None), MemoryStore::new(Engine::new(&program)));
+        let bad = r#"{"type":"track","event":"Webinar Registered","userId":"u2","messageId":"m9","timestamp":"yesterday"}"#;
+        let resp = api.handle_blocking(&post(&format!("[{WEBINAR}, {bad}, {DEMO}]")), now());
+        let body = resp.json_body();
+        assert_eq!(resp.status, 200, "{body}");
+        assert_eq!(
+            (body["applied"].clone(), body["rejected"].clone()),
+            (json!(2), json!(1))
+        );
+        assert_eq!(
+            body["results"][1]["error"]["path"],
+            json!("[1].timestamp"),
+            "{body}"
+        );
+        let resp = api.handle_blocking(&post("[]"), now());
+        assert_eq!((resp.status, code(&resp)), (400, "invalid_call".into()));
+        assert_eq!(api.store().engine().lead("u1").unwrap().state.events, 2);
     }
 
     #[test]

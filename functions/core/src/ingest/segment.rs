@@ -172,6 +172,26 @@ pub fn normalize_body(
         .collect())
 }
 
+/// A bare JSON array of calls, as `POST /events` also takes it (SPEC §8; Segment's Webhooks
+/// destination posts a batch so): one result per call, each error's path starting with the
+/// call's place (`[3].timestamp`). An empty array is an error for the body as a whole.
+pub fn normalize_array(
+    calls: &[Value],
+    time: &TimePolicy,
+) -> Result<Vec<Result<Call, CallError>>, CallError> {
+    if calls.is_empty() {
+        return Err(CallError::new(
+            String::new(),
+            "an array of calls needs at least one call",
+        ));
+    }
+    Ok(calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| normalize_call(call, &format!("[{index}]"), time))
+        .collect())
+}
+
 /// [`normalize_body`] on an owned value: the same results, without copying the calls'
 /// properties and traits.
 pub fn normalize_body_owned(
