@@ -466,13 +466,16 @@ async fn malformed_requests_get_the_right_4xx_and_write_nothing() {
     };
     let score = Score::new(unsigned, store.clone());
     let good = r#""type":"track","event":"Ping","userId":"u1","messageId":"m1""#;
-    let bodies: Vec<(&str, String, u16, &str)> = vec![
+    let bodies: Vec<(&str, String, u16, &str)> =
+        vec![
         ("not JSON", "not json".into(), 400, "invalid_json"),
         ("truncated JSON", format!("{{{good}"), 400, "invalid_json"),
         ("empty body", String::new(), 400, "invalid_json"),
         ("a number", "42".into(), 400, "invalid_call"),
         ("a string", "\"track\"".into(), 400, "invalid_call"),
-        ("an array", format!("[{{{good}}}]"), 400, "invalid_call"),
+        // a bare array is a batch (SPEC §8): one with no valid call, or none at all
+        ("an array of no call", "[1, \"two\"]".into(), 400, "invalid_call"),
+        ("an empty array", "[]".into(), 400, "invalid_call"),
         ("null", "null".into(), 400, "invalid_call"),
         (
             "no type and no event",
