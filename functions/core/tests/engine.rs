@@ -1250,7 +1250,7 @@ fn a_batch_applies_its_valid_calls_and_reports_the_invalid_ones() {
         [
             "batch[1].timestamp: not an RFC 3339 time",
             "batch[3].userId: a call needs `userId` or `anonymousId`",
-            "batch[4].traits: an identify call needs `traits` (an object)",
+            "batch[4].traits: an identify call needs `traits` (an object), or `context.traits`",
         ]
     );
     let mut engine = Engine::new(&program);

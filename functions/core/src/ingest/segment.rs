@@ -375,18 +375,25 @@ fn object_field(
     }
 }
 
-/// The `traits` object that `what` (e.g. "an identify call") needs.
+/// The `traits` object that `what` (e.g. "an identify call") needs: `traits`, or when it is
+/// absent `context.traits`, where RudderStack's libraries put them (SPEC §8).
 fn required_traits(
     call: &Map<String, Value>,
     what: &str,
     prefix: &str,
 ) -> Result<Map<String, Value>, CallError> {
-    object_field(call, "traits", prefix)?.ok_or_else(|| {
-        CallError::new(
-            join(prefix, "traits"),
-            format!("{what} needs `traits` (an object)"),
-        )
-    })
+    if let Some(traits) = object_field(call, "traits", prefix)? {
+        return Ok(traits);
+    }
+    if let Some(Value::Object(context)) = present(call, "context") {
+        if let Some(traits) = object_field(context, "traits", &join(prefix, "context"))? {
+            return Ok(traits);
+        }
+    }
+    Err(CallError::new(
+        join(prefix, "traits"),
+        format!("{what} needs `traits` (an object), or `context.traits`"),
+    ))
 }
 
 /// The event name of a track call: `event`, a non-empty string.
@@ -759,15 +766,37 @@ mod tests {
         assert_eq!(call.anonymous_id.as_deref(), Some("a"));
     }
 
+    /// RudderStack's libraries send identify and group traits in `context.traits`: taken
+    /// when `traits` is absent (or null), never over it (SPEC §8).
+    #[test]
+    fn identify_and_group_take_context_traits_when_traits_is_absent() {
+        let c = ok(json!({"type": "identify", "userId": "u", "timestamp": T0,
+                          "context": {"traits": {"email": "x@y.z"}}}));
+        assert_eq!(c.event.properties.get("email"), Some(&json!("x@y.z")));
+        let c = ok(
+            json!({"type": "group", "userId": "u", "groupId": "g", "timestamp": T0,
+                          "traits": null, "context": {"traits": {"employees": 120}}}),
+        );
+        assert_eq!(c.event.properties.get("employees"), Some(&json!(120)));
+        let c = ok(json!({"type": "identify", "userId": "u", "timestamp": T0,
+                          "traits": {"plan": "pro"}, "context": {"traits": {"plan": "free"}}}));
+        assert_eq!(c.event.properties.get("plan"), Some(&json!("pro")));
+        assert_eq!(
+            err(json!({"type": "identify", "userId": "u", "timestamp": T0,
+                       "context": {"traits": "vip"}})),
+            "context.traits: must be an object, found a string"
+        );
+    }
+
     #[test]
     fn identify_needs_traits() {
         assert_eq!(
             err(json!({"type": "identify", "userId": "u", "timestamp": T0})),
-            "traits: an identify call needs `traits` (an object)"
+            "traits: an identify call needs `traits` (an object), or `context.traits`"
         );
         assert_eq!(
             err(json!({"type": "identify", "userId": "u", "timestamp": T0, "traits": null})),
-            "traits: an identify call needs `traits` (an object)"
+            "traits: an identify call needs `traits` (an object), or `context.traits`"
         );
         assert_eq!(
             err(json!({"type": "identify", "userId": "u", "timestamp": T0, "traits": []})),
@@ -797,7 +826,7 @@ mod tests {
         );
         assert_eq!(
             err(json!({"type": "group", "userId": "u", "groupId": "g", "timestamp": T0})),
-            "traits: a group call needs `traits` (an object)"
+            "traits: a group call needs `traits` (an object), or `context.traits`"
         );
         assert_eq!(
             err(
@@ -1174,7 +1203,7 @@ mod tests {
         assert_eq!(results[0].as_ref().unwrap().event.name, "A");
         assert_eq!(
             results[1].as_ref().unwrap_err().to_string(),
-            "batch[1].traits: an identify call needs `traits` (an object)"
+            "batch[1].traits: an identify call needs `traits` (an object), or `context.traits`"
         );
         assert_eq!(results[2].as_ref().unwrap().message_id, "m2");
         assert_eq!(
