@@ -194,7 +194,7 @@ impl ApiConfig {
 pub struct Accepted {
     /// The normalised call.
     pub call: Call,
-    /// The call as received, with `messageId` and `receivedAt` filled in when it had none,
+    /// The call as received, with `messageId` and its time filled in when it had none,
     /// so that it normalises offline (`TimePolicy::Required`) to the same call: what a store
     /// keeps in the lead's history, and a valid line for `leadscore replay`.
     pub record: Value,
@@ -412,8 +412,9 @@ fn latest_hits_json(program: &Program, hits: &LatestHits) -> Value {
     json!({"at": leadscore_rules::time::format_rfc3339(hits.at), "hits": entries})
 }
 
-/// The record a store keeps for an accepted call: the raw call with `messageId` and, when it
-/// has no time, `receivedAt` filled in.
+/// The record a store keeps for an accepted call: the raw call with `messageId` filled in,
+/// `receivedAt` when it has no time, and the corrected `timestamp` when it has device times
+/// only: a record normalises offline to the same call.
 fn record_of(raw: &Value, call: &Call) -> Value {
     let mut record = raw.clone();
     if let Value::Object(fields) = &mut record {
@@ -425,14 +426,19 @@ fn record_of(raw: &Value, call: &Call) -> Value {
                 Value::String(call.message_id.to_string()),
             );
         }
+        let at = Value::String(format_rfc3339(call.event.time));
         let timed = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"]
             .iter()
             .any(|key| present(fields, key));
         if !timed {
-            fields.insert(
-                "receivedAt".to_owned(),
-                Value::String(format_rfc3339(call.event.time)),
-            );
+            fields.insert("receivedAt".to_owned(), at);
+        } else if !present(fields, "timestamp")
+            && present(fields, "originalTimestamp")
+            && present(fields, "sentAt")
+        {
+            // device times corrected for the device's clock (SPEC §8), which offline, with
+            // no time of receipt, could not be again
+            fields.insert("timestamp".to_owned(), at);
         }
     }
     record
@@ -1119,6 +1125,22 @@ conversion "Signup" on "Signed Up"
         let record = record_of(&value, &call);
         assert_eq!(record["receivedAt"], json!("2026-01-10T12:00:00Z"));
         assert!(record["messageId"].as_str().unwrap().starts_with("h:"));
+        let again =
+            crate::ingest::segment::normalize_call(&record, "", &TimePolicy::Required).unwrap();
+        assert_eq!(again, call);
+    }
+
+    /// A call with device times only is kept with its corrected `timestamp`, so its record
+    /// replays offline to the same call (SPEC §8).
+    #[test]
+    fn a_call_with_device_times_is_kept_with_its_corrected_timestamp() {
+        let raw = json!({"type": "track", "event": "Signed Up", "userId": "u9", "messageId": "d1",
+            "originalTimestamp": "2026-01-10T10:50:00Z", "sentAt": "2026-01-10T11:00:00Z"});
+        let call = crate::ingest::segment::normalize_call(&raw, "", &TimePolicy::ReceivedAt(now()))
+            .unwrap();
+        assert_eq!(format_rfc3339(call.event.time), "2026-01-10T11:50:00Z");
+        let record = record_of(&raw, &call);
+        assert_eq!(record["timestamp"], json!("2026-01-10T11:50:00Z"));
         let again =
             crate::ingest::segment::normalize_call(&record, "", &TimePolicy::Required).unwrap();
         assert_eq!(again, call);

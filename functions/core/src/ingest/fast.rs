@@ -104,6 +104,12 @@ fn finish(raw: RawCall<'_>, policy: &TimePolicy, reads: Option<&Reads>) -> Optio
         return None;
     }
     let message_id = CompactString::from(raw.message_id.filter(|m| !m.is_empty())?);
+    // device times only, online: corrected for the device's clock on the exact path
+    let device_times =
+        raw.timestamp.is_none() && raw.original_timestamp.is_some() && raw.sent_at.is_some();
+    if device_times && matches!(policy, TimePolicy::ReceivedAt(_)) {
+        return None;
+    }
     let time_text = raw
         .timestamp
         .or(raw.original_timestamp)

@@ -420,6 +420,20 @@ fn call_time(
     prefix: &str,
     policy: &TimePolicy,
 ) -> Result<Micros, CallError> {
+    // device times only (SPEC §8): the device's clock corrected with the time of receipt,
+    // `received − (sentAt − originalTimestamp)`
+    if let TimePolicy::ReceivedAt(now) = policy {
+        if let (None, Some(original), Some(sent)) = (
+            present(call, "timestamp"),
+            present(call, "originalTimestamp"),
+            present(call, "sentAt"),
+        ) {
+            let original = time_value(original, "originalTimestamp", prefix)?;
+            let sent = time_value(sent, "sentAt", prefix)?;
+            let at = now.saturating_sub(sent.saturating_sub(original));
+            return not_ahead(at, *now, "originalTimestamp", prefix);
+        }
+    }
     let found = TIME_FIELDS
         .iter()
         .find_map(|key| present(call, key).map(|value| (*key, value)));
@@ -432,6 +446,15 @@ fn call_time(
             TimePolicy::ReceivedAt(now) => Ok(*now),
         };
     };
+    let at = time_value(value, key, prefix)?;
+    match policy {
+        TimePolicy::ReceivedAt(now) => not_ahead(at, *now, key, prefix),
+        TimePolicy::Required => Ok(at),
+    }
+}
+
+/// The time field `key`: an RFC 3339 string.
+fn time_value(value: &Value, key: &str, prefix: &str) -> Result<Micros, CallError> {
     let Value::String(text) = value else {
         return Err(CallError::new(
             join(prefix, key),
@@ -441,16 +464,16 @@ fn call_time(
             ),
         ));
     };
-    let Some(at) = parse_rfc3339(text) else {
-        return Err(CallError::new(join(prefix, key), "not an RFC 3339 time"));
-    };
-    if let TimePolicy::ReceivedAt(now) = policy {
-        if at.saturating_sub(*now) > MAX_FUTURE {
-            return Err(CallError::new(
-                join(prefix, key),
-                "more than 5 minutes in the future",
-            ));
-        }
+    parse_rfc3339(text).ok_or_else(|| CallError::new(join(prefix, key), "not an RFC 3339 time"))
+}
+
+/// `at`, unless it is more than [`MAX_FUTURE`] ahead of the time of receipt `now`.
+fn not_ahead(at: Micros, now: Micros, key: &str, prefix: &str) -> Result<Micros, CallError> {
+    if at.saturating_sub(now) > MAX_FUTURE {
+        return Err(CallError::new(
+            join(prefix, key),
+            "more than 5 minutes in the future",
+        ));
     }
     Ok(at)
 }
@@ -764,6 +787,43 @@ mod tests {
         );
         assert_eq!(call.user_id.as_deref(), Some("u"));
         assert_eq!(call.anonymous_id.as_deref(), Some("a"));
+    }
+
+    /// A call with device times only is placed by the time of receipt, corrected for the
+    /// device's clock (SPEC §8): a device 1 hour slow that queued a call for 10 minutes.
+    #[test]
+    fn device_times_are_corrected_for_the_device_clock() {
+        let now = parse_rfc3339("2026-03-01T12:00:00Z").unwrap();
+        let online = |v: Value| normalize_call(&v, "", &TimePolicy::ReceivedAt(now));
+        let call = online(json!({"type": "track", "event": "E", "userId": "u",
+            "originalTimestamp": "2026-03-01T10:50:00Z", "sentAt": "2026-03-01T11:00:00Z"}))
+        .unwrap();
+        assert_eq!(format_rfc3339(call.event.time), "2026-03-01T11:50:00Z");
+        // a timestamp wins; offline there is no time of receipt to correct with
+        let call = online(json!({"type": "track", "event": "E", "userId": "u",
+            "timestamp": "2026-03-01T09:00:00Z", "originalTimestamp": "2026-03-01T10:50:00Z",
+            "sentAt": "2026-03-01T11:00:00Z"}))
+        .unwrap();
+        assert_eq!(format_rfc3339(call.event.time), "2026-03-01T09:00:00Z");
+        let call = ok(json!({"type": "track", "event": "E", "userId": "u",
+            "originalTimestamp": "2026-03-01T10:50:00Z", "sentAt": "2026-03-01T11:00:00Z"}));
+        assert_eq!(format_rfc3339(call.event.time), "2026-03-01T10:50:00Z");
+        // each time is checked and named
+        let e = online(json!({"type": "track", "event": "E", "userId": "u",
+            "originalTimestamp": "2026-03-01T10:50:00Z", "sentAt": 5}))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sentAt: not an RFC 3339 time: expected a string, found a number"
+        );
+        // sent before it happened, by more than the 5 minutes allowed ahead
+        let e = online(json!({"type": "track", "event": "E", "userId": "u",
+            "originalTimestamp": "2026-03-01T11:00:00Z", "sentAt": "2026-03-01T10:00:00Z"}))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "originalTimestamp: more than 5 minutes in the future"
+        );
     }
 
     /// RudderStack's libraries send identify and group traits in `context.traits`: taken
