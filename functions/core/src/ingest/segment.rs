@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The call types, as listed in error messages.
-const CALL_TYPES: &str = "track, identify, page, screen, group, alias";
+const CALL_TYPES: &str = "track, identify, page, screen, group, alias, merge";
 
 /// The time fields of a call, in order of preference.
 const TIME_FIELDS: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"];
@@ -107,11 +107,20 @@ pub fn normalize_call(value: &Value, prefix: &str, time: &TimePolicy) -> Result<
             required_traits(call, "a group call", prefix)?
         }
         CallKind::Alias => {
-            previous_id = Some(required_id(call, "previousId", "an alias call", prefix)?);
+            previous_id = Some(if is_merge(call) {
+                merged_id(call, user_id.as_deref(), prefix)?
+            } else {
+                required_id(call, "previousId", "an alias call", prefix)?
+            });
             if user_id.is_none() {
+                let what = if is_merge(call) {
+                    "a merge"
+                } else {
+                    "an alias"
+                };
                 return Err(CallError::new(
                     field("userId"),
-                    "an alias call needs `userId`",
+                    format!("{what} call needs `userId`"),
                 ));
             }
             Map::new()
@@ -314,12 +323,80 @@ fn call_kind(call: &Map<String, Value>, prefix: &str) -> Result<CallKind, CallEr
         "page" => Ok(CallKind::Page),
         "screen" => Ok(CallKind::Screen),
         "group" => Ok(CallKind::Group),
-        "alias" => Ok(CallKind::Alias),
+        // RudderStack's `merge` is an identity merge, as `alias` is (SPEC §8)
+        "alias" | "merge" => Ok(CallKind::Alias),
         other => Err(CallError::new(
             join(prefix, key),
             format!("unknown call type `{other}`; expected one of {CALL_TYPES}"),
         )),
     }
+}
+
+/// Whether the call is RudderStack's `merge` (`type` or `action`).
+fn is_merge(call: &Map<String, Value>) -> bool {
+    present(call, "type")
+        .or_else(|| present(call, "action"))
+        .and_then(Value::as_str)
+        == Some("merge")
+}
+
+/// The id a `merge` call merges into its `userId`: the one value of `mergeProperties`
+/// (`[{"type": "email", "value": "..."}, ...]`) other than the `userId` itself. Several
+/// other values are an error at the second: one call merges one id, as `alias` does.
+fn merged_id(
+    call: &Map<String, Value>,
+    user_id: Option<&str>,
+    prefix: &str,
+) -> Result<CompactString, CallError> {
+    let key = join(prefix, "mergeProperties");
+    let entries = match present(call, "mergeProperties") {
+        None => return Err(CallError::new(key, "a merge call needs `mergeProperties`")),
+        Some(Value::Array(entries)) => entries,
+        Some(other) => {
+            return Err(CallError::new(
+                key,
+                format!(
+                    "must be an array of `{{\"type\", \"value\"}}` objects, found {}",
+                    type_name(other)
+                ),
+            ))
+        }
+    };
+    let mut merged: Option<CompactString> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        let at = format!("{key}[{index}]");
+        let Value::Object(entry) = entry else {
+            return Err(CallError::new(
+                at,
+                format!("must be an object, found {}", type_name(entry)),
+            ));
+        };
+        if !matches!(present(entry, "type"), Some(Value::String(t)) if !t.is_empty()) {
+            return Err(CallError::new(
+                format!("{at}.type"),
+                "a merge property needs a `type` string",
+            ));
+        }
+        let value = id_field(entry, "value", &at)?.ok_or_else(|| {
+            CallError::new(format!("{at}.value"), "a merge property needs a `value`")
+        })?;
+        if Some(value.as_str()) == user_id || merged.as_deref() == Some(value.as_str()) {
+            continue;
+        }
+        if merged.is_some() {
+            return Err(CallError::new(
+                format!("{at}.value"),
+                "a merge call merges one id into its `userId`; send one merge call per id",
+            ));
+        }
+        merged = Some(value);
+    }
+    merged.ok_or_else(|| {
+        CallError::new(
+            key,
+            "a merge call needs an id other than its `userId` in `mergeProperties`",
+        )
+    })
 }
 
 /// An id field: a non-empty string, or an integer turned into its decimal string.
@@ -640,11 +717,11 @@ mod tests {
     fn unknown_type_is_rejected() {
         assert_eq!(
             err(json!({"type": "foo", "userId": "u", "timestamp": T0})),
-            "type: unknown call type `foo`; expected one of track, identify, page, screen, group, alias"
+            "type: unknown call type `foo`; expected one of track, identify, page, screen, group, alias, merge"
         );
         assert_eq!(
             err(json!({"action": "foo", "userId": "u", "timestamp": T0})),
-            "action: unknown call type `foo`; expected one of track, identify, page, screen, group, alias"
+            "action: unknown call type `foo`; expected one of track, identify, page, screen, group, alias, merge"
         );
         // strict: no case folding
         assert!(
@@ -669,7 +746,7 @@ mod tests {
     fn missing_type_without_event() {
         assert_eq!(
             err(json!({"userId": "u", "timestamp": T0})),
-            "type: a call needs a `type` (one of track, identify, page, screen, group, alias)"
+            "type: a call needs a `type` (one of track, identify, page, screen, group, alias, merge)"
         );
     }
 
@@ -906,6 +983,41 @@ mod tests {
         assert_eq!(call.lead_id(), "u");
         assert!(call.event.properties.is_empty());
         assert_eq!(call.event.name, "");
+    }
+
+    #[test]
+    fn a_rudderstack_merge_call_is_an_alias_of_its_one_other_id() {
+        let call = ok(json!({"type": "merge", "userId": "u", "timestamp": T0,
+            "mergeProperties": [{"type": "user_id", "value": "u"},
+                                {"type": "anonymous_id", "value": "anon-7"}]}));
+        assert_eq!(call.event.kind, CallKind::Alias);
+        assert_eq!(call.previous_id.as_deref(), Some("anon-7"));
+        assert_eq!(call.lead_id(), "u");
+        assert_eq!(
+            err(json!({"type": "merge", "userId": "u", "timestamp": T0})),
+            "mergeProperties: a merge call needs `mergeProperties`"
+        );
+        assert_eq!(
+            err(json!({"type": "merge", "userId": "u", "timestamp": T0,
+                "mergeProperties": [{"type": "email", "value": "a@x.com"},
+                                    {"type": "mobile", "value": "+1"}]})),
+            "mergeProperties[1].value: a merge call merges one id into its `userId`; send one merge call per id"
+        );
+        assert_eq!(
+            err(json!({"type": "merge", "userId": "u", "timestamp": T0,
+                "mergeProperties": [{"type": "email"}]})),
+            "mergeProperties[0].value: a merge property needs a `value`"
+        );
+        assert_eq!(
+            err(json!({"type": "merge", "userId": "u", "timestamp": T0,
+                "mergeProperties": [{"type": "user_id", "value": "u"}]})),
+            "mergeProperties: a merge call needs an id other than its `userId` in `mergeProperties`"
+        );
+        assert_eq!(
+            err(json!({"type": "merge", "anonymousId": "a", "timestamp": T0,
+                "mergeProperties": [{"type": "email", "value": "a@x.com"}]})),
+            "userId: a merge call needs `userId`"
+        );
     }
 
     #[test]
