@@ -44,7 +44,10 @@ seed() {
       done < "$ROOT/rules/b2b-saas/events.jsonl"
       printf 'GET /leads/usr_ann HTTP/1.1\r\nAuthorization: Bearer token\r\n\r\n' > "$dir/get"
       printf 'DELETE /leads/usr_ann HTTP/1.1\r\nAuthorization: Bearer token\r\n\r\n' > "$dir/delete"
-      printf 'POST /events HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{"batch":[{"type":"track","event":"x","userId":"u"}]}' > "$dir/batch" ;;
+      printf 'POST /events HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{"batch":[{"type":"track","event":"x","userId":"u"}]}' > "$dir/batch"
+      # the Tracking API (SPEC 8): the fuzz target's write key is `key` (Basic a2V5Og==)
+      printf 'POST /v1/batch HTTP/1.1\r\nAuthorization: Basic a2V5Og==\r\n\r\n{"batch":[{"type":"identify","userId":"u","context":{"traits":{"title":"VP"}}},{"type":"merge","userId":"u","mergeProperties":[{"type":"anonymous_id","value":"a"}]}],"sentAt":"2026-01-01T09:00:00Z"}' > "$dir/v1-batch"
+      printf 'POST /v1/track HTTP/1.1\r\n\r\n{"writeKey":"key","event":"x","anonymousId":"a","originalTimestamp":"2026-01-01T08:00:00Z","sentAt":"2026-01-01T08:00:01Z"}' > "$dir/v1-track" ;;
     journal)
       for f in "$ROOT"/rules/*/events.jsonl; do
         cp "$f" "$dir/$(basename "$(dirname "$f")").jsonl"

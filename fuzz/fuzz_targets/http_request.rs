@@ -48,10 +48,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(req) = request(data) else {
         return;
     };
-    // unsigned input allowed and the lead routes on: every route is reachable
+    // unsigned input allowed, a write key, and the lead routes on: every route is reachable
     let config = ApiConfig {
         allow_unsigned: true,
         api_token: Some("token".to_owned()),
+        write_keys: vec!["key".to_owned()],
         ..ApiConfig::default()
     };
     let api = Api::new(config, MemoryStore::new(Engine::new(program())));

@@ -37,16 +37,21 @@ impl Score {
         }
     }
 
-    /// Starts from the environment (SPEC §6): the rules (those published in the table, else
-    /// `LEADSCORE_RULES` or the built-in ones, checked and compiled here, once), the webhook
-    /// secret and API token (refusing to start without a secret unless
-    /// `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
+    /// Starts from the environment (SPEC §6, §8): the rules (those published in the table,
+    /// else `LEADSCORE_RULES` or the built-in ones, checked and compiled here, once), the
+    /// webhook secret, write keys and API token (refusing to start with neither a secret nor
+    /// a write key unless `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
     pub async fn from_env() -> Result<Self, StartError> {
         let program = Arc::new(leadscore_core::rules::load_from_env()?);
         let config = ApiConfig::from_env()?;
-        if !config.signatures_required() {
+        if config.allow_unsigned && !config.signatures_required() {
             tracing::warn!(
                 "accepting unsigned events (LEADSCORE_ALLOW_UNSIGNED=1): local use only"
+            );
+        }
+        if config.allow_unsigned && config.write_keys.is_empty() {
+            tracing::warn!(
+                "accepting /v1 calls without a write key (LEADSCORE_ALLOW_UNSIGNED=1): local use only"
             );
         }
         let mut store = DynamoStore::from_env(program).await?;

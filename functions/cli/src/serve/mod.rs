@@ -119,8 +119,15 @@ pub fn run(options: &Options<'_>) -> u8 {
     limits.read_timeout = read_timeout;
     let signatures = if config.signatures_required() {
         "required (Segment `X-Signature` or Standard Webhooks)"
-    } else {
+    } else if config.allow_unsigned {
         "not required (`LEADSCORE_ALLOW_UNSIGNED=1`, local use only)"
+    } else {
+        "no `LEADSCORE_WEBHOOK_SECRET`: POST /events refuses every call"
+    };
+    let write_keys = match (config.write_keys.len(), config.allow_unsigned) {
+        (0, true) => "not required (`LEADSCORE_ALLOW_UNSIGNED=1`, local use only)".to_owned(),
+        (0, false) => "none (`LEADSCORE_WRITE_KEY`): the /v1 routes answer 401".to_owned(),
+        (n, _) => format!("{n} from `LEADSCORE_WRITE_KEY` (Basic auth or `writeKey`)"),
     };
     let leads = if config.api_token.is_some() {
         "GET/DELETE /leads/{id} with `Authorization: Bearer $LEADSCORE_API_TOKEN`"
@@ -139,8 +146,9 @@ pub fn run(options: &Options<'_>) -> u8 {
     println!("journal: {} ({replayed} call(s) replayed)", data.display());
     println!("outbox: {}", store.outbox().display());
     println!("signatures: {signatures}");
+    println!("write keys: {write_keys}");
     println!("leads: {leads}");
-    println!("listening on http://127.0.0.1:{port} (POST /events); Ctrl-C stops");
+    println!("listening on http://127.0.0.1:{port} (POST /events, POST /v1/*); Ctrl-C stops");
     let _ = std::io::stdout().flush();
 
     let api = Api::new(config, JournaledStore::new(store));

@@ -15,20 +15,23 @@
 //! Error bodies are `{"error": {"code", "message", "path"}}`; `path` is the JSON path of the
 //! offending field, or `null`.
 
+mod auth;
+pub mod tracking;
+
 use crate::encoding::{decode, DecodeError};
 use crate::ingest::call::{Call, CallError, TimePolicy};
 use crate::ingest::segment::{normalize_array, normalize_body};
 use crate::output::{lead_object, rules_object, score_value};
 use crate::store::engine::{Cause, LatestHits};
+use auth::check_bearer;
+pub use auth::verify_signature;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use leadscore_rules::eval::{LeadState, Transition};
 use leadscore_rules::time::{format_rfc3339, Micros, SECOND};
 use leadscore_rules::Program;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use subtle::ConstantTimeEq;
 
 /// The default body limit: 1 MB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -112,9 +115,9 @@ fn error_object(code: &str, message: impl Into<String>, path: Option<&str>) -> V
 /// Why the API cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// No secret, and unsigned input not allowed.
+    /// No secret, no write key, and unsigned input not allowed.
     #[error(
-        "no webhook secret: set `LEADSCORE_WEBHOOK_SECRET`, or `LEADSCORE_ALLOW_UNSIGNED=1` to accept unsigned events (local use only)"
+        "no webhook secret and no write key: set `LEADSCORE_WEBHOOK_SECRET` (for `POST /events`), `LEADSCORE_WRITE_KEY` (for the `/v1` routes of the analytics libraries) or both, or `LEADSCORE_ALLOW_UNSIGNED=1` to accept unsigned events (local use only)"
     )]
     NoSecret,
     /// A `whsec_` secret whose key is not base64.
@@ -130,7 +133,11 @@ pub struct ApiConfig {
     /// `LEADSCORE_API_TOKEN`: the bearer token of `GET`/`DELETE /leads/{id}`; without it
     /// those routes answer `404`.
     pub api_token: Option<String>,
-    /// `LEADSCORE_ALLOW_UNSIGNED=1`: accept unsigned events when there is no secret.
+    /// `LEADSCORE_WRITE_KEY` (one key, or several separated by commas): the write keys the
+    /// Tracking API's `/v1` routes take (SPEC §8); without one those routes answer `401`.
+    pub write_keys: Vec<String>,
+    /// `LEADSCORE_ALLOW_UNSIGNED=1`: accept unsigned events when there is no secret, and
+    /// `/v1` calls without a key when there is no write key.
     pub allow_unsigned: bool,
     /// The body limit in bytes ([`DEFAULT_MAX_BODY`]).
     pub max_body: usize,
@@ -141,6 +148,7 @@ impl Default for ApiConfig {
         ApiConfig {
             webhook_secret: None,
             api_token: None,
+            write_keys: Vec::new(),
             allow_unsigned: false,
             max_body: DEFAULT_MAX_BODY,
         }
@@ -163,6 +171,15 @@ impl ApiConfig {
         let config = ApiConfig {
             webhook_secret: get("LEADSCORE_WEBHOOK_SECRET"),
             api_token: get("LEADSCORE_API_TOKEN"),
+            write_keys: get("LEADSCORE_WRITE_KEY")
+                .map(|keys| {
+                    keys.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             allow_unsigned,
             max_body: DEFAULT_MAX_BODY,
         };
@@ -170,11 +187,13 @@ impl ApiConfig {
         Ok(config)
     }
 
-    /// Checks that the configuration can serve: a secret, or unsigned input allowed; a
-    /// `whsec_` secret must be base64.
+    /// Checks that the configuration can serve: a secret, a write key, or unsigned input
+    /// allowed; a `whsec_` secret must be base64.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match &self.webhook_secret {
-            None if !self.allow_unsigned => Err(ConfigError::NoSecret),
+            None if !self.allow_unsigned && self.write_keys.is_empty() => {
+                Err(ConfigError::NoSecret)
+            }
             Some(secret) => match secret.strip_prefix("whsec_") {
                 Some(key) if BASE64.decode(key).is_err() => Err(ConfigError::BadSecret),
                 _ => Ok(()),
@@ -490,8 +509,25 @@ impl<S: LeadStore> Api<S> {
 
     /// Answers one request; `now` is the time of receipt (microseconds since the epoch).
     pub async fn handle(&self, req: &ApiRequest, now: Micros) -> ApiResponse {
-        let path = req.path.split('?').next().unwrap_or("");
+        let raw = req.path.split('?').next().unwrap_or("");
+        // a host given with a trailing slash makes some libraries ask for `//v1/batch`
+        let path = match raw.len() - raw.trim_start_matches('/').len() {
+            0 | 1 => raw,
+            slashes => &raw[slashes - 1..],
+        };
         let method = req.method.to_ascii_uppercase();
+        if let Some(route) = tracking::Route::of(path) {
+            if method != "POST" {
+                return ApiResponse::error(
+                    405,
+                    "method_not_allowed",
+                    format!("`{method} {path}` is not allowed; use `POST`"),
+                    None,
+                )
+                .with_header("allow", "POST");
+            }
+            return self.post_tracking(req, route, now).await;
+        }
         if path == "/events" {
             if method != "POST" {
                 return ApiResponse::error(
@@ -535,61 +571,49 @@ impl<S: LeadStore> Api<S> {
     }
 
     async fn post_events(&self, req: &ApiRequest, now: Micros) -> ApiResponse {
-        if req.body.len() > self.config.max_body {
-            return ApiResponse::error(
-                413,
-                "payload_too_large",
-                format!(
-                    "the body has {} bytes; the limit is {} bytes",
-                    req.body.len(),
-                    self.config.max_body
-                ),
-                None,
-            );
-        }
-        // the limit counts the body as sent, before its `Content-Encoding` (SPEC §8), and a
-        // signature signs that body
-        let decoded;
-        let req = match decode(
-            req.header("content-encoding"),
-            &req.body,
-            self.config.max_body,
-        ) {
-            Ok(Cow::Borrowed(_)) => req,
-            Ok(Cow::Owned(body)) => {
-                decoded = ApiRequest {
-                    method: req.method.clone(),
-                    path: req.path.clone(),
-                    headers: req.headers.clone(),
-                    body,
-                };
-                &decoded
-            }
-            Err(err) => return decode_error_response(&err),
+        let req = match open_body(req, self.config.max_body, "a request", true) {
+            Ok(req) => req,
+            Err(response) => return response,
         };
-        if let Err(message) = check_content_type(req.header("content-type")) {
-            return ApiResponse::error(415, "unsupported_media_type", message, None);
-        }
-        if let Some(secret) = &self.config.webhook_secret {
-            if let Err(message) = verify_signature(req, secret, now) {
-                return ApiResponse::error(401, "unauthorized", message, None);
+        let req: &ApiRequest = &req;
+        match &self.config.webhook_secret {
+            Some(secret) => {
+                if let Err(message) = verify_signature(req, secret, now) {
+                    return ApiResponse::error(401, "unauthorized", message, None);
+                }
             }
-        }
-        let value: Value = match serde_json::from_slice(&req.body) {
-            Ok(value) => value,
-            Err(err) => {
+            None if !self.config.allow_unsigned => {
                 return ApiResponse::error(
-                    400,
-                    "invalid_json",
-                    format!("invalid JSON: {err}"),
+                    401,
+                    "unauthorized",
+                    "no webhook secret is configured (`LEADSCORE_WEBHOOK_SECRET`), so `POST /events` takes no calls; the analytics libraries send to the `/v1` routes with the write key",
                     None,
-                )
+                );
             }
+            None => {}
+        }
+        let value = match parse_json(&req.body) {
+            Ok(value) => value,
+            Err(response) => return response,
         };
+        self.apply_body(&value, now, None, "POST /events").await
+    }
+
+    /// Normalises the calls of a parsed body (one call, a batch or a bare array), refuses
+    /// those over `call_limit` bytes or that the store cannot keep, applies the rest and
+    /// answers one result per call: `200`, or `400` when no call is valid. `/v1` routes add
+    /// `"success": true` to the answer (`call_limit` is theirs).
+    async fn apply_body(
+        &self,
+        value: &Value,
+        now: Micros,
+        call_limit: Option<usize>,
+        route: &str,
+    ) -> ApiResponse {
         let time = TimePolicy::ReceivedAt(now);
         let normalized = match &value {
             Value::Array(calls) => normalize_array(calls, &time),
-            _ => normalize_body(&value, &time),
+            _ => normalize_body(value, &time),
         };
         let results = match normalized {
             Ok(results) => results,
@@ -603,30 +627,43 @@ impl<S: LeadStore> Api<S> {
         };
         let raw_call = |index: usize| match calls {
             Some((_, calls)) => calls.get(index).unwrap_or(&Value::Null),
-            None => &value,
+            None => value,
+        };
+        let at = |index: usize| match calls {
+            Some((key, _)) => format!("{key}[{index}]"),
+            None => String::new(),
         };
         let mut accepted = Vec::new();
         let mut slots: Vec<Result<usize, CallError>> = Vec::with_capacity(results.len());
         for (index, result) in results.into_iter().enumerate() {
             match result {
                 Ok(call) => {
-                    let record = record_of(raw_call(index), &call);
-                    let too_large =
+                    let raw = raw_call(index);
+                    let over_limit = call_limit.and_then(|limit| {
+                        let size = tracking::json_size(raw);
+                        (size > limit).then(|| CallError {
+                            path: at(index),
+                            message: format!(
+                                "the call has {size} bytes of JSON; the limit is {limit} bytes ({} KB) a call",
+                                limit / 1024
+                            ),
+                        })
+                    });
+                    let record = record_of(raw, &call);
+                    let too_large = over_limit.or_else(|| {
                         self.store
                             .check_call(&call, &record)
                             .err()
                             .map(|(field, message)| {
-                                let at = match calls {
-                                    Some((key, _)) => format!("{key}[{index}]"),
-                                    None => String::new(),
-                                };
+                                let at = at(index);
                                 let path = match (at.is_empty(), field.is_empty()) {
                                     (_, true) => at,
                                     (true, false) => field,
                                     (false, false) => format!("{at}.{field}"),
                                 };
                                 CallError { path, message }
-                            });
+                            })
+                    });
                     match too_large {
                         Some(err) => slots.push(Err(err)),
                         None => {
@@ -653,7 +690,7 @@ impl<S: LeadStore> Api<S> {
         }
         let (program, processed) = match self.store.apply(accepted).await {
             Ok(applied) => applied,
-            Err(err) => return storage_error_response(&err, "POST /events"),
+            Err(err) => return storage_error_response(&err, route),
         };
         let program: &Program = &program;
         let (mut applied, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
@@ -707,15 +744,15 @@ impl<S: LeadStore> Api<S> {
                 },
             })
             .collect();
-        ApiResponse::json(
-            200,
-            &json!({
-                "applied": applied,
-                "duplicates": duplicates,
-                "rejected": rejected,
-                "results": items,
-            }),
-        )
+        let mut answer = Map::new();
+        if call_limit.is_some() {
+            answer.insert("success".into(), Value::Bool(true));
+        }
+        answer.insert("applied".into(), Value::from(applied));
+        answer.insert("duplicates".into(), Value::from(duplicates));
+        answer.insert("rejected".into(), Value::from(rejected));
+        answer.insert("results".into(), Value::Array(items));
+        ApiResponse::json(200, &answer)
     }
 
     async fn get_lead(&self, id: &str) -> ApiResponse {
@@ -752,6 +789,58 @@ impl<S: LeadStore> Api<S> {
             Err(err) => storage_error_response(&err, "DELETE /leads/{id}"),
         }
     }
+}
+
+/// The request with its body decoded, after the checks every POST route makes: the body's
+/// size as sent and decoded (`413`, naming the `limit` of `what`), its `Content-Encoding`
+/// (`gzip` or none, else `415`; a stream that does not inflate `400`) and, when
+/// `json_type` says so, its `Content-Type` (`415`). A signature signs the decoded body.
+fn open_body<'r>(
+    req: &'r ApiRequest,
+    limit: usize,
+    what: &str,
+    json_type: bool,
+) -> Result<Cow<'r, ApiRequest>, ApiResponse> {
+    if req.body.len() > limit {
+        return Err(ApiResponse::error(
+            413,
+            "payload_too_large",
+            format!(
+                "the body has {} bytes; the limit is {limit} bytes ({} KB) {what}",
+                req.body.len(),
+                limit / 1024
+            ),
+            None,
+        ));
+    }
+    let req = match decode(req.header("content-encoding"), &req.body, limit) {
+        Ok(Cow::Borrowed(_)) => Cow::Borrowed(req),
+        Ok(Cow::Owned(body)) => Cow::Owned(ApiRequest {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            headers: req.headers.clone(),
+            body,
+        }),
+        Err(err) => return Err(decode_error_response(&err)),
+    };
+    if json_type {
+        if let Err(message) = check_content_type(req.header("content-type")) {
+            return Err(ApiResponse::error(
+                415,
+                "unsupported_media_type",
+                message,
+                None,
+            ));
+        }
+    }
+    Ok(req)
+}
+
+/// The body as JSON, or the `400` answer naming what is wrong.
+fn parse_json(body: &[u8]) -> Result<Value, ApiResponse> {
+    serde_json::from_slice(body).map_err(|err| {
+        ApiResponse::error(400, "invalid_json", format!("invalid JSON: {err}"), None)
+    })
 }
 
 fn not_found(path: &str) -> ApiResponse {
@@ -792,25 +881,6 @@ fn check_content_type(value: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// `Authorization: Bearer <token>`, compared in constant time (over SHA-256 digests, so
-/// the length does not leak either).
-fn check_bearer(req: &ApiRequest, token: &str) -> Result<(), String> {
-    let Some(value) = req.header("authorization") else {
-        return Err("missing `Authorization: Bearer <token>`".to_owned());
-    };
-    let given = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => return Err("the `Authorization` header must be `Bearer <token>`".to_owned()),
-    };
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(token.as_bytes());
-    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
-        Ok(())
-    } else {
-        Err("wrong bearer token".to_owned())
-    }
-}
-
 /// The answer to a body that does not decode ([`decode`]): `413` over the limit, `415` for
 /// an encoding other than `gzip`, `400` for a body that does not inflate.
 fn decode_error_response(err: &DecodeError) -> ApiResponse {
@@ -820,59 +890,6 @@ fn decode_error_response(err: &DecodeError) -> ApiResponse {
         DecodeError::Corrupt(_) => (400, "invalid_body"),
     };
     ApiResponse::error(status, code, err.to_string(), None)
-}
-
-/// Accepts a request signed with either scheme: Standard Webhooks (`webhook-signature`)
-/// or Segment (`x-signature`). The error says why a request was refused.
-pub fn verify_signature(req: &ApiRequest, secret: &str, now: Micros) -> Result<(), String> {
-    let standard = req.header("webhook-signature");
-    let segment = req.header("x-signature");
-    if standard.is_none() && segment.is_none() {
-        return Err(
-            "missing signature: send `X-Signature` (Segment) or `webhook-id`, `webhook-timestamp` and `webhook-signature` (Standard Webhooks)"
-                .to_owned(),
-        );
-    }
-    let mut why = String::new();
-    if let Some(signature) = standard {
-        match verify_standard(req, signature, secret, now) {
-            Ok(()) => return Ok(()),
-            Err(message) => why = message,
-        }
-    }
-    if let Some(signature) = segment {
-        match leadscore_wire::verify_segment(&req.body, signature, secret) {
-            Ok(()) => return Ok(()),
-            Err(e) if why.is_empty() => why = e.to_string(),
-            Err(_) => {}
-        }
-    }
-    Err(why)
-}
-
-/// Standard Webhooks: the headers `webhook-id`, `webhook-timestamp` and `webhook-signature`
-/// ([`leadscore_wire::verify_standard`]); the timestamp must be within 5 minutes of `now`.
-fn verify_standard(
-    req: &ApiRequest,
-    signatures: &str,
-    secret: &str,
-    now: Micros,
-) -> Result<(), String> {
-    let id = req
-        .header("webhook-id")
-        .ok_or("missing `webhook-id` header")?;
-    let timestamp = req
-        .header("webhook-timestamp")
-        .ok_or("missing `webhook-timestamp` header")?;
-    leadscore_wire::verify_standard(
-        secret,
-        id,
-        timestamp,
-        &req.body,
-        signatures,
-        now.div_euclid(SECOND),
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
@@ -900,6 +917,7 @@ mod tests {
     use crate::store::engine::Engine;
     use hmac::Mac;
     use leadscore_wire::verify_segment;
+    use sha2::Sha256;
     type HmacSha1 = hmac::Hmac<sha1::Sha1>;
     type HmacSha256 = hmac::Hmac<Sha256>;
     use crate::store::memory::MemoryStore;
@@ -924,7 +942,8 @@ conversion "Signup" on "Signed Up"
         compile(&files).program.expect("rules compile")
     }
 
-    fn now() -> Micros {
+    /// The time of receipt of the API's tests.
+    pub(super) fn now() -> Micros {
         parse_rfc3339("2026-01-10T12:00:00Z").unwrap()
     }
 
@@ -932,6 +951,7 @@ conversion "Signup" on "Signed Up"
         ApiConfig {
             webhook_secret: secret.map(str::to_owned),
             api_token: token.map(str::to_owned),
+            write_keys: Vec::new(),
             allow_unsigned: secret.is_none(),
             max_body: DEFAULT_MAX_BODY,
         }
