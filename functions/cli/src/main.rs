@@ -117,13 +117,17 @@ enum Command {
         /// Events, one Segment call or batch per line (JSON Lines).
         #[arg(long)]
         events: PathBuf,
-        /// Also group by this profile trait (`plan`, `company.industry`), with z-tests against
-        /// the first group.
+        /// Also group by this profile trait (`plan`, `company.industry`), each group tested
+        /// against the rest of the leads (z-tests, Holm-corrected).
         #[arg(long, value_name = "TRAIT")]
         by: Option<String>,
         /// Spend per source: a CSV with the columns `source` and `spend`.
         #[arg(long, value_name = "FILE.csv")]
         spend: Option<PathBuf>,
+        /// Groups (sources, `--by` values) with fewer leads are marked small, drawn apart and
+        /// not tested.
+        #[arg(long, value_name = "N", default_value_t = leadscore_tools::report::DEFAULT_MIN_GROUP)]
+        min_group: u64,
         /// Output format.
         #[arg(long, value_enum, default_value_t = report::ReportFormat::Table)]
         format: report::ReportFormat,
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             events,
             by,
             spend,
+            min_group,
             format,
             out,
             as_of,
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
             events: &events,
             by: by.as_deref(),
             spend: spend.as_deref(),
+            min_group,
             format,
             out: out.as_deref(),
             as_of: as_of.as_deref(),

@@ -29,6 +29,8 @@ pub struct ReportArgs<'a> {
     pub by: Option<&'a str>,
     /// A CSV of spend per source.
     pub spend: Option<&'a Path>,
+    /// Groups with fewer leads are marked small.
+    pub min_group: u64,
     /// Output format.
     pub format: ReportFormat,
     /// Output file.
@@ -117,6 +119,7 @@ pub fn run(args: &ReportArgs<'_>) -> u8 {
     let options = Options {
         by: args.by.map(str::to_string),
         spend,
+        min_group: args.min_group,
     };
     let result = run_events(&[&program], args.events, as_of, |engines, rejected| {
         engines
@@ -249,6 +252,9 @@ pub fn table_report(r: &Report) -> String {
         ci(o)
     );
     match r.time_to_convert.median_seconds {
+        None if !r.event_times => {
+            let _ = writeln!(out, "median time to convert: - ({NO_TIMES})");
+        }
         Some(m) => {
             let _ = writeln!(
                 out,
@@ -265,6 +271,9 @@ pub fn table_report(r: &Report) -> String {
     let _ = writeln!(out, "\nby source (first touch)");
     let rows = source_rows(r);
     out += &table(&SOURCE_HEADER, &rows, &[1, 2, 3, 4]);
+    if r.by_source.iter().any(|s| s.small) {
+        let _ = writeln!(out, "  {}", small_note(r.min_group));
+    }
 
     let _ = writeln!(
         out,
@@ -279,37 +288,26 @@ pub fn table_report(r: &Report) -> String {
     if let Some(by) = &r.by {
         let _ = writeln!(
             out,
-            "\nby `{}` (z-test of each group against the first)",
+            "\nby `{}` (each group against the rest of the leads)",
             by.property
         );
-        let rows: Vec<Vec<String>> = by
-            .groups
-            .iter()
-            .map(|g| {
-                let mut row = vec![value_label(&g.value)];
-                row.extend(rate_cells(&g.rate));
-                row.push(g.z.map_or_else(|| "-".into(), num));
-                row.push(g.p_value.map_or_else(
-                    || "-".into(),
-                    |p| {
-                        let mark = if p < 0.05 { " *" } else { "" };
-                        format!("{p:.4}{mark}")
-                    },
-                ));
-                row
-            })
-            .collect();
         out += &table(
-            &["value", "leads", "converted", "rate", "95% CI", "z", "p"],
-            &rows,
-            &[1, 2, 3, 4, 5, 6],
+            &BY_HEADER,
+            &by_rows(by, r.min_group),
+            &[1, 2, 3, 4, 5, 6, 7],
         );
-        let _ = writeln!(out, "  * p < 0.05: unlikely to be chance");
+        for line in by_note(by, r.min_group) {
+            let _ = writeln!(out, "  {line}");
+        }
     }
 
     let _ = writeln!(out, "\nleads per week (ISO week of first seen)");
-    let rows = week_rows(r);
-    out += &table(&WEEK_HEADER, &rows, &[2, 3]);
+    if r.event_times {
+        let rows = week_rows(r);
+        out += &table(&WEEK_HEADER, &rows, &[2, 3]);
+    } else {
+        let _ = writeln!(out, "  - ({NO_TIMES})");
+    }
 
     if let Some(cost) = &r.cost {
         let _ = writeln!(out, "\ncost");
@@ -350,7 +348,7 @@ pub fn table_report(r: &Report) -> String {
         })
         .collect();
     out += &table(&["score", "leads", "converted", ""], &rows, &[1, 2]);
-    let _ = writeln!(out, "\nconversion rate by score band (quartiles)");
+    let _ = writeln!(out, "\nconversion rate by score band ({BANDS})");
     let rows = band_rows(r);
     out += &table(&BAND_HEADER, &rows, &[2, 3, 4]);
     out
@@ -416,14 +414,21 @@ fn funnel_svg(r: &Report) -> String {
     svg
 }
 
-/// Conversion rate by source: horizontal bars with the 95% interval as a whisker.
-fn by_source_svg(r: &Report) -> String {
-    let (w, bar_h, gap, label_w) = (640.0, 22.0, 6.0, 150.0);
-    let rows = &r.by_source;
+/// One bar of a rate chart: its label, its rate, and whether the group is small.
+struct RateBar<'a> {
+    label: String,
+    rate: &'a leadscore_tools::report::Rate,
+    small: bool,
+}
+
+/// Conversion rates as horizontal bars, each with its 95% Wilson interval as a whisker; a
+/// small group's bar is drawn pale and labelled `(few)`.
+fn rates_svg(chart: &str, aria: &str, rows: &[RateBar<'_>]) -> String {
+    let (w, bar_h, gap, label_w) = (640.0, 22.0, 6.0, 190.0);
     let h = rows.len().max(1) as f64 * (bar_h + gap) + gap + 18.0;
     let area = w - label_w - 110.0;
     let mut svg = format!(
-        r#"<svg data-chart="by-source" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="conversion rate by source">"#
+        r#"<svg data-chart="{chart}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{aria}">"#
     );
     for i in 0..=4 {
         let x = label_w + area * f64::from(i) / 4.0;
@@ -435,40 +440,72 @@ fn by_source_svg(r: &Report) -> String {
             p = i * 25
         );
     }
-    for (i, s) in rows.iter().enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         let y = gap + i as f64 * (bar_h + gap);
-        let name = s.source.clone().unwrap_or_else(|| "(none)".into());
-        let bw = area * s.rate.rate / 100.0;
+        let rate = row.rate;
+        let bw = area * rate.rate / 100.0;
         let ty = y + bar_h / 2.0 + 4.0;
+        let (class, few) = if row.small {
+            ("bar small", " (few)")
+        } else {
+            ("bar", "")
+        };
         let _ = write!(
             svg,
-            r#"<text x="{lx}" y="{ty}" class="label" text-anchor="end">{name}</text><rect x="{label_w}" y="{y}" width="{bw:.1}" height="{bar_h}" class="bar"><title>{name}: {c} of {n} converted ({rate})</title></rect>"#,
+            r#"<text x="{lx}" y="{ty}" class="label" text-anchor="end">{name}{few}</text><rect x="{label_w}" y="{y}" width="{bw:.1}" height="{bar_h}" class="{class}"><title>{name}: {c} of {n} converted ({pc})</title></rect>"#,
             lx = label_w - 8.0,
-            name = esc(&name),
-            c = s.rate.converted,
-            n = s.rate.leads,
-            rate = pct(s.rate.rate),
+            name = esc(&row.label),
+            c = rate.converted,
+            n = rate.leads,
+            pc = pct(rate.rate),
         );
-        if let Some([lo, hi]) = s.rate.ci95 {
+        if let Some([lo, hi]) = rate.ci95 {
             let (x1, x2) = (label_w + area * lo / 100.0, label_w + area * hi / 100.0);
             let cy = y + bar_h / 2.0;
             let _ = write!(
                 svg,
-                r#"<line x1="{x1:.1}" y1="{cy}" x2="{x2:.1}" y2="{cy}" class="ci"/><line x1="{x1:.1}" y1="{a}" x2="{x1:.1}" y2="{b}" class="ci"/><line x1="{x2:.1}" y1="{a}" x2="{x2:.1}" y2="{b}" class="ci"/>"#,
+                r#"<g class="ci" data-low="{lo}" data-high="{hi}"><line x1="{x1:.1}" y1="{cy}" x2="{x2:.1}" y2="{cy}"/><line x1="{x1:.1}" y1="{a}" x2="{x1:.1}" y2="{b}"/><line x1="{x2:.1}" y1="{a}" x2="{x2:.1}" y2="{b}"/></g>"#,
                 a = cy - 5.0,
                 b = cy + 5.0
             );
         }
         let _ = write!(
             svg,
-            r#"<text x="{vx}" y="{ty}" class="value">{rate} ({n})</text>"#,
+            r#"<text x="{vx}" y="{ty}" class="value">{pc} ({n})</text>"#,
             vx = label_w + area + 6.0,
-            rate = pct(s.rate.rate),
-            n = s.rate.leads
+            pc = pct(rate.rate),
+            n = rate.leads
         );
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Conversion rate by source.
+fn by_source_svg(r: &Report) -> String {
+    let rows: Vec<RateBar<'_>> = r
+        .by_source
+        .iter()
+        .map(|s| RateBar {
+            label: s.source.clone().unwrap_or_else(|| "(none)".into()),
+            rate: &s.rate,
+            small: s.small,
+        })
+        .collect();
+    rates_svg("by-source", "conversion rate by source", &rows)
+}
+
+/// A step for `top` on an axis: a round number giving at most 5 ticks above 0.
+fn tick_step(top: u64) -> u64 {
+    let mut step = 1;
+    while top.div_ceil(step) > 5 {
+        step = match step.to_string().chars().next() {
+            Some('1') => step * 2,
+            Some('2') => step / 2 * 5,
+            _ => step * 2,
+        };
+    }
+    step
 }
 
 /// The score histogram: leads per bucket, the converted part darker.
@@ -483,10 +520,29 @@ fn scores_svg(r: &Report) -> String {
     );
     let _ = write!(
         svg,
-        r#"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" class="axisline"/><text x="{tx}" y="14" class="axis" text-anchor="end">{top}</text>"#,
+        r#"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" class="axisline"/><line x1="{left}" y1="{y0}" x2="{left}" y2="{y}" class="axisline"/>"#,
         y = h - bottom,
+        y0 = h - bottom - plot_h,
         x2 = w - 24.0,
-        tx = left - 4.0
+    );
+    // the y axis: leads, with ticks at round numbers
+    let step = tick_step(top);
+    let mut tick = 0;
+    while tick <= top {
+        let ty = h - bottom - plot_h * frac(tick, top);
+        let _ = write!(
+            svg,
+            r#"<line x1="{x1}" y1="{ty:.1}" x2="{left}" y2="{ty:.1}" class="tick"/><text x="{tx}" y="{ly:.1}" class="axis ytick" text-anchor="end">{tick}</text>"#,
+            x1 = left - 4.0,
+            tx = left - 6.0,
+            ly = ty + 4.0,
+        );
+        tick += step;
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="12" y="{my}" class="axis" text-anchor="middle" transform="rotate(-90 12 {my})">leads</text>"#,
+        my = (h - bottom) / 2.0,
     );
     for (i, b) in buckets.iter().enumerate() {
         let x = left + i as f64 * bw;
@@ -550,7 +606,8 @@ font-size:1.4rem}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}t
 .6rem;border-bottom:1px solid #e4e7eb;text-align:right}th:first-child,td:first-child{text-align:left}\
 svg{max-width:100%;height:auto;display:block;margin:.5rem 0}svg .bar{fill:#4c9aff}svg .conv{fill:#0b4f9c}\
 svg .label,svg .value,svg .axis{font-size:12px;fill:#334e68}svg .grid{stroke:#e4e7eb}\
-svg .ci{stroke:#102a43;stroke-width:1.5}svg .axisline{stroke:#9fb3c8}.note{color:#627d98;font-size:.85rem}";
+svg .ci{stroke:#102a43;stroke-width:1.5}svg .axisline,svg .tick{stroke:#9fb3c8}svg .bar.small{fill:#c5d6ea}\
+.note{color:#627d98;font-size:.85rem}.sig{font-weight:600;color:#0b4f9c}";
 
 /// The report as one self-contained HTML page.
 pub fn html_report(r: &Report) -> String {
@@ -567,17 +624,25 @@ pub fn html_report(r: &Report) -> String {
         .time_to_convert
         .median_seconds
         .map_or_else(|| "-".into(), human_duration);
+    let median_note = if r.event_times {
+        String::new()
+    } else {
+        "<span class=\"note\">no event times</span>".to_owned()
+    };
     let _ = write!(
         h,
         "<div class=\"kpis\"><div class=\"kpi\">leads<b>{}</b></div><div class=\"kpi\">converted<b>{}</b></div>\
          <div class=\"kpi\">conversion rate<b>{}</b><span class=\"note\">95% CI {}</span></div>\
-         <div class=\"kpi\">median time to convert<b>{}</b></div></div>",
+         <div class=\"kpi\">median time to convert<b>{}</b>{median_note}</div></div>",
         o.leads,
         o.converted,
         esc(&pct(o.rate)),
         esc(&ci(o)),
         esc(&median)
     );
+    if !r.event_times {
+        let _ = write!(h, "<p class=\"note\" data-note=\"no-times\">{}: time to convert and leads per week are left out.</p>", esc(NO_TIMES));
+    }
     let _ = write!(h, "<h2>Funnel by stage</h2>{}", funnel_svg(r));
     h += &html_table(&STAGE_HEADER, &stage_rows(r));
     let _ = write!(
@@ -588,27 +653,34 @@ pub fn html_report(r: &Report) -> String {
     );
     let rows = source_rows(r);
     h += &html_table(&SOURCE_HEADER, &rows);
+    if r.by_source.iter().any(|s| s.small) {
+        let _ = write!(h, "<p class=\"note\">{}</p>", esc(&small_note(r.min_group)));
+    }
     if let Some(by) = &r.by {
-        let _ = write!(
-            h,
-            "<h2>By <code>{}</code></h2><p class=\"note\">two-proportion z-test of each group \
-             against the first</p>",
-            esc(&by.property)
-        );
-        let rows: Vec<Vec<String>> = by
+        let bars: Vec<RateBar<'_>> = by
             .groups
             .iter()
-            .map(|g| {
-                let mut row = vec![value_label(&g.value)];
-                row.extend(rate_cells(&g.rate));
-                row.push(g.z.map_or_else(|| "-".into(), num));
-                row.push(g.p_value.map_or_else(|| "-".into(), |p| format!("{p:.4}")));
-                row
+            .map(|g| RateBar {
+                label: value_label(&g.value),
+                rate: &g.rate,
+                small: g.small,
             })
             .collect();
-        h += &html_table(
-            &["value", "leads", "converted", "rate", "95% CI", "z", "p"],
-            &rows,
+        let _ = write!(
+            h,
+            "<h2>By <code>{}</code></h2><p class=\"note\">whiskers: 95% Wilson interval</p>{}",
+            esc(&by.property),
+            rates_svg("by", "conversion rate by trait", &bars)
+        );
+        h += &html_table(&BY_HEADER, &by_rows(by, r.min_group));
+        let _ = write!(
+            h,
+            "<p class=\"note\" data-note=\"tests\">{}</p>",
+            by_note(by, r.min_group)
+                .iter()
+                .map(|line| esc(line))
+                .collect::<Vec<_>>()
+                .join("<br>")
         );
     }
     let _ = write!(
@@ -617,11 +689,31 @@ pub fn html_report(r: &Report) -> String {
          converted</p>{}",
         scores_svg(r)
     );
+    let bars: Vec<RateBar<'_>> = r
+        .quality
+        .bands
+        .iter()
+        .map(|b| RateBar {
+            label: format!("{} ({} to {})", b.band, num(b.min), num(b.max)),
+            rate: &b.rate,
+            small: false,
+        })
+        .collect();
+    let _ = write!(
+        h,
+        "<h3>Conversion rate by score band</h3><p class=\"note\">{}; whiskers: 95% Wilson interval</p>{}",
+        esc(BANDS),
+        rates_svg("bands", "conversion rate by score band", &bars)
+    );
     let rows = band_rows(r);
     h += &html_table(&BAND_HEADER, &rows);
     h.push_str("<h2>Leads per week</h2>");
-    let rows = week_rows(r);
-    h += &html_table(&WEEK_HEADER, &rows);
+    if r.event_times {
+        let rows = week_rows(r);
+        h += &html_table(&WEEK_HEADER, &rows);
+    } else {
+        let _ = write!(h, "<p class=\"note\">{}</p>", esc(NO_TIMES));
+    }
     if let Some(cost) = &r.cost {
         h.push_str("<h2>Cost</h2>");
         let rows = cost_rows(cost, o);
@@ -629,6 +721,67 @@ pub fn html_report(r: &Report) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// What the report says instead of times measured from an import.
+const NO_TIMES: &str = "the data has no event times: every lead was first seen at the same instant, as a CRM import with one `--at` time gives";
+
+/// What the score bands are.
+const BANDS: &str = "quartiles: the leads ranked by score, four bands of equal count";
+
+/// The note under a table with small groups.
+fn small_note(min_group: u64) -> String {
+    format!("(few): fewer than {min_group} leads (`--min-group`): the rate says little, see its interval")
+}
+
+/// The columns of the `--by` table.
+const BY_HEADER: [&str; 8] = [
+    "value",
+    "leads",
+    "converted",
+    "rate",
+    "95% CI",
+    "z",
+    "p",
+    "p (Holm)",
+];
+
+/// The rows of the `--by` table: a small group is marked and not tested; a significant one
+/// has `*` beside its corrected p-value.
+fn by_rows(by: &leadscore_tools::report::ByProperty, _min_group: u64) -> Vec<Vec<String>> {
+    let p4 = |p: Option<f64>| p.map_or_else(|| "-".into(), |p| format!("{p:.4}"));
+    by.groups
+        .iter()
+        .map(|g| {
+            let mut label = value_label(&g.value);
+            if g.small {
+                label.push_str(" (few)");
+            }
+            let mut row = vec![label];
+            row.extend(rate_cells(&g.rate));
+            row.push(g.z.map_or_else(|| "-".into(), num));
+            row.push(p4(g.p_value));
+            let mut holm = p4(g.p_holm);
+            if g.significant {
+                holm.push_str(" *");
+            }
+            row.push(holm);
+            row
+        })
+        .collect()
+}
+
+/// The note under the `--by` table, line by line: what was tested and how.
+fn by_note(by: &leadscore_tools::report::ByProperty, min_group: u64) -> Vec<String> {
+    let tested = by.groups.iter().filter(|g| g.p_value.is_some()).count();
+    let mut note = vec![
+        format!("z: two-proportion z-test of each group against the rest of the leads ({tested} test(s))"),
+        "p (Holm): p corrected for the number of tests by Holm's method; * below 0.05: unlikely to be chance".to_owned(),
+    ];
+    if by.groups.iter().any(|g| g.small) {
+        note.push(format!("{}; not tested", small_note(min_group)));
+    }
+    note
 }
 
 /// The columns of the by-source table.
@@ -639,7 +792,11 @@ fn source_rows(r: &Report) -> Vec<Vec<String>> {
     r.by_source
         .iter()
         .map(|s| {
-            let mut row = vec![s.source.clone().unwrap_or_else(|| "(none)".into())];
+            let mut label = s.source.clone().unwrap_or_else(|| "(none)".into());
+            if s.small {
+                label.push_str(" (few)");
+            }
+            let mut row = vec![label];
             row.extend(rate_cells(&s.rate));
             row
         })

@@ -194,9 +194,9 @@ fn report_json_on_the_acme_example() {
     assert_eq!(
         doc["by_source"],
         json!([
-            {"source": "linkedin", "leads": 4, "converted": 0, "rate": 0.0, "ci95": [0.0, 48.99]},
-            {"source": "google", "leads": 3, "converted": 3, "rate": 100.0, "ci95": [43.85, 100.0]},
-            {"source": "newsletter", "leads": 2, "converted": 1, "rate": 50.0, "ci95": [9.45, 90.55]}
+            {"source": "linkedin", "leads": 4, "converted": 0, "rate": 0.0, "ci95": [0.0, 48.99], "small": true},
+            {"source": "google", "leads": 3, "converted": 3, "rate": 100.0, "ci95": [43.85, 100.0], "small": true},
+            {"source": "newsletter", "leads": 2, "converted": 1, "rate": 50.0, "ci95": [9.45, 90.55], "small": true}
         ])
     );
     let stages: Vec<(String, u64, u64)> = doc["by_stage"]
@@ -374,7 +374,7 @@ fn report_table_and_html() {
         "{table}"
     );
     assert!(
-        table.contains("  google          3          3  100%   43.85–100%"),
+        table.contains("  google (few)          3          3  100%   43.85–100%"),
         "{table}"
     );
 
@@ -406,17 +406,13 @@ fn report_table_and_html() {
     assert!(!html.contains("<script"));
     assert!(!html.contains("src="));
     assert!(!html.contains("<link"));
-    // the funnel names every stage; the source chart every source
-    for name in [
-        "mql",
-        "pql",
-        "sql",
-        "service_qualified",
-        "linkedin",
-        "google",
-        "newsletter",
-    ] {
+    // the funnel names every stage; the source chart every source, each under 30 leads
+    // marked `(few)`
+    for name in ["mql", "pql", "sql", "service_qualified"] {
         assert!(html.contains(&format!(">{name}</text>")), "{name}");
+    }
+    for name in ["linkedin", "google", "newsletter"] {
+        assert!(html.contains(&format!(">{name} (few)</text>")), "{name}");
     }
 }
 
@@ -564,15 +560,19 @@ fn x_education_import_and_report() {
         String::from_utf8(out.stderr).unwrap(),
         "imported 9240 leads (3561 converted), skipped 0 rows\n"
     );
-    let doc = stdout_json(
-        leadscore()
-            .arg("report")
-            .arg("--rules")
-            .arg(root().join("rules/x-education"))
-            .arg("--events")
-            .arg(&events)
-            .args(["--format", "json"]),
-    );
+    let report = |extra: &[&str]| {
+        stdout_json(
+            leadscore()
+                .arg("report")
+                .arg("--rules")
+                .arg(root().join("rules/x-education"))
+                .arg("--events")
+                .arg(&events)
+                .args(["--format", "json"])
+                .args(extra),
+        )
+    };
+    let doc = report(&[]);
     assert_eq!(doc["overall"]["leads"], 9240);
     assert_eq!(doc["overall"]["converted"], 3561);
     assert_eq!(doc["overall"]["rate"], 38.54);
@@ -586,13 +586,54 @@ fn x_education_import_and_report() {
         (&reference["leads"], &reference["converted"]),
         (&json!(534), &json!(490))
     );
+    // a CRM import with one `--at` time carries no event times: no time to convert and no
+    // leads per week computed from the import's own instant
+    assert_eq!(doc["event_times"], json!(false));
+    assert_eq!(doc["time_to_convert"]["median_seconds"], Value::Null);
+    assert_eq!(doc["leads_per_week"], json!([]));
+    // sources under 30 leads are marked small; the large ones are not
+    assert_eq!(reference["small"], json!(false));
+    let welearn = doc["by_source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "WeLearn")
+        .unwrap();
     assert_eq!(
-        doc["leads_per_week"],
-        json!([{"week": "2026-W01", "starts": "2025-12-29", "leads": 9240, "converted": 3561}])
+        (&welearn["leads"], &welearn["small"]),
+        (&json!(1), &json!(true))
     );
     // the fit rules rank the leads: the top band converts far more than the bottom one
     let bands = doc["quality"]["bands"].as_array().unwrap();
     let first = bands.first().unwrap()["rate"].as_f64().unwrap();
     let last = bands.last().unwrap()["rate"].as_f64().unwrap();
     assert!(last > 3.0 * first, "{first} {last}");
+    // equal-count quartiles: 9240 leads, 2310 in each band
+    let sizes: Vec<u64> = bands.iter().map(|b| b["leads"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [2310, 2310, 2310, 2310]);
+
+    // by lead origin: each group against the rest, Holm-corrected; a group of one is not tested
+    let doc = report(&["--by", "lead_origin"]);
+    let group = |name: &str| {
+        doc["by"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["value"] == name)
+            .unwrap()
+            .clone()
+    };
+    let form = group("Lead Add Form");
+    assert_eq!(
+        (&form["leads"], &form["converted"]),
+        (&json!(718), &json!(664))
+    );
+    assert!(form["z"].as_f64().unwrap() > 0.0, "{form}");
+    assert_eq!(form["significant"], json!(true));
+    assert!(form["p_holm"].as_f64().unwrap() >= form["p_value"].as_f64().unwrap());
+    let quick = group("Quick Add Form");
+    assert_eq!(
+        (&quick["small"], &quick["p_value"], &quick["significant"]),
+        (&json!(true), &Value::Null, &json!(false))
+    );
 }

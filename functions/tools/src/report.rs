@@ -160,6 +160,9 @@ pub struct SourceRow {
     /// Its rate.
     #[serde(flatten)]
     pub rate: Rate,
+    /// Fewer leads than the report's `min_group`: the rate says little (its interval is
+    /// wide), and charts draw it apart.
+    pub small: bool,
 }
 
 /// Of the leads that reached a stage, the share that converted.
@@ -182,10 +185,18 @@ pub struct ByRow {
     /// Its rate.
     #[serde(flatten)]
     pub rate: Rate,
-    /// The two-proportion z statistic against the first group (null for the first group).
+    /// Fewer leads than the report's `min_group`: not tested, and drawn apart.
+    pub small: bool,
+    /// The two-proportion z statistic of the group against the rest of the leads, positive
+    /// when the group converts more (null for a small group, or with no rest to compare with).
     pub z: Option<f64>,
-    /// Its two-sided p-value (below 0.05: the difference is unlikely to be chance).
+    /// Its two-sided p-value, uncorrected.
     pub p_value: Option<f64>,
+    /// The p-value corrected for the number of groups tested (Holm's step-down method).
+    pub p_holm: Option<f64>,
+    /// `p_holm` below 0.05: the group's rate differs from the rest's by more than chance
+    /// would make it, all comparisons considered.
+    pub significant: bool,
 }
 
 /// Conversion rate by a profile trait, for A/B tests and segments.
@@ -194,7 +205,8 @@ pub struct ByProperty {
     /// The trait's path in the profile (`lead_source`, `company.industry`).
     pub property: String,
     /// The groups: values in ascending order (numbers before strings), leads without the trait
-    /// last. The first group is the baseline of the z-tests.
+    /// last. Each group of at least `min_group` leads is tested against the rest of the
+    /// leads, and the p-values are corrected for the number of tests (Holm).
     pub groups: Vec<ByRow>,
 }
 
@@ -263,7 +275,7 @@ pub struct Bucket {
     pub converted: u64,
 }
 
-/// A score band: leads between two quartile cut points of the score.
+/// A score band: a quarter of the leads by score rank.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Band {
     /// `Q1` (lowest scores) to `Q4` (highest).
@@ -288,8 +300,9 @@ pub struct Quality {
     pub score_median: Option<f64>,
     /// Score histogram, equal-width buckets.
     pub histogram: Vec<Bucket>,
-    /// Conversion rate by score quartile. Equal scores stay in one band, so a band may hold
-    /// more or fewer than a quarter of the leads, and empty bands are left out.
+    /// Conversion rate by score quartile: the leads ranked by score and cut into four bands
+    /// of equal count (sizes differ by one at most), so equal scores at a cut may fall in two
+    /// bands. Fewer than four leads give fewer bands.
     pub bands: Vec<Band>,
 }
 
@@ -298,6 +311,12 @@ pub struct Quality {
 pub struct Report {
     /// The rule set's name.
     pub ruleset: String,
+    /// Whether the data carries event times. False when every lead was first seen at one
+    /// instant, as a CRM import with one `--at` time gives: time to convert and leads per
+    /// week would then measure the import, so they are left empty.
+    pub event_times: bool,
+    /// Groups with fewer leads are marked `small` (`--min-group`).
+    pub min_group: u64,
     /// All leads.
     pub overall: Rate,
     /// By first-touch source, most leads first.
@@ -318,13 +337,47 @@ pub struct Report {
     pub quality: Quality,
 }
 
+/// The default `--min-group`: a group needs 30 leads before its rate is drawn as a peer of
+/// the others and tested.
+pub const DEFAULT_MIN_GROUP: u64 = 30;
+
 /// What the report is asked for beyond the fixed sections.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// A profile trait path to group by (`--by`).
     pub by: Option<String>,
     /// Spend per source (`--spend`), in file order.
     pub spend: Option<Vec<(String, f64)>>,
+    /// Groups with fewer leads are marked small, and not tested (`--min-group`).
+    pub min_group: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            by: None,
+            spend: None,
+            min_group: DEFAULT_MIN_GROUP,
+        }
+    }
+}
+
+/// Holm's step-down correction of p-values for the number of tests: the `k`-th smallest
+/// is multiplied by `m − k + 1`, kept at least as large as the one before and at most 1.
+/// The results are in the order of `p`.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut adjusted = vec![0.0; m];
+    let mut running: f64 = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let factor = (m - k) as f64;
+        running = running.max((p[i] * factor).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
 }
 
 /// Whether a lead has converted (any conversion).
@@ -421,21 +474,16 @@ pub fn histogram(scores: &[(f64, bool)]) -> Vec<Bucket> {
     buckets
 }
 
-/// Conversion rate by score quartile: cut points at the nearest-rank 25th, 50th and 75th
-/// percentiles; a band holds the scores above the previous cut point up to its own.
+/// Conversion rate by score quartile: the leads ranked by score (converted ones last among
+/// equal scores, so a band's rate does not depend on the input order) and cut into four
+/// bands of equal count; band `i` holds ranks `n·i/4` to `n·(i+1)/4`.
 pub fn bands(scores: &[(f64, bool)]) -> Vec<Band> {
     let mut sorted: Vec<(f64, bool)> = scores.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let n = sorted.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let rank = |q: usize| sorted[(n * q).div_ceil(4).max(1) - 1].0;
-    let cuts = [rank(1), rank(2), rank(3), f64::INFINITY];
     let mut out = Vec::new();
-    let mut start = 0;
-    for (i, cut) in cuts.iter().enumerate() {
-        let end = start + sorted[start..].iter().take_while(|s| s.0 <= *cut).count();
+    for i in 0..4 {
+        let (start, end) = (n * i / 4, n * (i + 1) / 4);
         if end > start {
             let band = &sorted[start..end];
             let conv = band.iter().filter(|s| s.1).count() as u64;
@@ -446,7 +494,6 @@ pub fn bands(scores: &[(f64, bool)]) -> Vec<Band> {
                 rate: Rate::new(band.len() as u64, conv),
             });
         }
-        start = end;
     }
     out
 }
@@ -478,6 +525,7 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
         .map(|(k, n, c)| SourceRow {
             source: k.as_deref().map(str::to_owned),
             rate: Rate::new(*n, *c),
+            small: *n < options.min_group,
         })
         .collect();
 
@@ -521,20 +569,32 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
             }
         }
         groups.sort_by(|a, b| value_order(&a.0, &b.0));
-        let base = groups.first().map(|g| (g.1, g.2));
+        // each group large enough against the rest of the leads (z > 0: the group converts
+        // more than the rest), then Holm over those tests
+        let tests: Vec<Option<(f64, f64)>> = groups
+            .iter()
+            .map(|(_, n, c)| {
+                (*n >= options.min_group)
+                    .then(|| two_proportion_z(converted_total - c, total - n, *c, *n))
+                    .flatten()
+            })
+            .collect();
+        let raw: Vec<f64> = tests.iter().flatten().map(|t| t.1).collect();
+        let mut corrected = holm(&raw).into_iter();
+        let p4 = |p: f64| (p * 10_000.0).round() / 10_000.0;
         let rows = groups
             .into_iter()
-            .enumerate()
-            .map(|(i, (value, n, c))| {
-                let test = match base {
-                    Some((bn, bc)) if i > 0 => two_proportion_z(bc, bn, c, n),
-                    _ => None,
-                };
+            .zip(tests)
+            .map(|((value, n, c), test)| {
+                let p_holm = test.and_then(|_| corrected.next());
                 ByRow {
                     value,
                     rate: Rate::new(n, c),
+                    small: n < options.min_group,
                     z: test.map(|t| round2(t.0)),
-                    p_value: test.map(|t| (t.1 * 10_000.0).round() / 10_000.0),
+                    p_value: test.map(|t| p4(t.1)),
+                    p_holm: p_holm.map(p4),
+                    significant: p_holm.is_some_and(|p| p < 0.05),
                 }
             })
             .collect();
@@ -551,9 +611,21 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
         .filter_map(|(_, s)| seconds_to_convert(s))
         .map(|s| s as f64)
         .collect();
+    // every lead first seen at one instant: the times are the import's, not the leads'
+    let mut firsts = leads
+        .iter()
+        .filter(|(_, s)| s.events > 0)
+        .map(|(_, s)| s.first_seen);
+    let event_times = match firsts.next() {
+        Some(first) => {
+            let mut others = firsts.peekable();
+            others.peek().is_none() || others.any(|t| t != first)
+        }
+        None => true,
+    };
     let time_to_convert = TimeToConvert {
         converted: secs.len() as u64,
-        median_seconds: median(secs),
+        median_seconds: if event_times { median(secs) } else { None },
     };
 
     // leads per week
@@ -579,6 +651,9 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
         }
     }
     weeks.sort_by(|a, b| a.starts.cmp(&b.starts));
+    if !event_times {
+        weeks.clear();
+    }
 
     // cost
     let cost = options.spend.as_ref().map(|spend| {
@@ -625,6 +700,8 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
 
     Report {
         ruleset: program.name.clone(),
+        event_times,
+        min_group: options.min_group,
         overall: Rate::new(total, converted_total),
         by_source,
         by_stage,
@@ -938,16 +1015,36 @@ mod tests {
     }
 
     #[test]
-    fn bands_keep_ties_together() {
+    fn bands_hold_equal_counts() {
         let scores: Vec<(f64, bool)> = (1..=8).map(|i| (f64::from(i), i > 4)).collect();
         let b = bands(&scores);
         assert_eq!(b.len(), 4);
         assert_eq!((b[0].min, b[0].max, b[0].rate.leads), (1.0, 2.0, 2));
         assert_eq!((b[3].min, b[3].max, b[3].rate.converted), (7.0, 8.0, 2));
-        // all equal: one band
+        // many equal scores: still four bands of a quarter each, whatever the input order
+        let mut tied: Vec<(f64, bool)> = (0..10)
+            .map(|i| (if i < 7 { 0.0 } else { 5.0 }, i % 3 == 0))
+            .collect();
+        let sizes: Vec<u64> = bands(&tied).iter().map(|b| b.rate.leads).collect();
+        assert_eq!(sizes, [2, 3, 2, 3]);
+        let before = bands(&tied);
+        tied.reverse();
+        assert_eq!(bands(&tied), before);
+        // fewer than four leads: fewer bands
         let same = bands(&[(3.0, true), (3.0, false), (3.0, false)]);
-        assert_eq!(same.len(), 1);
-        assert_eq!(same[0].rate.leads, 3);
+        assert_eq!(same.iter().map(|b| b.rate.leads).sum::<u64>(), 3);
+        assert_eq!(same.len(), 3);
+    }
+
+    #[test]
+    fn holm_known_values() {
+        // m = 3: 0.01·3, max(0.03, 0.04·2), max(0.08, 0.03·1) in the order given
+        let adjusted = holm(&[0.04, 0.01, 0.03]);
+        assert!(close(adjusted[1], 0.03, 1e-12));
+        assert!(close(adjusted[2], 0.06, 1e-12));
+        assert!(close(adjusted[0], 0.06, 1e-12));
+        assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
+        assert!(holm(&[]).is_empty());
     }
 
     fn program(text: &str) -> Program {
@@ -956,6 +1053,55 @@ mod tests {
             text: text.into(),
         }];
         leadscore_rules::compile(&files).program.unwrap()
+    }
+
+    #[test]
+    fn each_group_is_tested_against_the_rest_with_holm() {
+        let p = program("ruleset \"t\"\nconversion \"Buy\" on Buy\n");
+        let t0 = leadscore_rules::time::parse_rfc3339("2026-01-05T00:00:00Z").unwrap();
+        // A: 40 leads, 30 converted; B: 40 leads, 10 converted; C: 3 leads, all converted
+        let mut states = Vec::new();
+        for (variant, n, conv) in [("A", 40, 30), ("B", 40, 10), ("C", 3, 3)] {
+            for i in 0..n {
+                let at = t0 + i64::from(i) * SECOND;
+                let mut l = lead(None, at, (i < conv).then_some(at + SECOND), 0.0);
+                l.profile.insert("variant".into(), Value::from(variant));
+                states.push(l);
+            }
+        }
+        let leads: Vec<(&str, &LeadState)> = states.iter().map(|s| ("x", s)).collect();
+        let options = Options {
+            by: Some("variant".into()),
+            ..Options::default()
+        };
+        let by = report(&p, &leads, &options).by.unwrap();
+        let (a, b, c) = (&by.groups[0], &by.groups[1], &by.groups[2]);
+        // A (30/40) against the rest (13/43)
+        let (z, pa) = two_proportion_z(13, 43, 30, 40).unwrap();
+        assert_eq!(a.z, Some(round2(z)));
+        assert!(z > 0.0, "A converts more than the rest");
+        let (_, pb) = two_proportion_z(33, 43, 10, 40).unwrap();
+        let adjusted = holm(&[pa, pb]);
+        assert_eq!(a.p_holm, Some((adjusted[0] * 10_000.0).round() / 10_000.0));
+        assert!(a.significant && b.significant);
+        assert!(a.p_holm >= a.p_value);
+        // C has 3 leads, under the default 30: marked, not tested, never significant
+        assert!(c.small && c.z.is_none() && c.p_holm.is_none() && !c.significant);
+    }
+
+    #[test]
+    fn one_instant_for_every_lead_means_no_event_times() {
+        let p = program("ruleset \"t\"\nconversion \"Buy\" on Buy\n");
+        let t0 = leadscore_rules::time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let a = lead(Some("web"), t0, Some(t0 + SECOND), 0.0);
+        let b = lead(Some("web"), t0, None, 0.0);
+        let r = report(&p, &[("a", &a), ("b", &b)], &Options::default());
+        assert!(!r.event_times);
+        assert_eq!(r.time_to_convert.median_seconds, None);
+        assert_eq!(r.time_to_convert.converted, 1);
+        assert!(r.leads_per_week.is_empty());
+        // one lead alone has its times
+        assert!(report(&p, &[("a", &a)], &Options::default()).event_times);
     }
 
     fn lead(source: Option<&str>, first_seen: i64, conv_at: Option<i64>, fit: f64) -> LeadState {
@@ -994,6 +1140,7 @@ mod tests {
             &Options {
                 by: Some("variant".into()),
                 spend: Some(vec![("google".into(), 100.0), ("bing".into(), 5.0)]),
+                min_group: 2,
             },
         );
         assert_eq!(r.overall, Rate::new(3, 2));
@@ -1011,7 +1158,11 @@ mod tests {
             values,
             vec![Value::from("A"), Value::from("B"), Value::Null]
         );
-        assert_eq!(by.groups[0].p_value, None);
+        // a group of one is small (min_group 2): not tested
+        assert!(by.groups.iter().all(|g| g.small && g.p_value.is_none()));
+        assert!(r.by_source[0].rate.leads == 2 && !r.by_source[0].small);
+        assert!(r.by_source[1].small);
+        assert!(r.event_times);
         assert_eq!(r.time_to_convert.median_seconds, Some(2.0 * 86_400.0));
         let weeks: Vec<(&str, u64)> = r
             .leads_per_week
