@@ -585,6 +585,32 @@ stage mql when engagement >= 20
     }
 
     #[test]
+    fn gzip_bodies_are_read_and_a_zip_bomb_is_413() {
+        use std::io::Write as _;
+        let gzip = |data: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let program = program();
+        let api = Api::new(keyed(&["wk"]), Recording::new(&program));
+        let mut req = post("/v1/batch", &json!({"batch": [webinar("z1")]}), Some("wk"));
+        req.body = gzip(&req.body);
+        req.headers.push(("content-encoding".into(), "gzip".into()));
+        let resp = api.handle_blocking(&req, now());
+        assert_eq!(resp.status, 200, "{}", resp.json_body());
+        assert_eq!(events(&api, "u1"), Some(1));
+        // 600 KB of spaces inflate past the 500 KB limit of the /v1 routes
+        let mut bomb = b"{\"batch\": [".to_vec();
+        bomb.extend(std::iter::repeat_n(b' ', 600 * 1024));
+        req.body = gzip(&bomb);
+        assert!(req.body.len() < 4096);
+        let resp = api.handle_blocking(&req, now());
+        assert_eq!(resp.status, 413, "{}", resp.json_body());
+        assert_eq!(resp.json_body()["code"], json!("payload_too_large"));
+    }
+
+    #[test]
     fn a_call_of_another_type_and_a_wrong_method_are_refused() {
         let program = program();
         let api = Api::new(keyed(&["wk"]), Recording::new(&program));
