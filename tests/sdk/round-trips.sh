@@ -116,8 +116,8 @@ done
 
 # no kept call holds a write key: serve's journal, and the table's history as exported
 grep -q "Form Submitted" "$WORK/journal.jsonl"
-! grep -q writeKey "$WORK/journal.jsonl" || { echo "serve's journal keeps a writeKey" >&2; exit 1; }
+! grep -q -e writeKey -e "$KEY_SEGMENT" -e "$KEY_RUDDER" "$WORK/journal.jsonl" || { echo "serve's journal keeps a write key" >&2; exit 1; }
 "$LEADSCORE" dynamodb export --events "$WORK/export.jsonl" >/dev/null
 [ "$(grep -c . "$WORK/export.jsonl")" = 12 ] || { echo "the table keeps $(grep -c . "$WORK/export.jsonl") calls, not 12" >&2; exit 1; }
-! grep -q writeKey "$WORK/export.jsonl" || { echo "the table keeps a writeKey" >&2; exit 1; }
+! grep -q -e writeKey -e "$KEY_SEGMENT" -e "$KEY_RUDDER" "$WORK/export.jsonl" || { echo "the table keeps a write key" >&2; exit 1; }
 echo "sdk round trips: ok (4 libraries x serve and score; wrong keys refused; no write key kept)"

@@ -474,12 +474,14 @@ pub fn histogram(scores: &[(f64, bool)]) -> Vec<Bucket> {
     buckets
 }
 
-/// Conversion rate by score quartile: the leads ranked by score (converted ones last among
-/// equal scores, so a band's rate does not depend on the input order) and cut into four
-/// bands of equal count; band `i` holds ranks `n·i/4` to `n·(i+1)/4`.
+/// Conversion rate by score quartile: the leads ranked by score (equal scores in the order
+/// given, never by whether they converted, which would invent a trend from ties) and cut
+/// into four bands of equal count; band `i` holds ranks `n·i/4` to `n·(i+1)/4`. Fewer than
+/// four leads give fewer bands, named in order.
 pub fn bands(scores: &[(f64, bool)]) -> Vec<Band> {
     let mut sorted: Vec<(f64, bool)> = scores.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // stable: ties keep their order
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = sorted.len();
     let mut out = Vec::new();
     for i in 0..4 {
@@ -488,7 +490,7 @@ pub fn bands(scores: &[(f64, bool)]) -> Vec<Band> {
             let band = &sorted[start..end];
             let conv = band.iter().filter(|s| s.1).count() as u64;
             out.push(Band {
-                band: format!("Q{}", i + 1),
+                band: format!("Q{}", out.len() + 1),
                 min: band[0].0,
                 max: band[band.len() - 1].0,
                 rate: Rate::new(band.len() as u64, conv),
@@ -586,14 +588,15 @@ pub fn report(program: &Program, leads: &[(&str, &LeadState)], options: &Options
             .into_iter()
             .zip(tests)
             .map(|((value, n, c), test)| {
-                let p_holm = test.and_then(|_| corrected.next());
+                let p_holm = test.and_then(|_| corrected.next()).map(p4);
                 ByRow {
                     value,
                     rate: Rate::new(n, c),
                     small: n < options.min_group,
                     z: test.map(|t| round2(t.0)),
                     p_value: test.map(|t| p4(t.1)),
-                    p_holm: p_holm.map(p4),
+                    p_holm,
+                    // on the p printed, so a row never shows `0.0500 *`
                     significant: p_holm.is_some_and(|p| p < 0.05),
                 }
             })
@@ -1021,19 +1024,20 @@ mod tests {
         assert_eq!(b.len(), 4);
         assert_eq!((b[0].min, b[0].max, b[0].rate.leads), (1.0, 2.0, 2));
         assert_eq!((b[3].min, b[3].max, b[3].rate.converted), (7.0, 8.0, 2));
-        // many equal scores: still four bands of a quarter each, whatever the input order
-        let mut tied: Vec<(f64, bool)> = (0..10)
-            .map(|i| (if i < 7 { 0.0 } else { 5.0 }, i % 3 == 0))
-            .collect();
-        let sizes: Vec<u64> = bands(&tied).iter().map(|b| b.rate.leads).collect();
-        assert_eq!(sizes, [2, 3, 2, 3]);
-        let before = bands(&tied);
-        tied.reverse();
-        assert_eq!(bands(&tied), before);
+        // many equal scores: still four bands of a quarter each, and the converted leads
+        // among the ties are not pushed to the top band
+        let tied: Vec<(f64, bool)> = (0..100).map(|i| (0.0, i % 5 == 0)).collect();
+        let b = bands(&tied);
+        let sizes: Vec<u64> = b.iter().map(|b| b.rate.leads).collect();
+        assert_eq!(sizes, [25, 25, 25, 25]);
+        let converted: Vec<u64> = b.iter().map(|b| b.rate.converted).collect();
+        assert_eq!(converted, [5, 5, 5, 5]);
         // fewer than four leads: fewer bands
         let same = bands(&[(3.0, true), (3.0, false), (3.0, false)]);
         assert_eq!(same.iter().map(|b| b.rate.leads).sum::<u64>(), 3);
         assert_eq!(same.len(), 3);
+        let names: Vec<&str> = same.iter().map(|b| b.band.as_str()).collect();
+        assert_eq!(names, ["Q1", "Q2", "Q3"]);
     }
 
     #[test]

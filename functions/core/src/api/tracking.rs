@@ -8,14 +8,14 @@
 //! plain JSON body and `Authorization: Basic base64(writeKey:)`; `Content-Type:
 //! application/json`, except RudderStack's Node.js library, which labels its gzipped JSON
 //! `application/x-www-form-urlencoded`, so these routes read JSON whatever the label. A
-//! batch carries `sentAt` (and may carry `writeKey`, `context` or a `timestamp`) beside
+//! batch carries `sentAt` (and may carry `writeKey` or a `timestamp`) beside
 //! `batch`; each call its own `type`, `messageId` and times (RudderStack's device times
 //! only: `originalTimestamp` and `sentAt`).
 
 use super::auth::check_write_key;
 use super::{open_body, parse_json, Api, ApiResponse, LeadStore};
 use crate::api::ApiRequest;
-use leadscore_rules::time::Micros;
+use leadscore_rules::time::{parse_rfc3339, Micros};
 use serde_json::Value;
 
 /// The largest request body on a `/v1` route, decoded: 500 KB (Segment's limit).
@@ -140,8 +140,9 @@ fn unauthorized(message: &str) -> ApiResponse {
 }
 
 /// Turns a Tracking API body into one `POST /events` reads: the write key taken out (it
-/// is never kept); a single call given its route's `type`; a batch's `sentAt` and
-/// `context` given to each of its calls that has none, as Segment's API applies them.
+/// is never kept); a single call given its route's `type`; a batch's `sentAt` given to the
+/// calls that carry their device time only, so their time is corrected for the device's
+/// clock (SPEC §8).
 fn prepare(value: &mut Value, route: Route) -> Result<(), ApiResponse> {
     let Value::Object(body) = value else {
         return Err(ApiResponse::error(
@@ -165,7 +166,12 @@ fn prepare(value: &mut Value, route: Route) -> Result<(), ApiResponse> {
                     Some("batch"),
                 ));
             }
-            match body.get("type").filter(|t| !t.is_null()) {
+            // the call's own type, as the normaliser reads it: `type`, else `action`
+            let given = body
+                .get("type")
+                .filter(|t| !t.is_null())
+                .or_else(|| body.get("action").filter(|t| !t.is_null()));
+            match given {
                 None => {
                     body.insert("type".into(), Value::String(kind.into()));
                 }
@@ -188,14 +194,23 @@ fn prepare(value: &mut Value, route: Route) -> Result<(), ApiResponse> {
             }
         }
         Route::Batch => {
-            let shared: Vec<(&str, Value)> = ["sentAt", "context"]
-                .into_iter()
-                .filter_map(|key| {
-                    body.get(key)
-                        .filter(|v| !v.is_null())
-                        .map(|v| (key, v.clone()))
-                })
-                .collect();
+            // the batch's `sentAt` is when the device sent the calls: a call that has its
+            // device time only (`originalTimestamp`, no `timestamp` or `sentAt`) and a
+            // `messageId` (so its idempotency key does not change with the send) takes it
+            let sent_at = match body.get("sentAt").filter(|v| !v.is_null()) {
+                None => None,
+                Some(Value::String(text)) if parse_rfc3339(text).is_some() => {
+                    Some(Value::String(text.clone()))
+                }
+                Some(_) => {
+                    return Err(ApiResponse::error(
+                        400,
+                        "invalid_call",
+                        "sentAt: not an RFC 3339 time",
+                        Some("sentAt"),
+                    ))
+                }
+            };
             match body.get_mut("batch") {
                 Some(Value::Array(calls)) => {
                     if calls.len() > MAX_BATCH_CALLS {
@@ -212,10 +227,13 @@ fn prepare(value: &mut Value, route: Route) -> Result<(), ApiResponse> {
                     for call in calls.iter_mut() {
                         if let Value::Object(call) = call {
                             call.remove("writeKey");
-                            for (key, shared) in &shared {
-                                if call.get(*key).is_none_or(Value::is_null) {
-                                    call.insert((*key).to_owned(), shared.clone());
-                                }
+                            let absent = |key: &str| call.get(key).is_none_or(Value::is_null);
+                            let device_time_only = !absent("originalTimestamp")
+                                && absent("timestamp")
+                                && absent("sentAt")
+                                && !absent("messageId");
+                            if let (true, Some(sent_at)) = (device_time_only, &sent_at) {
+                                call.insert("sentAt".to_owned(), sent_at.clone());
                             }
                         }
                     }
@@ -408,7 +426,7 @@ stage mql when engagement >= 20
     }
 
     #[test]
-    fn a_batch_takes_its_sent_at_and_context_and_is_answered_per_call() {
+    fn a_batch_gives_its_sent_at_to_device_times_and_is_answered_per_call() {
         let program = program();
         let api = Api::new(keyed(&["wk"]), Recording::new(&program));
         // device times only: placed at receipt − (sentAt − originalTimestamp), 60 s before now
@@ -419,7 +437,6 @@ stage mql when engagement >= 20
                 {"type": "track", "userId": "u2", "messageId": "b2", "timestamp": "2026-01-10T11:00:00Z"},
             ],
             "sentAt": "2026-01-10T13:01:00Z",
-            "context": {"campaign": {"source": "newsletter"}},
         });
         let resp = api.handle_blocking(&post("/v1/batch", &body, Some("wk")), now());
         assert_eq!(resp.status, 200, "{}", resp.json_body());
@@ -438,14 +455,13 @@ stage mql when engagement >= 20
             .inner
             .engine()
             .lead("a1")
-            .map(|lead| (lead.state.last_seen, lead.state.source.clone()));
-        assert_eq!(
-            at,
-            Some((
-                now() - 60 * leadscore_rules::time::SECOND,
-                Some("newsletter".into())
-            ))
-        );
+            .map(|lead| lead.state.last_seen);
+        assert_eq!(at, Some(now() - 60 * leadscore_rules::time::SECOND));
+        // a batch's `sentAt` that is not a time is named where it is
+        let bad = json!({"batch": [webinar("b3")], "sentAt": "yesterday"});
+        let resp = api.handle_blocking(&post("/v1/batch", &bad, Some("wk")), now());
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.json_body()["error"]["path"], json!("sentAt"));
     }
 
     #[test]
@@ -617,6 +633,12 @@ stage mql when engagement >= 20
         let resp = api.handle_blocking(&post("/v1/identify", &webinar("w1"), Some("wk")), now());
         assert_eq!(resp.status, 400);
         assert_eq!(resp.json_body()["error"]["path"], json!("type"));
+        // `action` names the type as well
+        let mut tracked = webinar("w2");
+        tracked.as_object_mut().unwrap().remove("type");
+        tracked["action"] = json!("track");
+        let resp = api.handle_blocking(&post("/v1/page", &tracked, Some("wk")), now());
+        assert_eq!(resp.status, 400, "{}", resp.json_body());
         let mut get = post("/v1/batch", &json!({}), Some("wk"));
         get.method = "GET".into();
         assert_eq!(api.handle_blocking(&get, now()).status, 405);
