@@ -291,11 +291,7 @@ pub fn table_report(r: &Report) -> String {
             "\nby `{}` (each group against the rest of the leads)",
             by.property
         );
-        out += &table(
-            &BY_HEADER,
-            &by_rows(by, r.min_group),
-            &[1, 2, 3, 4, 5, 6, 7],
-        );
+        out += &table(&BY_HEADER, &by_rows(by), &[1, 2, 3, 4, 5, 6, 7]);
         for line in by_note(by, r.min_group) {
             let _ = writeln!(out, "  {line}");
         }
@@ -672,7 +668,7 @@ pub fn html_report(r: &Report) -> String {
             esc(&by.property),
             rates_svg("by", "conversion rate by trait", &bars)
         );
-        h += &html_table(&BY_HEADER, &by_rows(by, r.min_group));
+        h += &html_table(&BY_HEADER, &by_rows(by));
         let _ = write!(
             h,
             "<p class=\"note\" data-note=\"tests\">{}</p>",
@@ -748,7 +744,7 @@ const BY_HEADER: [&str; 8] = [
 
 /// The rows of the `--by` table: a small group is marked and not tested; a significant one
 /// has `*` beside its corrected p-value.
-fn by_rows(by: &leadscore_tools::report::ByProperty, _min_group: u64) -> Vec<Vec<String>> {
+fn by_rows(by: &leadscore_tools::report::ByProperty) -> Vec<Vec<String>> {
     let p4 = |p: Option<f64>| p.map_or_else(|| "-".into(), |p| format!("{p:.4}"));
     by.groups
         .iter()

@@ -516,7 +516,9 @@ impl<S: LeadStore> Api<S> {
             slashes => &raw[slashes - 1..],
         };
         let method = req.method.to_ascii_uppercase();
-        if let Some(route) = tracking::Route::of(path) {
+        // the POST routes: the Tracking API's and `/events`
+        let tracking = tracking::Route::of(path);
+        if tracking.is_some() || path == "/events" {
             if method != "POST" {
                 return ApiResponse::error(
                     405,
@@ -526,19 +528,10 @@ impl<S: LeadStore> Api<S> {
                 )
                 .with_header("allow", "POST");
             }
-            return self.post_tracking(req, route, now).await;
-        }
-        if path == "/events" {
-            if method != "POST" {
-                return ApiResponse::error(
-                    405,
-                    "method_not_allowed",
-                    format!("`{method} /events` is not allowed; use `POST`"),
-                    None,
-                )
-                .with_header("allow", "POST");
-            }
-            return self.post_events(req, now).await;
+            return match tracking {
+                Some(route) => self.post_tracking(req, route, now).await,
+                None => self.post_events(req, now).await,
+            };
         }
         if let Some(raw_id) = path.strip_prefix("/leads/") {
             let Some(token) = self.config.api_token.clone() else {
