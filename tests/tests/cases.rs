@@ -166,22 +166,6 @@ fn programs(case: &Case) -> Vec<Arc<Program>> {
     programs
 }
 
-/// The `leadscore` binary of this build (beside the test binaries' folder).
-fn leadscore_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("leadscore"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "no `leadscore` binary at {} (build the workspace first)",
-        bin.display()
-    );
-    bin
-}
-
 fn run_replay(case: &Case) -> Outcome {
     let mut cmd = std::process::Command::new(leadscore_binary());
     cmd.args(["replay", "--format", "json", "--strict"]);

@@ -21,7 +21,7 @@ use leadscore_score::Score;
 use leadscore_tests::{unique_name, DynamoLocal};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const SECRET: &str = "segment-shared-secret";
@@ -242,4 +242,20 @@ pub fn track_u1(event: &str, at: &str, message_id: &str) -> String {
     json!({"type": "track", "event": event, "userId": "u1", "messageId": message_id,
            "timestamp": at})
     .to_string()
+}
+
+/// The `leadscore` binary of this build (beside the test binaries' folder).
+pub fn leadscore_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("leadscore"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "no `leadscore` binary at {} (build the workspace first)",
+        bin.display()
+    );
+    bin
 }
