@@ -82,7 +82,9 @@ struct Step {
 }
 
 /// The fenced blocks of `text`; a block whose kind cannot be told is an error naming its line.
-fn blocks(file: &str, text: &str) -> Result<Vec<Block>, String> {
+/// With `all_tagged` false (the language reference, whose untagged blocks are fragments of
+/// rules), a block without an info string is only shown.
+fn blocks(file: &str, text: &str, all_tagged: bool) -> Result<Vec<Block>, String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -118,6 +120,7 @@ fn blocks(file: &str, text: &str) -> Result<Vec<Block>, String> {
                 ))
             }
             "python" | "js" | "text" | "json" => Kind::Shown,
+            "" if !all_tagged => Kind::Shown,
             "" => {
                 return Err(format!(
                     "{file}:{}: the block has no info string: `console` (run), `sh` (not \
@@ -484,9 +487,9 @@ struct Outcome {
 }
 
 /// Runs every block of the markdown `text` (named `file`) in a checkout of `root`.
-fn run_file(root: &Path, file: &str, text: &str) -> Outcome {
+fn run_file(root: &Path, file: &str, text: &str, all_tagged: bool) -> Outcome {
     let mut failures = Vec::new();
-    let blocks = match blocks(file, text) {
+    let blocks = match blocks(file, text, all_tagged) {
         Ok(blocks) => blocks,
         Err(e) => {
             return Outcome {
@@ -594,7 +597,7 @@ fn every_command_of_the_readme_runs_as_shown() {
     );
     let root = workspace_root();
     let text = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let outcome = run_file(&root, "README.md", &text);
+    let outcome = run_file(&root, "README.md", &text, true);
     assert!(
         outcome.failures.is_empty(),
         "{} of the README's examples do not run as shown:\n\n{}",
@@ -609,9 +612,27 @@ fn every_command_of_the_readme_runs_as_shown() {
 }
 
 #[test]
+fn the_language_references_commands_run_as_shown() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("grammar/README.md")).unwrap();
+    let outcome = run_file(&root, "grammar/README.md", &text, false);
+    assert!(
+        outcome.failures.is_empty(),
+        "{} of grammar/README.md's examples do not run as shown:\n\n{}",
+        outcome.failures.len(),
+        outcome.failures.join("\n\n")
+    );
+    assert!(
+        outcome.commands >= 8,
+        "only {} commands found in grammar/README.md",
+        outcome.commands
+    );
+}
+
+#[test]
 fn a_changed_output_a_failing_command_and_an_unmarked_block_are_caught() {
     let root = workspace_root();
-    let run = |text: &str| run_file(&root, "T.md", text).failures;
+    let run = |text: &str| run_file(&root, "T.md", text, true).failures;
     let good = "```console\n$ leadscore check rules/b2b-saas\nrules/b2b-saas: ruleset `acme-b2b`, version [..]\n...\n$ X=1; echo \"$X\"\n1\n$ leadscore check nowhere >/dev/null 2>&1\n$ echo $?\n2\n```\n";
     assert_eq!(run(good), Vec::<String>::new());
     let wrong = good.replace("ruleset `acme-b2b`", "ruleset `acme`");
@@ -646,7 +667,7 @@ fn a_changed_output_a_failing_command_and_an_unmarked_block_are_caught() {
 fn a_background_server_is_reached_on_a_free_port_and_stopped() {
     let root = workspace_root();
     let text = "```console\n$ LEADSCORE_ALLOW_UNSIGNED=1 leadscore serve --port 8080 --rules rules/b2b-saas --data demo/j.jsonl &\n...\nlistening on http://127.0.0.1:8080 [..]\n$ curl -s http://127.0.0.1:8080/leads/x\n{\"error\":[..]}\n$ kill %1\n```\n";
-    let outcome = run_file(&root, "T.md", text);
+    let outcome = run_file(&root, "T.md", text, true);
     assert_eq!(outcome.failures, Vec::<String>::new());
     assert_eq!(outcome.commands, 3);
 }
