@@ -824,7 +824,7 @@ async fn notify_refuses_to_start_on_a_target_the_rules_name_and_nothing_configur
     );
     store.publish(&program, &files).await?;
     assert_eq!(
-        leadscore_notify::rule_targets(&client, &table).await?,
+        leadscore_notify::rule_targets(&client, &table).await?.1,
         ["crm"]
     );
     let misnamed =

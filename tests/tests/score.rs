@@ -1430,3 +1430,74 @@ async fn gzip_bodies_are_inflated_and_a_zip_bomb_is_refused() {
     );
     assert_eq!(scan(&store).await.len(), before, "nothing written");
 }
+
+/// The reproduction: `decay` (or `score`) started on another rule set must not refit
+/// the leads of the right one. A lead stamped with another rule set's name is refused by
+/// every write path (a call, a tick, a rescore) and stays as it was; a rename said out loud
+/// (`LEADSCORE_RENAMED_FROM`) lets them rewrite it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_of_another_rule_set_is_never_rewritten() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let root = workspace_root();
+    let right = program(&root.join("rules/b2b-saas"));
+    let store = store(&local, Arc::clone(&right)).await;
+    let score = Score::new(signed_config(), store.clone());
+    for line in lines(&root.join("rules/b2b-saas/events.jsonl")) {
+        send(&score, signed_post(&line)).await;
+    }
+    let before = scan(&store).await;
+    let other = program_text(
+        "ruleset \"other\"\nscore \"Ping\" +10 on \"Ping\"\nstage mql when engagement >= 10\n",
+    );
+    let wrong = DynamoStore::new(local.client().await, store.table(), Arc::clone(&other), 400);
+    // a call: 500 storage_failed, naming both rule sets
+    let wrong_score = Score::new(signed_config(), wrong.clone());
+    let (status, body) = send(
+        &wrong_score,
+        signed_post(&json!({"type": "track", "event": "Ping", "userId": "usr_ann", "messageId": "foreign-1", "timestamp": "2026-03-01T00:00:00Z"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "storage_failed", "{body}");
+    // a tick: every due lead fails, none is written
+    let tick = json!({"time": "2026-04-01T00:00:00Z"});
+    let report = leadscore_decay::handle(&wrong, &tick).await.unwrap();
+    assert!(report["visited"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["committed"], 0, "{report}");
+    assert_eq!(report["failed"], report["visited"], "{report}");
+    // a rescore: refused, naming the lead and both rule sets
+    let err = wrong
+        .refresh_lead("usr_ann", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`usr_ann`") && err.contains("`acme-b2b`") && err.contains("`other`"),
+        "{err}"
+    );
+    assert_eq!(
+        scan(&store).await,
+        before,
+        "a lead of another rule set was rewritten"
+    );
+
+    // the same rules under a new name: refused until the rename is said
+    let renamed_text = std::fs::read_to_string(root.join("rules/b2b-saas/acme.rules"))
+        .unwrap()
+        .replace("ruleset \"acme-b2b\"", "ruleset \"acme-renamed\"");
+    let renamed = program_text(&renamed_text);
+    assert_eq!(renamed.version, right.version, "a rename keeps the version");
+    let refused = DynamoStore::new(
+        local.client().await,
+        store.table(),
+        Arc::clone(&renamed),
+        400,
+    );
+    let report = leadscore_decay::handle(&refused, &tick).await.unwrap();
+    assert_eq!(report["committed"], 0, "{report}");
+    assert_eq!(scan(&store).await, before);
+    let told = refused.with_renamed_from(["acme-b2b".to_string()]);
+    let report = leadscore_decay::handle(&told, &tick).await.unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
+}

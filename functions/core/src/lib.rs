@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod encoding;
+#[cfg(feature = "dynamodb")]
+pub mod function;
 pub mod ingest;
 pub mod output;
 pub mod pipeline;

@@ -131,18 +131,38 @@ pub fn load_or_builtin(
     }
 }
 
-/// The rule set of a function (SPEC §6): the file or folder in `LEADSCORE_RULES`, else the
-/// built-in rules; loaded, checked and compiled once, at start. Warnings are logged; errors
-/// stop the start with every diagnostic rendered in the error.
-pub fn load_from_env() -> Result<Program, LoadError> {
-    let path = std::env::var_os("LEADSCORE_RULES")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
+/// The value of `LEADSCORE_RULES` that names the built-in rules explicitly: a deployed
+/// function runs them only when told so.
+pub const BUILTIN_SETTING: &str = "builtin";
+
+/// What `LEADSCORE_RULES` says: nothing, the built-in rules (`builtin`), or a file or folder.
+fn configured_path() -> Option<Option<PathBuf>> {
+    let value = std::env::var_os("LEADSCORE_RULES").filter(|p| !p.is_empty())?;
+    Some((value != BUILTIN_SETTING).then(|| PathBuf::from(value)))
+}
+
+/// Loads the rules at `path` (the built-in ones for `None`), logging their warnings.
+fn load_logged(path: Option<PathBuf>) -> Result<Program, LoadError> {
     let (program, compiled, files) = load_or_builtin(path)?;
     for warning in &compiled.diagnostics {
         tracing::warn!(diagnostic = %render(warning, &files), "rules warning");
     }
     Ok(program)
+}
+
+/// The rule set of the command line's DynamoDB commands and `serve` (SPEC §6): the file or
+/// folder in `LEADSCORE_RULES`, else the built-in rules; loaded, checked and compiled once.
+/// Warnings are logged; errors stop the start with every diagnostic rendered in the error.
+pub fn load_from_env() -> Result<Program, LoadError> {
+    load_logged(configured_path().flatten())
+}
+
+/// The rule set configured for a deployed function: the file or folder in `LEADSCORE_RULES`,
+/// the built-in rules when it says `builtin`, and `None` when it is not set. A function never
+/// falls back to the example rules by itself: with `None` it runs the rules published in its
+/// table or refuses to start ([`crate::store::dynamo::DynamoStore::for_function`]).
+pub fn load_for_function() -> Result<Option<Program>, LoadError> {
+    configured_path().map(load_logged).transpose()
 }
 
 #[cfg(test)]

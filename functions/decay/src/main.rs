@@ -1,38 +1,16 @@
 //! The `decay` Lambda function: a schedule ticks the due leads (SPEC §6).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use leadscore_core::api::LeadStore;
 use leadscore_core::store::dynamo::DynamoStore;
 use serde_json::Value;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        .with_ansi(false)
-        .without_time()
-        .init();
-    let program = match leadscore_core::rules::load_from_env() {
-        Ok(program) => Arc::new(program),
-        Err(err) => return Err(cannot_start(err)),
-    };
-    let mut store = DynamoStore::from_env(program).await.map_err(cannot_start)?;
-    store.use_published().await.map_err(cannot_start)?;
-    let rules = store.program();
-    tracing::info!(
-        table = store.table(),
-        ruleset = %rules.name,
-        version = %rules.version,
-        generation = store.generation(),
-        "decay ready"
-    );
+    leadscore_core::function::init_logging();
+    // the published rules, else `LEADSCORE_RULES`: never the example rules by default
+    let store = DynamoStore::for_function().await.map_err(cannot_start)?;
+    leadscore_core::function::log_start("decay", &store);
     let store = Arc::new(tokio::sync::Mutex::new(store));
     run(service_fn(move |event: LambdaEvent<Value>| {
         let store = Arc::clone(&store);
@@ -54,9 +32,7 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// Logs why the function cannot start and turns it into the error `main` ends with (its
-/// message, not its debug form).
+/// Logs why the function cannot start and exits ([`leadscore_core::function::cannot_start`]).
 fn cannot_start(err: impl std::fmt::Display) -> Error {
-    tracing::error!(error = %err, "decay cannot start");
-    Error::from(err.to_string())
+    leadscore_core::function::cannot_start("decay", err)
 }

@@ -597,30 +597,25 @@ enum Mark {
     Gone,
 }
 
-/// The targets the rules notify (their `notify TARGET` names, each once): the rules
-/// published in the table when there are any, else `LEADSCORE_RULES` or the built-in ones,
-/// the same rules `score` and `decay` run. notify checks them against its configuration at
-/// start ([`Targets::check_rules`]).
+/// The rules notify runs and the targets they notify (their `notify TARGET` names, each
+/// once): the rules published in the table when there are any, else `LEADSCORE_RULES`, the
+/// same rules `score` and `decay` run; with neither it refuses. notify checks the targets
+/// against its configuration at start ([`Targets::check_rules`]).
 pub async fn rule_targets(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-) -> Result<Vec<String>, String> {
-    let program = leadscore_core::rules::load_from_env().map_err(|e| e.to_string())?;
-    let mut store = leadscore_core::store::dynamo::DynamoStore::new(
-        client.clone(),
-        table,
-        Arc::new(program),
-        leadscore_core::store::dynamo::DEFAULT_HISTORY_TTL_DAYS,
-    );
-    store.use_published().await.map_err(|e| e.to_string())?;
+) -> Result<(leadscore_core::store::dynamo::DynamoStore, Vec<String>), String> {
+    use leadscore_core::store::dynamo::{DynamoStore, DEFAULT_HISTORY_TTL_DAYS};
+    let (program, explicit) =
+        leadscore_core::store::published::function_program().map_err(|e| e.to_string())?;
+    let mut store = DynamoStore::new(client.clone(), table, program, DEFAULT_HISTORY_TTL_DAYS);
+    store
+        .use_function_rules(explicit)
+        .await
+        .map_err(|e| e.to_string())?;
     let program = leadscore_core::api::LeadStore::program(&store);
-    let mut targets: Vec<String> = Vec::new();
-    for rule in &program.notifies {
-        if !targets.contains(&rule.target) {
-            targets.push(rule.target.clone());
-        }
-    }
-    Ok(targets)
+    let targets = leadscore_core::function::rule_targets(&program);
+    Ok((store, targets))
 }
 
 /// Delivers a stream batch: see [`Notifier::handle`].

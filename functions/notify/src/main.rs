@@ -4,27 +4,17 @@
 use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use leadscore_notify::{handle_until, rule_targets, Config, Notifier};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        .with_ansi(false)
-        .without_time()
-        .init();
+    leadscore_core::function::init_logging();
 
     // A bad configuration stops the start, with a clear error, before any record is taken.
     let config = Config::from_env().map_err(cannot_start)?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     // every target the rules notify must have somewhere to go: no silent misroute
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let targets = rule_targets(&dynamo, &config.table)
+    let (store, targets) = rule_targets(&dynamo, &config.table)
         .await
         .map_err(cannot_start)?;
     config
@@ -32,9 +22,15 @@ async fn main() -> Result<(), Error> {
         .check_rules(targets.iter().map(String::as_str))
         .map_err(cannot_start)?;
     let notifier = Notifier::from_sdk_config(&sdk, config).map_err(cannot_start)?;
+    let rules = leadscore_core::api::LeadStore::program(&store);
     tracing::info!(
+        function = "notify",
+        ruleset = %rules.name,
+        version = %rules.version,
+        generation = store.generation(),
         table = notifier.table(),
-        targets = notifier.targets().named().len(),
+        targets = %targets.join(","),
+        configured_targets = notifier.targets().named().len(),
         event_bus = notifier.targets().default_bus(),
         "notify ready"
     );
@@ -51,9 +47,7 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// Logs why the function cannot start and turns it into the error `main` ends with (its
-/// message, not its debug form).
+/// Logs why the function cannot start and exits ([`leadscore_core::function::cannot_start`]).
 fn cannot_start(err: impl std::fmt::Display) -> Error {
-    tracing::error!(error = %err, "cannot start");
-    Error::from(err.to_string())
+    leadscore_core::function::cannot_start("notify", err)
 }

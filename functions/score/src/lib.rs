@@ -4,16 +4,11 @@
 
 use lambda_http::{Body, Request, Response};
 use leadscore_core::api::{Api, ApiConfig, ApiRequest, ApiResponse, ConfigError, StoreError};
-use leadscore_core::rules::LoadError;
 use leadscore_core::store::dynamo::{now_micros, DynamoStore};
-use std::sync::Arc;
 
 /// Why the function cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The rules do not load or compile.
-    #[error(transparent)]
-    Rules(#[from] LoadError),
     /// The webhook configuration is not safe to serve.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -38,11 +33,11 @@ impl Score {
     }
 
     /// Starts from the environment (SPEC §6, §8): the rules (those published in the table,
-    /// else `LEADSCORE_RULES` or the built-in ones, checked and compiled here, once), the
+    /// else `LEADSCORE_RULES`, checked and compiled here, once; never the example rules
+    /// unless `LEADSCORE_RULES=builtin`), the
     /// webhook secret, write keys and API token (refusing to start with neither a secret nor
     /// a write key unless `LEADSCORE_ALLOW_UNSIGNED=1`), and the table.
     pub async fn from_env() -> Result<Self, StartError> {
-        let program = Arc::new(leadscore_core::rules::load_from_env()?);
         let config = ApiConfig::from_env()?;
         if config.allow_unsigned && !config.signatures_required() {
             tracing::warn!(
@@ -54,10 +49,9 @@ impl Score {
                 "accepting /v1 calls without a write key (LEADSCORE_ALLOW_UNSIGNED=1): local use only"
             );
         }
-        let mut store = DynamoStore::from_env(program).await?;
-        // the rules published in the table, when there are any (SPEC §7)
-        store.use_published().await?;
-        tracing::info!(table = store.table(), rules = %store_rules(&store), "score ready");
+        // the rules published in the table, when there are any (SPEC §7), else the configured
+        let store = DynamoStore::for_function().await?;
+        leadscore_core::function::log_start("score", &store);
         Ok(Score::new(config, store))
     }
 
@@ -81,17 +75,6 @@ impl Score {
     pub async fn requests(&self) -> u64 {
         self.api.store().requests()
     }
-}
-
-fn store_rules(store: &DynamoStore) -> String {
-    use leadscore_core::api::LeadStore;
-    let program = store.program();
-    format!(
-        "{} {} (generation {})",
-        program.name,
-        program.version,
-        store.generation()
-    )
 }
 
 /// The request as the API sees it: method, path (the Function URL's or HTTP API's raw path),

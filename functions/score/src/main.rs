@@ -6,18 +6,10 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    leadscore_core::function::init_logging();
     let score = match Score::from_env().await {
         Ok(score) => Arc::new(score),
-        Err(err) => {
-            tracing::error!(error = %err, "score cannot start");
-            return Err(err.into());
-        }
+        Err(err) => leadscore_core::function::cannot_start("score", err),
     };
     run(service_fn(move |req: Request| {
         let score = Arc::clone(&score);

@@ -246,15 +246,21 @@ pub fn track_u1(event: &str, at: &str, message_id: &str) -> String {
 
 /// The `leadscore` binary of this build (beside the test binaries' folder).
 pub fn leadscore_binary() -> PathBuf {
+    binary("leadscore")
+}
+
+/// A binary of this build's workspace (`leadscore`, `score`, `notify`, `decay`), beside the
+/// test binaries' folder.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("leadscore"))
+        .map(|dir| dir.join(name))
         .unwrap();
     assert!(
         bin.exists(),
-        "no `leadscore` binary at {} (build the workspace first)",
+        "no `{name}` binary at {} (build the workspace first)",
         bin.display()
     );
     bin

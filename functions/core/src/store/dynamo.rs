@@ -318,6 +318,9 @@ pub struct DynamoStore {
     /// The rules records written by position were written under, to read them by
     /// ([`DynamoStore::with_previous_rules`]).
     previous: Option<Arc<Program>>,
+    /// Other names of the rule set, whose leads it may rewrite: a rename said out loud
+    /// ([`DynamoStore::with_renamed_from`]).
+    renamed_from: Vec<String>,
 }
 
 /// The rules a store and its clones run now, and their published generation.
@@ -562,7 +565,19 @@ impl DynamoStore {
             ttl_secs: i64::try_from(ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
             counters: Arc::new(Counters::default()),
             previous: None,
+            renamed_from: Vec::new(),
         }
+    }
+
+    /// Lets the store rewrite leads stamped with these other names of its rule set (a rename:
+    /// `LEADSCORE_RENAMED_FROM`, `leadscore dynamodb rescore --renamed-from`). Without it, a
+    /// lead stamped with another rule set's name is never rewritten: the store refuses it
+    /// ([`DynamoStore::foreign_error`]), so a function started on the wrong rules cannot
+    /// refit the leads of the right ones.
+    pub fn with_renamed_from(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.renamed_from
+            .extend(names.into_iter().filter(|n| !n.is_empty()));
+        self
     }
 
     /// Reads records written by position (before states were stored by name) under
@@ -607,13 +622,12 @@ impl DynamoStore {
             })?,
             Err(_) => DEFAULT_HISTORY_TTL_DAYS,
         };
+        let renamed_from = std::env::var("LEADSCORE_RENAMED_FROM").unwrap_or_default();
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(DynamoStore::new(
-            Client::new(&config),
-            table,
-            program,
-            ttl_days,
-        ))
+        Ok(
+            DynamoStore::new(Client::new(&config), table, program, ttl_days)
+                .with_renamed_from(renamed_from.split(',').map(|n| n.trim().to_owned())),
+        )
     }
 
     /// The client.
@@ -771,6 +785,30 @@ impl DynamoStore {
             return true;
         }
         false
+    }
+
+    /// Whether a state item was written by a rule set of another name (not one this store
+    /// was told it was renamed from): such a lead is never rewritten.
+    fn is_foreign(&self, item: &StateItem) -> bool {
+        !item.rules.is_empty()
+            && item.rules != self.program.name
+            && !self.renamed_from.contains(&item.rules)
+    }
+
+    /// Whether a state item carries a name the rule set was renamed from: a rescore
+    /// restamps it with the current name.
+    fn is_renamed(&self, item: &StateItem) -> bool {
+        item.rules != self.program.name && self.renamed_from.contains(&item.rules)
+    }
+
+    /// The error of a lead stamped with another rule set's name: nothing is written.
+    fn foreign_error(&self, id: &str, item: &StateItem) -> StoreError {
+        StoreError::Failed(format!(
+            "lead `{id}` was scored by rule set `{}`, and these rules are `{}`: it is not \
+             rewritten (run the rules that scored it; after a rename, set \
+             `LEADSCORE_RENAMED_FROM={}`)",
+            item.rules, self.program.name, item.rules
+        ))
     }
 
     /// The error of a lead written under newer published rules.
@@ -1297,8 +1335,12 @@ impl DynamoStore {
             if self.is_newer(&item) {
                 return Err(self.newer_error(id, &item));
             }
+            if self.is_foreign(&item) {
+                return Err(self.foreign_error(id, &item));
+            }
             let stale = self.is_stale(&item);
-            if !stale && tick.is_none() {
+            let renamed = self.is_renamed(&item);
+            if !stale && !renamed && tick.is_none() {
                 return Ok(Some(Refreshed::default()));
             }
             let mut lead = Loaded {
@@ -1324,7 +1366,7 @@ impl DynamoStore {
             let (state, messages) =
                 refresh::<Whole>(&program, (id, incarnation), state, &lead.rescored, tick)
                     .map_err(|e| StoreError::Failed(e.to_string()))?;
-            let changed = item.state.as_ref() != Some(&state);
+            let changed = item.state.as_ref() != Some(&state) || renamed;
             let told = messages.iter().map(|n| n.as_replay_prints(id)).collect();
             let commit = Commit {
                 known: id.to_owned(),
@@ -1504,7 +1546,8 @@ impl DynamoStore {
             .segment(i32::try_from(segment).unwrap_or(0))
             .total_segments(i32::try_from(segments).unwrap_or(1))
             .filter_expression("sk = :state AND attribute_not_exists(merged_into)")
-            .projection_expression("pk, rules_version, rules_hash")
+            .projection_expression("pk, #rules, rules_version, rules_hash")
+            .expression_attribute_names("#rules", "rules")
             .expression_attribute_values(":state", s("STATE"));
         loop {
             let out = self.scan_page(&scan, start.take(), "scan leads").await?;
@@ -1520,11 +1563,12 @@ impl DynamoStore {
                 report.leads += 1;
                 on_progress(RescoreProgress::Lead);
                 let stamp = StateItem {
+                    rules: text("rules"),
                     rules_version: text("rules_version"),
                     rules_hash: text("rules_hash"),
                     ..StateItem::default()
                 };
-                if !self.is_stale(&stamp) {
+                if !self.is_stale(&stamp) && !self.is_renamed(&stamp) {
                     continue;
                 }
                 if let Some(done) = self.refresh_lead(&id, None).await? {
@@ -1711,6 +1755,9 @@ impl Records for DynamoStore {
         if let Some(item) = lead.item.as_ref().filter(|i| self.is_newer(i)) {
             return Err(StepError::Fatal(self.newer_error(&lead.known, item)));
         }
+        if let Some(item) = lead.item.as_ref().filter(|i| self.is_foreign(i)) {
+            return Err(StepError::Fatal(self.foreign_error(&lead.known, item)));
+        }
         Ok(apply::Loaded {
             version: lead.version(),
             known: lead.known,
@@ -1721,6 +1768,9 @@ impl Records for DynamoStore {
 
     async fn absorbed(&self, id: &str) -> Result<Option<Absorbed>, StepError> {
         let item = self.get_state(id).await.map_err(CommitError::step)?;
+        if let Some(item) = item.as_ref().filter(|i| self.is_foreign(i)) {
+            return Err(StepError::Fatal(self.foreign_error(id, item)));
+        }
         Ok(item.map(|item| Absorbed {
             version: item.version,
             merged_into: item.merged_into.clone(),

@@ -165,9 +165,55 @@ impl DynamoStore {
         Ok(true)
     }
 
+    /// The store of a deployed function (SPEC §6, §7), configured from the environment
+    /// ([`DynamoStore::from_env`]) and on the rules it must run
+    /// ([`DynamoStore::use_function_rules`]).
+    pub async fn for_function() -> Result<DynamoStore, StoreError> {
+        let (program, explicit) = function_program()?;
+        let mut store = DynamoStore::from_env(program).await?;
+        store.use_function_rules(explicit).await?;
+        Ok(store)
+    }
+
+    /// Runs the rules a deployed function must run: those published in the table when there
+    /// are any, else the configured ones (`explicit`, from [`function_program`]). With
+    /// neither it refuses, saying what to do: a function never runs the example rules unless
+    /// `LEADSCORE_RULES=builtin` says so.
+    pub async fn use_function_rules(&mut self, explicit: bool) -> Result<(), StoreError> {
+        if self.use_published().await? || explicit {
+            return Ok(());
+        }
+        Err(StoreError::Failed(format!(
+            "no rules to run: the table `{}` has no published rules and `LEADSCORE_RULES` is \
+             not set; publish rules (`leadscore dynamodb publish RULES`) or set \
+             `LEADSCORE_RULES` to a rules file or folder (`{}` runs the example rules built \
+             into the binary)",
+            self.table(),
+            crate::rules::BUILTIN_SETTING
+        )))
+    }
+
     /// The generation of the published rules this store and its clones run now (0: not
     /// published rules).
     pub fn generation(&self) -> u64 {
         self.current().generation
     }
+}
+
+/// The rules a deployed function is configured with ([`crate::rules::load_for_function`])
+/// and whether any are (`false`: the returned rules only stand in until the published ones
+/// are read by [`DynamoStore::use_function_rules`], which refuses to run them).
+pub fn function_program() -> Result<(Arc<Program>, bool), StoreError> {
+    let configured = crate::rules::load_for_function()
+        .map_err(|e| StoreError::Failed(format!("`LEADSCORE_RULES`: {e}")))?;
+    let explicit = configured.is_some();
+    let program = match configured {
+        Some(program) => program,
+        None => {
+            crate::rules::load_or_builtin(None)
+                .map_err(|e| StoreError::Failed(e.to_string()))?
+                .0
+        }
+    };
+    Ok((Arc::new(program), explicit))
 }
