@@ -13,6 +13,7 @@ pub mod program;
 pub mod stored;
 pub mod syntax;
 pub mod time;
+pub mod wake;
 
 pub use diagnostic::{Diagnostic, SourceFile};
 pub use eval::{apply, tick, LeadState, Transition};

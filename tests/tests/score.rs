@@ -1501,3 +1501,74 @@ async fn a_lead_of_another_rule_set_is_never_rewritten() {
     assert_eq!(report["failed"], 0, "{report}");
     assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
 }
+
+/// decay visits a lead only when a stage can start to hold or its figures are due a refresh
+/// (not at every tick while engagement is above zero), works on many leads at once, and a
+/// tick that runs out of time leaves the rest due and the next tick starts where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decay_visits_leads_only_when_they_can_change_and_resumes_where_it_stopped() {
+    const LEADS: usize = 200;
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let program = program_text(
+        "ruleset \"cooling\"\nscore \"Ping\" +40 on \"Ping\"\ndecay engagement half_life 30d\nstage cold when engagement < 10\nnotify sales when reached cold\n",
+    );
+    let year = 365 * 86_400 * leadscore_rules::time::SECOND;
+    // a yearly refresh: only the stage makes a lead due
+    let store = store(&local, Arc::clone(&program)).await.with_refresh(year);
+    let score = Score::new(signed_config(), store.clone());
+    let batch: Vec<Value> = (0..LEADS)
+        .map(|i| json!({"type": "track", "event": "Ping", "userId": format!("lead-{i}"), "messageId": format!("p{i}"), "timestamp": "2026-01-01T00:00:00Z"}))
+        .collect();
+    let (status, body) = send(&score, signed_post(&json!({"batch": batch}).to_string())).await;
+    assert_eq!(status, 200, "{body}");
+    let tick = |at: &str| json!({"time": at});
+
+    // 40 → 10 takes 60 days: no tick before then visits anyone
+    for at in [
+        "2026-01-02T00:00:00Z",
+        "2026-01-15T00:00:00Z",
+        "2026-02-28T00:00:00Z",
+    ] {
+        let idle = leadscore_decay::handle(&store, &tick(at)).await.unwrap();
+        assert_eq!(idle["visited"], 0, "{at}: {idle}");
+    }
+    let at = "2026-03-02T00:15:00Z";
+    // out of time before the first lead: nothing started, the first shard left
+    let now = std::time::Instant::now();
+    let cut = leadscore_decay::handle_until(&store, &tick(at), Some(now))
+        .await
+        .unwrap();
+    assert_eq!(cut["visited"], 0, "{cut}");
+    assert!(cut["left"].as_u64().unwrap() > 0, "{cut}");
+    assert_eq!(cut["stopped_in"], 0, "{cut}");
+    // a short deadline, then a whole tick: every lead visited once between them, each
+    // reaching `cold`, and the whole tick starts in the shard the short one stopped in
+    let short = leadscore_decay::handle_until(
+        &store,
+        &tick(at),
+        Some(std::time::Instant::now() + std::time::Duration::from_millis(60)),
+    )
+    .await
+    .unwrap();
+    let rest = leadscore_decay::handle(&store, &tick(at)).await.unwrap();
+    assert_eq!(
+        rest["first_shard"],
+        short["stopped_in"].as_u64().unwrap_or(0),
+        "{short} {rest}"
+    );
+    assert_eq!(rest["left"], 0, "{rest}");
+    let sum = |k: &str| short[k].as_u64().unwrap() + rest[k].as_u64().unwrap();
+    assert_eq!(sum("visited"), LEADS as u64, "{short} {rest}");
+    assert_eq!(sum("committed"), LEADS as u64, "{short} {rest}");
+    assert_eq!(sum("notifications"), LEADS as u64, "{short} {rest}");
+    let lead = store.lead("lead-7").await.unwrap().unwrap().1;
+    assert_eq!(
+        lead.state.reached.first().copied().flatten(),
+        leadscore_rules::time::parse_rfc3339(at),
+    );
+    // reached, and the yearly refresh is far: the next tick visits no one
+    let after = leadscore_decay::handle(&store, &tick("2026-03-02T00:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(after["visited"], 0, "{after}");
+}

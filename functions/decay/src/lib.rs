@@ -7,6 +7,7 @@ use leadscore_core::ingest::call::MAX_FUTURE;
 use leadscore_core::store::dynamo::{now_micros, DynamoStore, TickReport};
 use leadscore_rules::time::{format_rfc3339, parse_rfc3339, Micros};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 /// Why a tick did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -42,22 +43,53 @@ pub fn tick_time(event: &Value, now: Micros) -> Result<Micros, DecayError> {
     Ok(at)
 }
 
-/// Ticks the due leads for one scheduled event; the answer summarises what was done.
+/// How long before the invocation's deadline a tick stops starting leads: a lead's tick
+/// (a read, perhaps its kept calls, a transaction, retries) ends well within it.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Ticks the due leads for one scheduled event, with no deadline; the answer summarises what
+/// was done.
 pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, DecayError> {
+    handle_until(store, event, None).await
+}
+
+/// Ticks the due leads for one scheduled event, starting none at or after `until` (the
+/// invocation's deadline less [`DEADLINE_MARGIN`]); what is left is due still, and the next
+/// tick starts in the shard this one stopped in.
+pub async fn handle_until(
+    store: &DynamoStore,
+    event: &Value,
+    until: Option<Instant>,
+) -> Result<Value, DecayError> {
     let at = tick_time(event, now_micros())?;
     let TickReport {
         visited,
         committed,
         notifications,
         failed,
-    } = store.tick_due(at).await?;
-    tracing::info!(visited, committed, notifications, failed, "tick");
+        first_shard,
+        left,
+        stopped_in,
+    } = store.tick_due_until(at, until).await?;
+    tracing::info!(
+        visited,
+        committed,
+        notifications,
+        failed,
+        first_shard,
+        left,
+        stopped_in,
+        "tick"
+    );
     Ok(json!({
         "at": format_rfc3339(at),
         "visited": visited,
         "committed": committed,
         "notifications": notifications,
         "failed": failed,
+        "first_shard": first_shard,
+        "left": left,
+        "stopped_in": stopped_in,
     }))
 }
 

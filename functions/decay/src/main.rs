@@ -16,9 +16,19 @@ async fn main() -> Result<(), Error> {
         let store = Arc::clone(&store);
         async move {
             let mut store = store.lock().await;
+            // stop starting leads shortly before the invocation's deadline
+            let until = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .ok()
+                .and_then(|left| left.checked_sub(leadscore_decay::DEADLINE_MARGIN))
+                .map_or_else(std::time::Instant::now, |left| {
+                    std::time::Instant::now() + left
+                });
             // each tick runs the rules published last (SPEC §7): one read
             let ticked = match store.use_published().await {
-                Ok(_) => leadscore_decay::handle(&store, &event.payload)
+                Ok(_) => leadscore_decay::handle_until(&store, &event.payload, Some(until))
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),

@@ -165,6 +165,14 @@ impl Lead {
         out
     }
 
+    /// A copy of the lead, to try a tick on.
+    pub fn clone_lead(&self) -> Lead {
+        Lead {
+            program: self.program.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     /// The lead's engagement.
     pub fn engagement(&self) -> f64 {
         self.state.engagement

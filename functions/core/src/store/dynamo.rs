@@ -261,6 +261,12 @@ pub struct TickReport {
     pub notifications: u64,
     /// Leads that could not be ticked (they stay due for the next tick).
     pub failed: u64,
+    /// The shard the tick started with.
+    pub first_shard: u32,
+    /// Due leads not started for want of time (due still: the next tick starts with them).
+    pub left: u64,
+    /// The shard the tick ran out of time in, where the next one starts.
+    pub stopped_in: Option<u32>,
 }
 
 /// What [`DynamoStore::refresh_lead`] did to one lead.
@@ -321,6 +327,8 @@ pub struct DynamoStore {
     /// Other names of the rule set, whose leads it may rewrite: a rename said out loud
     /// ([`DynamoStore::with_renamed_from`]).
     renamed_from: Vec<String>,
+    /// How often ticks refresh a decaying lead's stored figures ([`DEFAULT_REFRESH`]).
+    refresh: Micros,
 }
 
 /// The rules a store and its clones run now, and their published generation.
@@ -374,28 +382,15 @@ pub fn now_micros() -> Micros {
         })
 }
 
-/// Whether time passing alone can still change this lead (SPEC §6 `decay`): engagement that
-/// decays, or a stage not yet reached while windowed history could expire.
-pub fn time_can_change(program: &Program, state: &LeadState) -> bool {
-    if !program.time_dependent {
-        return false;
-    }
-    if program.half_life.is_some() && state.engagement.abs() >= 0.001 {
-        return true;
-    }
-    // windowed history matters to a stage not yet reached until it is older than the
-    // longest window
-    let unreached = state.reached.iter().any(Option::is_none);
-    let horizon = state
-        .clock
-        .unwrap_or(0)
-        .saturating_sub(program.longest_window);
-    let windows = state
-        .aggregates
-        .iter()
-        .any(|a| a.last().is_some_and(|(at, _)| *at > horizon));
-    unreached && windows
-}
+/// How many due leads a tick works on at once.
+pub const TICK_CONCURRENCY: usize = 16;
+/// The item that keeps the shard the next tick starts with.
+const TICK_CURSOR_PK: &str = "DECAY";
+const TICK_CURSOR_SK: &str = "CURSOR";
+
+/// How often a decaying lead's stored figures are refreshed by ticks when no stage can change
+/// sooner (`LEADSCORE_DECAY_REFRESH_HOURS`, default 24).
+pub const DEFAULT_REFRESH: Micros = 24 * 3600 * SECOND;
 
 fn shard_of(id: &str) -> String {
     let digest = Sha256::digest(id.as_bytes());
@@ -566,7 +561,15 @@ impl DynamoStore {
             counters: Arc::new(Counters::default()),
             previous: None,
             renamed_from: Vec::new(),
+            refresh: DEFAULT_REFRESH,
         }
+    }
+
+    /// Refreshes a decaying lead's stored figures at this granularity (ticks visit a lead
+    /// sooner only when a stage can start to hold).
+    pub fn with_refresh(mut self, refresh: Micros) -> Self {
+        self.refresh = refresh.max(SECOND);
+        self
     }
 
     /// Lets the store rewrite leads stamped with these other names of its rule set (a rename:
@@ -623,10 +626,25 @@ impl DynamoStore {
             Err(_) => DEFAULT_HISTORY_TTL_DAYS,
         };
         let renamed_from = std::env::var("LEADSCORE_RENAMED_FROM").unwrap_or_default();
+        let refresh = match std::env::var("LEADSCORE_DECAY_REFRESH_HOURS") {
+            Ok(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|h| *h > 0)
+                .map(|h| Micros::from(h) * 3600 * SECOND)
+                .ok_or_else(|| {
+                    StoreError::Failed(format!(
+                        "`LEADSCORE_DECAY_REFRESH_HOURS` is `{v}`, not a whole number of hours"
+                    ))
+                })?,
+            Err(_) => DEFAULT_REFRESH,
+        };
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(
             DynamoStore::new(Client::new(&config), table, program, ttl_days)
-                .with_renamed_from(renamed_from.split(',').map(|n| n.trim().to_owned())),
+                .with_renamed_from(renamed_from.split(',').map(|n| n.trim().to_owned()))
+                .with_refresh(refresh),
         )
     }
 
@@ -1091,8 +1109,11 @@ impl DynamoStore {
         hits: Option<&LatestHits>,
     ) -> StateItem {
         let program = &self.program;
-        let due = time_can_change(program, &state);
-        let due_at = state.clock.unwrap_or(0).div_euclid(SECOND) + 1;
+        // visited when a stage can first start to hold or a figure needs refreshing
+        let wake = leadscore_rules::wake::next_wake(program, &state, self.refresh);
+        let due = wake.is_some();
+        // the first whole second at or after it: a tick at that second visits it
+        let due_at = wake.map_or(0, |t| t.saturating_add(SECOND - 1).div_euclid(SECOND));
         StateItem {
             pk: lead_pk(known),
             sk: "STATE".into(),
@@ -1248,12 +1269,29 @@ impl DynamoStore {
         }
     }
 
-    /// Ticks every due lead at time `now` (SPEC §6 `decay`): the leads come from the sparse
-    /// `due` index (no scan); each is re-read, ticked and committed with its version guard.
+    /// Ticks every due lead at time `now` (SPEC §6 `decay`): [`DynamoStore::tick_due_until`]
+    /// with no deadline.
     pub async fn tick_due(&self, now: Micros) -> Result<TickReport, StoreError> {
+        self.tick_due_until(now, None).await
+    }
+
+    /// Ticks the due leads at time `now` (SPEC §6 `decay`): the leads come from the sparse
+    /// `due` index (no scan), shard after shard, [`TICK_CONCURRENCY`] at a time; each is
+    /// re-read, ticked and committed with its version guard, and written with the time it is
+    /// next due ([`leadscore_rules::wake::next_wake`]). No lead is started at or after
+    /// `until`: the tick stops there, and the shard it stopped in is kept in the table
+    /// (`DECAY`/`CURSOR`), so the next tick starts with it and every shard is served in turn.
+    pub async fn tick_due_until(
+        &self,
+        now: Micros,
+        until: Option<std::time::Instant>,
+    ) -> Result<TickReport, StoreError> {
         let mut report = TickReport::default();
         let now_secs = now.div_euclid(SECOND);
-        for shard in 0..DUE_SHARDS {
+        let first = self.tick_cursor().await?;
+        report.first_shard = first;
+        for k in 0..DUE_SHARDS {
+            let shard = (first + k) % DUE_SHARDS;
             let query = self
                 .client
                 .query()
@@ -1266,16 +1304,33 @@ impl DynamoStore {
                 .query_all(query)
                 .await
                 .map_err(|e| store_error("query due leads", &e))?;
-            for item in &items {
-                let Some(AttributeValue::S(pk)) = item.get("pk") else {
-                    continue;
+            let ids: Vec<String> = items
+                .iter()
+                .filter_map(|item| match item.get("pk") {
+                    Some(AttributeValue::S(pk)) => pk.strip_prefix("LEAD#").map(str::to_owned),
+                    _ => None,
+                })
+                .collect();
+            let mut running = tokio::task::JoinSet::new();
+            let mut left = ids.into_iter();
+            loop {
+                let late = until.is_some_and(|u| std::time::Instant::now() >= u);
+                while running.len() < TICK_CONCURRENCY && !late {
+                    let Some(id) = left.next() else { break };
+                    let store = self.clone();
+                    running.spawn(async move {
+                        let ticked = store.tick_lead(&id, now).await;
+                        (id, ticked)
+                    });
+                }
+                let Some(done) = running.join_next().await else {
+                    break;
                 };
-                let Some(id) = pk.strip_prefix("LEAD#") else {
-                    continue;
-                };
+                let (id, ticked) =
+                    done.map_err(|e| StoreError::Failed(format!("tick task: {e}")))?;
                 report.visited += 1;
                 // one lead that cannot be ticked now must not stop the others
-                match self.tick_lead(id, now).await {
+                match ticked {
                     Ok(Some(notes)) => {
                         report.committed += 1;
                         report.notifications += notes;
@@ -1284,15 +1339,60 @@ impl DynamoStore {
                     Err(err) => {
                         report.failed += 1;
                         if err.is_transient() {
-                            tracing::warn!(lead = id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
+                            tracing::warn!(lead = %id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
                         } else {
-                            tracing::error!(lead = id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
+                            tracing::error!(lead = %id, storage_error = err.kind(), error = %err, "tick failed; the lead stays due");
                         }
                     }
                 }
             }
+            let untouched = left.count() as u64;
+            if untouched > 0 {
+                // out of time: the next tick starts with this shard
+                report.left = untouched;
+                report.stopped_in = Some(shard);
+                self.set_tick_cursor(shard).await?;
+                tracing::warn!(
+                    shard,
+                    left = untouched,
+                    "tick out of time; the next starts here"
+                );
+                return Ok(report);
+            }
         }
         Ok(report)
+    }
+
+    /// The shard the next tick starts with (0 when none was kept).
+    async fn tick_cursor(&self) -> Result<u32, StoreError> {
+        self.count();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(TICK_CURSOR_PK))
+            .key("sk", s(TICK_CURSOR_SK))
+            .send()
+            .await
+            .map_err(|e| store_error("read the tick cursor", &e))?;
+        Ok(match out.item.as_ref().and_then(|i| i.get("next_shard")) {
+            Some(AttributeValue::N(v)) => v.parse::<u32>().unwrap_or(0) % DUE_SHARDS,
+            _ => 0,
+        })
+    }
+
+    async fn set_tick_cursor(&self, shard: u32) -> Result<(), StoreError> {
+        self.count();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(TICK_CURSOR_PK))
+            .item("sk", s(TICK_CURSOR_SK))
+            .item("next_shard", n(i64::from(shard)))
+            .send()
+            .await
+            .map_err(|e| store_error("write the tick cursor", &e))?;
+        Ok(())
     }
 
     /// Ticks one lead at `now`; returns the notifications written, or `None` when there was
