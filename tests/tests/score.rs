@@ -1543,6 +1543,7 @@ async fn decay_visits_leads_only_when_they_can_change_and_resumes_where_it_stopp
     assert_eq!(cut["stopped_in"], 0, "{cut}");
     // a short deadline, then a whole tick: every lead visited once between them, each
     // reaching `cold`, and the whole tick starts in the shard the short one stopped in
+    let requests = store.requests();
     let short = leadscore_decay::handle_until(
         &store,
         &tick(at),
@@ -1561,6 +1562,13 @@ async fn decay_visits_leads_only_when_they_can_change_and_resumes_where_it_stopp
     assert_eq!(sum("visited"), LEADS as u64, "{short} {rest}");
     assert_eq!(sum("committed"), LEADS as u64, "{short} {rest}");
     assert_eq!(sum("notifications"), LEADS as u64, "{short} {rest}");
+    // due leads are read a hundred at a time: about one request a lead (its transaction),
+    // where a read each made it two
+    let spent = store.requests() - requests;
+    assert!(
+        spent < LEADS as u64 * 3 / 2,
+        "{spent} DynamoDB requests for {LEADS} due leads"
+    );
     let lead = store.lead("lead-7").await.unwrap().unwrap().1;
     assert_eq!(
         lead.state.reached.first().copied().flatten(),

@@ -37,8 +37,9 @@ use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{LeadState, TraceEntry, Transition};
@@ -688,7 +689,75 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| CommitError::sdk("read lead", &e))?;
-        match out.item {
+        self.state_of(id, out.item).await
+    }
+
+    /// Reads the state items of `ids` with consistent `BatchGetItem`s (100 keys each), by
+    /// id; an id without an item is absent.
+    async fn get_states(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for id in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_owned(), s(lead_pk(id))),
+                    ("sk".to_owned(), s("STATE")),
+                ]));
+            }
+            let mut pending = Some(
+                keys.build()
+                    .map_err(|e| StoreError::Failed(e.to_string()))?,
+            );
+            for attempt in 0..MAX_ATTEMPTS * 4 {
+                let Some(request) = pending.take() else { break };
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt.min(6))).await;
+                }
+                self.count();
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("read due leads", &e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                        if let Some(id) = pk.strip_prefix("LEAD#") {
+                            found.insert(id.to_owned(), item);
+                        }
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+            if pending.is_some() {
+                return Err(StoreError::Unavailable(
+                    "due leads left unread after retries".into(),
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    /// A state item as read (`raw`, `None` when there is none): decoded, an erasure that
+    /// stopped halfway finished.
+    async fn state_of(
+        &self,
+        id: &str,
+        raw: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<Option<StateItem>, CommitError> {
+        match raw {
             None => Ok(None),
             Some(mut raw) => {
                 let text = match raw.remove("state") {
@@ -1313,13 +1382,24 @@ impl DynamoStore {
                 .collect();
             let mut running = tokio::task::JoinSet::new();
             let mut left = ids.into_iter();
+            let mut read: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
+            let mut covered: std::collections::HashSet<String> = std::collections::HashSet::new();
             loop {
                 let late = until.is_some_and(|u| std::time::Instant::now() >= u);
                 while running.len() < TICK_CONCURRENCY && !late {
                     let Some(id) = left.next() else { break };
+                    // the next hundred due leads in one read
+                    if !covered.contains(&id) {
+                        let next: Vec<String> = std::iter::once(id.clone())
+                            .chain(left.clone().take(99))
+                            .collect();
+                        read = self.get_states(&next).await?;
+                        covered = next.into_iter().collect();
+                    }
+                    let raw = read.remove(&id);
                     let store = self.clone();
                     running.spawn(async move {
-                        let ticked = store.tick_lead(&id, now).await;
+                        let ticked = store.tick_read(&id, now, raw).await;
                         (id, ticked)
                     });
                 }
@@ -1405,6 +1485,22 @@ impl DynamoStore {
             .map(|r| r.told.len() as u64))
     }
 
+    /// [`DynamoStore::tick_lead`] from a state item already read (by a batch read): the
+    /// first attempt starts from it, a conflict reads again.
+    async fn tick_read(
+        &self,
+        id: &str,
+        now: Micros,
+        raw: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<Option<u64>, StoreError> {
+        let read = self.state_of(id, raw).await;
+        Ok(self
+            .refresh_from(id, Some(now), Some(read))
+            .await?
+            .filter(|r| r.committed)
+            .map(|r| r.told.len() as u64))
+    }
+
     /// Brings one lead (a known id) up to date and commits it under its version: a lead
     /// stamped with other rules is rescored (`rescore_stale`), then, with
     /// `tick`, ticked at that time. Conflicts are retried. `None`: no such lead (or a merged
@@ -1414,6 +1510,16 @@ impl DynamoStore {
         id: &str,
         tick: Option<Micros>,
     ) -> Result<Option<Refreshed>, StoreError> {
+        self.refresh_from(id, tick, None).await
+    }
+
+    /// [`DynamoStore::refresh_lead`], its first read given (`pre`) or made.
+    async fn refresh_from(
+        &self,
+        id: &str,
+        tick: Option<Micros>,
+        mut pre: Option<Result<Option<StateItem>, CommitError>>,
+    ) -> Result<Option<Refreshed>, StoreError> {
         let program = Arc::clone(&self.program);
         let mut last_error = StoreError::Unavailable("too many conflicting writes".into());
         for attempt in 0..MAX_ATTEMPTS {
@@ -1421,7 +1527,11 @@ impl DynamoStore {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let item = match self.get_state(id).await {
+            let read = match pre.take() {
+                Some(read) => read,
+                None => self.get_state(id).await,
+            };
+            let item = match read {
                 Ok(Some(item)) if item.state.is_some() => item,
                 // no lead, a merged id, or a lead being erased
                 Ok(_) | Err(CommitError::Erasing(_)) => return Ok(None),
