@@ -21,8 +21,8 @@
 //! What the runner changes, and only this: the ports `8080` and `8081` of `--port N` and
 //! `127.0.0.1:N` become free ports (and back in the output); a command ending in `&` sends its
 //! output to a file, compared as its output once it has printed it (a server's later log lines
-//! are not compared); `kill %N` waits for the job to end; `cargo run --release -p
-//! leadscore-cli -- ARGS` runs this build's `leadscore ARGS`. The X Education export is read
+//! are not compared); `kill %N` waits for the job to end; `cargo run --bin leadscore
+//! -- ARGS` runs this build's `leadscore ARGS`. The X Education export is read
 //! from `LEADS_CSV`, which must name it (`.ci/run` sets it): the examples that use it fail,
 //! never skip, without it.
 
@@ -287,11 +287,11 @@ impl Shell {
             count: 0,
             scratch: scratch.to_path_buf(),
         };
-        // `cargo run --release -p leadscore-cli -- ARGS` is this build's `leadscore ARGS`
+        // `cargo run --bin leadscore -- ARGS` is this build's `leadscore ARGS`
         shell.send(
             "exec 2>&1\n\
-             cargo() { if [ \"$1 $2 $3 $4 $5\" = 'run --release -p leadscore-cli --' ]; then \
-             shift 5; leadscore \"$@\"; else echo \"the README tests run no cargo $*\"; return 127; fi; }\n",
+             cargo() { if [ \"$1 $2 $3 $4\" = 'run --bin leadscore --' ]; then \
+             shift 4; leadscore \"$@\"; else echo \"the README tests run no cargo $*\"; return 127; fi; }\n",
         );
         shell
     }
