@@ -2,17 +2,11 @@
 //! turned into the exact event Lambda delivers, handled by `leadscore_notify`, and delivered to
 //! real receivers: an HTTP server on loopback (Standard Webhooks) and moto's EventBridge.
 
-use std::collections::HashMap;
-use std::error::Error;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -23,173 +17,16 @@ use sha2::Sha256;
 
 mod common;
 
-type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+use common::receiver::{Received, Receiver};
+use common::stream::{lambda_event, note_inserts, stream_records};
+use common::TestResult;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_c2VjcmV0LW9mLXRoZS1zYWxlcy1yZWNlaXZlcg==";
 
 // ---------------------------------------------------------------------------------------
-// An HTTP receiver on loopback
+// What an HTTP receiver on loopback (`common::receiver`) got
 // ---------------------------------------------------------------------------------------
-
-/// One request a receiver got, and the status it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
-    status: u16,
-}
-
-/// A real HTTP server on `127.0.0.1` (hyper, on its own runtime and thread) that records
-/// every request and answers with a status the test sets (200 unless told otherwise). It
-/// serves many connections at once, as a real receiver does: a notifier sends many requests
-/// at a time, and a lead's next one only after the answer to its previous one.
-struct Receiver {
-    port: u16,
-    status: Arc<AtomicU16>,
-    delay_ms: Arc<AtomicU64>,
-    log: Arc<Mutex<Vec<Received>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-type Answer = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
-
-async fn receive(
-    request: hyper::Request<hyper::body::Incoming>,
-    status: Arc<AtomicU16>,
-    delay_ms: Arc<AtomicU64>,
-    log: Arc<Mutex<Vec<Received>>>,
-) -> Result<Answer, hyper::Error> {
-    use http_body_util::BodyExt;
-    let path = request.uri().to_string();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_ascii_lowercase(),
-                value.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let body = request.into_body().collect().await?.to_bytes();
-    let delay = delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-    }
-    let code = status.load(Ordering::SeqCst);
-    if let Ok(mut log) = log.lock() {
-        log.push(Received {
-            path,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            status: code,
-        });
-    }
-    let mut answer =
-        hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from("{}")));
-    *answer.status_mut() =
-        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(answer)
-}
-
-impl Receiver {
-    fn start() -> TestResult<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let port = listener.local_addr()?.port();
-        let status = Arc::new(AtomicU16::new(200));
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let thread = {
-            let (status, delay_ms, log) =
-                (Arc::clone(&status), Arc::clone(&delay_ms), Arc::clone(&log));
-            std::thread::spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        let stream = tokio::select! {
-                            accepted = listener.accept() => match accepted {
-                                Ok((stream, _)) => stream,
-                                Err(_) => continue,
-                            },
-                            _ = &mut stopped => break,
-                        };
-                        let (status, delay_ms, log) =
-                            (Arc::clone(&status), Arc::clone(&delay_ms), Arc::clone(&log));
-                        tokio::spawn(async move {
-                            let service = hyper::service::service_fn(move |request| {
-                                receive(
-                                    request,
-                                    Arc::clone(&status),
-                                    Arc::clone(&delay_ms),
-                                    Arc::clone(&log),
-                                )
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                });
-            })
-        };
-        Ok(Receiver {
-            port,
-            status,
-            delay_ms,
-            log,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
-    }
-
-    /// Answers every request only after this long.
-    fn slow(&self, delay_ms: u64) {
-        self.delay_ms.store(delay_ms, Ordering::SeqCst);
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.log.lock().map(|log| log.clone()).unwrap_or_default()
-    }
-
-    /// The `webhook-id`s of the requests answered with a `2xx`, in arrival order.
-    fn delivered_ids(&self) -> Vec<String> {
-        self.requests()
-            .into_iter()
-            .filter(|r| (200..300).contains(&r.status))
-            .map(|r| r.headers.get("webhook-id").cloned().unwrap_or_default())
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// Checks a request as a Standard Webhooks receiver would: headers present, timestamp
 /// recent, `v1` signature over `id.timestamp.body` with the secret's key.
@@ -329,128 +166,6 @@ async fn table() -> TestResult<(DynamoLocal, aws_sdk_dynamodb::Client, String)> 
     let table = unique_name("notify");
     leadscore_core::store::dynamo::create_table(&client, &table).await?;
     Ok((dynamo, client, table))
-}
-
-/// A DynamoDB-JSON attribute value, as Lambda writes it in a stream event.
-fn attribute_json(value: &StreamValue) -> Value {
-    match value {
-        StreamValue::S(s) => json!({ "S": s }),
-        StreamValue::N(n) => json!({ "N": n }),
-        StreamValue::B(b) => json!({ "B": BASE64.encode(b.as_ref()) }),
-        StreamValue::Bool(b) => json!({ "BOOL": b }),
-        StreamValue::Null(b) => json!({ "NULL": b }),
-        StreamValue::Ss(v) => json!({ "SS": v }),
-        StreamValue::Ns(v) => json!({ "NS": v }),
-        StreamValue::Bs(v) => {
-            json!({ "BS": v.iter().map(|b| BASE64.encode(b.as_ref())).collect::<Vec<_>>() })
-        }
-        StreamValue::L(v) => json!({ "L": v.iter().map(attribute_json).collect::<Vec<_>>() }),
-        StreamValue::M(m) => json!({ "M": item_json(m) }),
-        other => json!({ "S": format!("{other:?}") }),
-    }
-}
-
-fn item_json(item: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(
-        item.iter()
-            .map(|(k, v)| (k.clone(), attribute_json(v)))
-            .collect(),
-    )
-}
-
-/// Every record of the table's stream so far, from `TRIM_HORIZON`, as the JSON records of
-/// the event Lambda delivers to a function mapped to the stream.
-async fn stream_records(
-    dynamo: &DynamoLocal,
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> TestResult<Vec<Value>> {
-    let stream_arn = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await?
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .ok_or("the table has no stream")?;
-    let streams = aws_sdk_dynamodbstreams::Client::new(&dynamo.sdk_config());
-    let description = streams
-        .describe_stream()
-        .stream_arn(&stream_arn)
-        .send()
-        .await?
-        .stream_description
-        .ok_or("no stream description")?;
-    assert_eq!(
-        description.stream_view_type().map(|v| v.as_str()),
-        Some("NEW_IMAGE")
-    );
-    let mut records = Vec::new();
-    for shard in description.shards() {
-        let shard_id = shard.shard_id().ok_or("a shard without id")?;
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(&stream_arn)
-            .shard_id(shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await?
-            .shard_iterator;
-        // Bounded: DynamoDB Local hands a shard's records over in a few calls at most.
-        for _ in 0..20 {
-            let Some(current) = iterator.take() else {
-                break;
-            };
-            let output = streams.get_records().shard_iterator(current).send().await?;
-            if output.records().is_empty() {
-                break;
-            }
-            for record in output.records() {
-                let change = record.dynamodb().ok_or("a record without its change")?;
-                let created = change
-                    .approximate_creation_date_time()
-                    .map_or(0.0, |t| t.as_secs_f64());
-                records.push(json!({
-                    "eventID": record.event_id(),
-                    "eventName": record.event_name().map(|n| n.as_str()),
-                    "eventVersion": record.event_version().unwrap_or("1.1"),
-                    "eventSource": record.event_source().unwrap_or("aws:dynamodb"),
-                    "awsRegion": record.aws_region(),
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": created,
-                        "Keys": item_json(change.keys().ok_or("a record without keys")?),
-                        "NewImage": change.new_image().map(item_json),
-                        "SequenceNumber": change.sequence_number(),
-                        "SizeBytes": change.size_bytes(),
-                        "StreamViewType": change.stream_view_type().map(|v| v.as_str()),
-                    },
-                    "eventSourceARN": stream_arn,
-                }));
-            }
-            iterator = output.next_shard_iterator;
-        }
-    }
-    Ok(records)
-}
-
-/// The event Lambda would deliver for these records, through its JSON form.
-fn lambda_event(records: &[Value]) -> TestResult<Event> {
-    let event = json!({ "Records": records });
-    Ok(serde_json::from_value(event)?)
-}
-
-/// The JSON records of the notification inserts, in stream order.
-fn note_inserts(records: &[Value]) -> Vec<Value> {
-    records
-        .iter()
-        .filter(|r| {
-            r["eventName"] == "INSERT"
-                && r["dynamodb"]["Keys"]["sk"]["S"]
-                    .as_str()
-                    .is_some_and(|sk| sk.starts_with("NOTE#"))
-        })
-        .cloned()
-        .collect()
 }
 
 fn sequence_of(records: &[Value], note: &Note) -> TestResult<String> {

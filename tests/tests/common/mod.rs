@@ -24,6 +24,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod receiver;
+pub mod stream;
+
+/// A test's result: any error fails it, with its message.
+pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
 pub const SECRET: &str = "segment-shared-secret";
 
 pub fn program(path: &Path) -> Arc<Program> {
