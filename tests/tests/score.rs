@@ -305,6 +305,35 @@ async fn requests_per_event_and_per_batch() {
     assert_eq!(store.requests() - before, 1, "GET /leads/{{id}}: one read");
 }
 
+/// The capacity DynamoDB reports for each request is added up, and each transaction is also
+/// priced item by item: one event's consistent read of its lead (1 read unit, whether or not
+/// the lead exists) and its transaction (its state, call and idempotency record: 2 write
+/// units each, where DynamoDB Local reports 2 for the three together), the `due` index apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumed_capacity_is_counted() {
+    let local = DynamoLocal::start(Storage::InMemory).unwrap();
+    let store = store(&local, program_text(COUNTER_RULES)).await;
+    let score = Score::new(signed_config(), store.clone());
+    assert_eq!(store.counters().capacity.figures().read, 0.0);
+    assert_eq!(send(&score, signed_post(&ping(0, 0))).await.0, 200);
+    let first = store.counters().capacity.figures();
+    assert_eq!(first.read, 1.0, "one consistent read of a small item");
+    assert!(first.write >= 2.0, "{first:?}");
+    assert_eq!(
+        first.priced_write - first.index_write,
+        6.0,
+        "three small items, transactional: {first:?}"
+    );
+    assert!(first.index_write <= first.write, "{first:?}");
+    // a duplicate: the read, and the transaction that finds it applied and writes nothing
+    assert_eq!(
+        send(&score, signed_post(&ping(0, 0))).await.1["duplicates"],
+        1
+    );
+    let again = store.counters().capacity.figures();
+    assert_eq!(again.read, 2.0, "{again:?}");
+}
+
 fn get_lead(id: &str) -> Request {
     function_url(
         "GET",

@@ -133,6 +133,8 @@ pub struct Notifier {
     table: Arc<str>,
     targets: Arc<Targets>,
     margin: std::time::Duration,
+    /// The DynamoDB capacity its reads and marks consumed.
+    capacity: Arc<leadscore_core::store::capacity::Capacity>,
 }
 
 impl fmt::Debug for Notifier {
@@ -159,7 +161,13 @@ impl Notifier {
             table: config.table.into(),
             targets: Arc::new(config.targets),
             margin: DEADLINE_MARGIN,
+            capacity: Arc::default(),
         })
+    }
+
+    /// The DynamoDB capacity units its reads and delivered marks consumed so far.
+    pub fn capacity(&self) -> leadscore_core::store::capacity::CapacityFigures {
+        self.capacity.figures()
     }
 
     /// The same notifier needing `margin` of the invocation left to start a delivery
@@ -425,12 +433,14 @@ impl Notifier {
             .projection_expression("#pk, #delivered")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#delivered", "delivered")
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|err| NotifyError::Read {
                 id: note.id.clone(),
                 reason: DisplayErrorContext(&err).to_string(),
             })?;
+        self.capacity.read(output.consumed_capacity());
         Ok(match output.item() {
             None => Mark::Gone,
             Some(item) if item.is_empty() => Mark::Gone,
@@ -457,10 +467,11 @@ impl Notifier {
             .expression_attribute_names("#delivered", "delivered")
             .expression_attribute_names("#undelivered", "undelivered")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes)
             .send()
             .await;
         match result {
-            Ok(_) => {}
+            Ok(out) => self.capacity.wrote(out.consumed_capacity()),
             Err(err)
                 if err
                     .as_service_error()

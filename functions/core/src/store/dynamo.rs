@@ -38,8 +38,8 @@ use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
-    TransactWriteItem, WriteRequest,
+    ReturnConsumedCapacity, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use leadscore_rules::eval::{LeadState, TraceEntry, Transition};
@@ -249,6 +249,8 @@ pub struct Counters {
     pub newer: AtomicU64,
     /// Unreadable history items quarantined (`DynamoStore::quarantine`).
     pub quarantined: AtomicU64,
+    /// The capacity the requests consumed, as DynamoDB reports it and as it is priced.
+    pub capacity: super::capacity::Capacity,
 }
 
 /// What a tick of the due leads did.
@@ -686,9 +688,11 @@ impl DynamoStore {
             .key("pk", s(lead_pk(id)))
             .key("sk", s("STATE"))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| CommitError::sdk("read lead", &e))?;
+        self.counters.capacity.read(out.consumed_capacity());
         self.state_of(id, out.item).await
     }
 
@@ -721,9 +725,11 @@ impl DynamoStore {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, request)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                     .send()
                     .await
                     .map_err(|e| store_error("read due leads", &e))?;
+                self.counters.capacity.read(out.consumed_capacity());
                 for item in out
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
@@ -992,8 +998,10 @@ impl DynamoStore {
             let out = query
                 .clone()
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await?;
+            self.counters.capacity.read(out.consumed_capacity());
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -1073,14 +1081,21 @@ impl DynamoStore {
             return Ok(());
         }
         self.count();
+        let priced = super::capacity::transaction_units(&items);
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                self.counters
+                    .capacity
+                    .wrote_transaction(out.consumed_capacity(), priced);
+                Ok(())
+            }
             Err(err) => {
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
                     let failed: Vec<usize> = e
@@ -1452,9 +1467,11 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("pk", s(TICK_CURSOR_PK))
             .key("sk", s(TICK_CURSOR_SK))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| store_error("read the tick cursor", &e))?;
+        self.counters.capacity.read(out.consumed_capacity());
         Ok(match out.item.as_ref().and_then(|i| i.get("next_shard")) {
             Some(AttributeValue::N(v)) => v.parse::<u32>().unwrap_or(0) % DUE_SHARDS,
             _ => 0,
@@ -1463,15 +1480,18 @@ impl DynamoStore {
 
     async fn set_tick_cursor(&self, shard: u32) -> Result<(), StoreError> {
         self.count();
-        self.client
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(TICK_CURSOR_PK))
             .item("sk", s(TICK_CURSOR_SK))
             .item("next_shard", n(i64::from(shard)))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| store_error("write the tick cursor", &e))?;
+        self.counters.capacity.wrote(out.consumed_capacity());
         Ok(())
     }
 
@@ -1627,10 +1647,14 @@ impl DynamoStore {
                 .clone()
                 .limit(SCAN_PAGE)
                 .set_exclusive_start_key(start.clone())
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await;
             match result {
-                Ok(out) => return Ok(out),
+                Ok(out) => {
+                    self.counters.capacity.read(out.consumed_capacity());
+                    return Ok(out);
+                }
                 Err(e) if transient(&e) && attempt + 1 < MAX_ATTEMPTS => {
                     attempt += 1;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -1834,10 +1858,14 @@ impl DynamoStore {
             .key("sk", s("STATE"))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(tombstone.version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                self.counters.capacity.wrote(out.consumed_capacity());
+                Ok(())
+            }
             // someone else finished it (the tombstone is gone, or a new lead stands there)
             Err(e)
                 if e.as_service_error()
@@ -1892,10 +1920,12 @@ impl DynamoStore {
                     .client
                     .batch_write_item()
                     .request_items(&self.table, requests.clone())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                     .send()
                     .await;
                 match out {
                     Ok(out) => {
+                        self.counters.capacity.wrote(out.consumed_capacity());
                         requests = out
                             .unprocessed_items
                             .and_then(|mut u| u.remove(&self.table))

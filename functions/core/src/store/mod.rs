@@ -6,6 +6,8 @@
 //! committing it.
 
 #[cfg(feature = "dynamodb")]
+pub mod capacity;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 pub mod engine;
 pub mod journal;

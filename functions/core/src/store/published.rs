@@ -73,9 +73,11 @@ impl DynamoStore {
             .key("pk", AttributeValue::S(RULES_PK.into()))
             .key("sk", AttributeValue::S(RULES_SK.into()))
             .consistent_read(true)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| super::dynamo::store_error("read the published rules", &e))?;
+        self.counters.capacity.read(out.consumed_capacity());
         let Some(item) = out.item else {
             return Ok(None);
         };
