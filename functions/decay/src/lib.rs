@@ -62,6 +62,7 @@ pub async fn handle_until(
     until: Option<Instant>,
 ) -> Result<Value, DecayError> {
     let at = tick_time(event, now_micros())?;
+    let report = store.tick_due_until(at, until).await?;
     let TickReport {
         visited,
         committed,
@@ -70,7 +71,7 @@ pub async fn handle_until(
         first_shard,
         left,
         stopped_in,
-    } = store.tick_due_until(at, until).await?;
+    } = report;
     tracing::info!(
         visited,
         committed,
@@ -81,16 +82,10 @@ pub async fn handle_until(
         stopped_in,
         "tick"
     );
-    Ok(json!({
-        "at": format_rfc3339(at),
-        "visited": visited,
-        "committed": committed,
-        "notifications": notifications,
-        "failed": failed,
-        "first_shard": first_shard,
-        "left": left,
-        "stopped_in": stopped_in,
-    }))
+    // a report of counts and shards: serializing it cannot fail
+    let mut answer = json!(report);
+    answer["at"] = Value::String(format_rfc3339(at));
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ pub struct Counters {
 }
 
 /// What a tick of the due leads did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct TickReport {
     /// Leads found due.
     pub visited: u64,
